@@ -1,0 +1,1 @@
+"""Book events, the order book, validation and data readers."""
