@@ -1,0 +1,301 @@
+"""The feature kernel: one compiled loop that applies events and writes feature rows.
+
+``run(events, istate, fstate, ipar, fpar, out, row_ev, reasons)`` walks events in
+order, validates each, applies it to the book held in the state arrays, and at
+every accepted end-of-batch writes one feature row. The batch path calls it once
+on a whole array; the live path calls it per frame (or per event). There is no
+other implementation of any formula in :mod:`streamsig.features.spec`.
+
+Validation (reason codes from :class:`streamsig.book.events.Reason`): NaN/inf or
+negative sizes, zero size for a level the book lacks, a sequence that goes
+backwards or reopens a closed batch, a depth event without exactly one side, and
+a crossed or locked book after a batch. A crossed batch leaves the book
+untrusted: later events are dropped with ``RESYNC`` until a CLEAR snapshot.
+A sequence gap (a batch more than one above the last) also forces a resync.
+"""
+from __future__ import annotations
+
+import math
+
+import numba as nb
+import numpy as np
+
+from streamsig.book import events as E
+from streamsig.book.book import set_level
+from streamsig.features import spec as S
+
+_NAN = np.nan
+
+
+@nb.njit(cache=True)
+def _write_row(ist, fst, ipar, fpar, out, r, ts):
+    L = ipar[S.P_L]
+    o_bpx, o_apx, o_pbpx, o_papx = ipar[S.P_OBPX], ipar[S.P_OAPX], ipar[S.P_OPBPX], ipar[S.P_OPAPX]
+    o_bsz, o_asz, o_pbsz, o_pasz = ipar[S.P_OBSZ], ipar[S.P_OASZ], ipar[S.P_OPBSZ], ipar[S.P_OPASZ]
+    nks, now, nrr, nvr, ntw = ipar[S.P_NKS], ipar[S.P_NOW], ipar[S.P_NRR], ipar[S.P_NVR], ipar[S.P_NTW]
+    p_ks = S.P_HEAD
+    p_ow = p_ks + nks
+    p_rr = p_ow + now
+    p_vr = p_rr + nrr
+    tick = fpar[0]
+    nbid, nask = ist[S.I_NBID], ist[S.I_NASK]
+    b1 = ist[o_bpx] * tick
+    a1 = ist[o_apx] * tick
+    qb = fst[o_bsz]
+    qa = fst[o_asz]
+    mid = 0.5 * (a1 + b1)
+    spread = a1 - b1
+    c = 0
+    out[r, c] = mid; c += 1
+    out[r, c] = spread; c += 1
+    out[r, c] = ist[o_apx] - ist[o_bpx]; c += 1
+    out[r, c] = spread / mid; c += 1
+    out[r, c] = (a1 * qb + b1 * qa) / (qb + qa); c += 1
+    nimb = ipar[S.P_IMBB]
+    imb = qb / (qb + qa)
+    ib = int(imb * nimb)
+    if ib >= nimb:
+        ib = nimb - 1
+    sb = 0 if ist[o_apx] - ist[o_bpx] <= 1 else 1
+    ntw_f = 1 + ipar[S.P_NTW]
+    out[r, c] = mid + spread * fpar[ntw_f + sb * nimb + ib]; c += 1
+    out[r, c] = (qb - qa) / (qb + qa); c += 1
+    # depth, imbalance
+    for j in range(nks):
+        k = ipar[p_ks + j]
+        db = 0.0
+        da = 0.0
+        for m in range(min(k, nbid)):
+            db += fst[o_bsz + m]
+        for m in range(min(k, nask)):
+            da += fst[o_asz + m]
+        out[r, c] = db; c += 1
+        out[r, c] = da; c += 1
+        out[r, c] = (db - da) / (db + da) if db + da > 0 else 0.0; c += 1
+    # OFI per level against the previous state
+    have_prev = ist[S.I_HAVE_PREV]
+    ofi_dw = 0.0
+    wsum = 0.0
+    for m in range(L):
+        wsum += 1.0 / (m + 1)
+    c_ofi = c
+    for m in range(L):
+        e = 0.0
+        if have_prev:
+            pb, pa = ist[o_pbpx + m], ist[o_papx + m]
+            qpb, qpa = fst[o_pbsz + m], fst[o_pasz + m]
+            if m < nbid:
+                bb, qbb = ist[o_bpx + m], fst[o_bsz + m]
+            else:
+                bb, qbb = 0, 0.0
+            if m < nask:
+                aa, qaa = ist[o_apx + m], fst[o_asz + m]
+            else:
+                aa, qaa = 0, 0.0
+            if qbb == 0.0 or qpb == 0.0:
+                e += qbb - qpb
+            else:
+                if bb >= pb:
+                    e += qbb
+                if bb <= pb:
+                    e -= qpb
+            if qaa == 0.0 or qpa == 0.0:
+                e -= qaa - qpa
+            else:
+                if aa <= pa:
+                    e -= qaa
+                if aa >= pa:
+                    e += qpa
+        out[r, c] = e; c += 1
+        ofi_dw += e / (m + 1)
+    ofi_dw /= wsum
+    out[r, c] = ofi_dw; c += 1
+    # remember this state for the next OFI
+    for m in range(L):
+        if m < nbid:
+            ist[o_pbpx + m] = ist[o_bpx + m]
+            fst[o_pbsz + m] = fst[o_bsz + m]
+        else:
+            ist[o_pbpx + m] = 0
+            fst[o_pbsz + m] = 0.0
+        if m < nask:
+            ist[o_papx + m] = ist[o_apx + m]
+            fst[o_pasz + m] = fst[o_asz + m]
+        else:
+            ist[o_papx + m] = 0
+            fst[o_pasz + m] = 0.0
+    ist[S.I_HAVE_PREV] = 1
+    # rolling OFI sums over the last w states (running sums over a ring)
+    rows = ist[S.I_ROWS]  # states before this one
+    wmax = ipar[S.P_WMAX]
+    o_ofi, o_ofisum = ipar[S.P_OOFI], ipar[S.P_OOFISUM]
+    slot = rows % wmax
+    e1 = out[r, c_ofi]
+    for j in range(now):
+        w = ipar[p_ow + j]
+        s1 = fst[o_ofisum + 2 * j] + e1
+        s2 = fst[o_ofisum + 2 * j + 1] + ofi_dw
+        if rows >= w:
+            old = (rows - w) % wmax
+            s1 -= fst[o_ofi + 2 * old]
+            s2 -= fst[o_ofi + 2 * old + 1]
+        fst[o_ofisum + 2 * j] = s1
+        fst[o_ofisum + 2 * j + 1] = s2
+        out[r, c] = s1; c += 1
+        out[r, c] = s2; c += 1
+    fst[o_ofi + 2 * slot] = e1
+    fst[o_ofi + 2 * slot + 1] = ofi_dw
+    # depth VWAPs
+    for j in range(nks):
+        k = ipar[p_ks + j]
+        num = 0.0
+        den = 0.0
+        for m in range(min(k, nbid)):
+            num += ist[o_bpx + m] * tick * fst[o_bsz + m]
+            den += fst[o_bsz + m]
+        out[r, c] = num / den if den > 0 else _NAN; c += 1
+        num = 0.0
+        den = 0.0
+        for m in range(min(k, nask)):
+            num += ist[o_apx + m] * tick * fst[o_asz + m]
+            den += fst[o_asz + m]
+        out[r, c] = num / den if den > 0 else _NAN; c += 1
+    # trade VWAP
+    tsz = fst[S.F_TRADE_SZ]
+    out[r, c] = fst[S.F_TRADE_PXSZ] / tsz if ist[S.I_TRADES] > 0 and tsz > 0 else _NAN; c += 1
+    # returns and realised volatility over states
+    hmax = ipar[S.P_HMAX]
+    o_lm, o_r2, o_r2sum = ipar[S.P_OLM], ipar[S.P_OR2], ipar[S.P_OR2SUM]
+    lm = math.log(mid)
+    fst[o_lm + rows % (hmax + 1)] = lm
+    r2 = 0.0
+    if rows >= 1:
+        d = lm - fst[S.F_LAST_LM]
+        r2 = d * d
+    fst[S.F_LAST_LM] = lm
+    for j in range(nrr):
+        h = ipar[p_rr + j]
+        out[r, c] = lm - fst[o_lm + (rows - h) % (hmax + 1)] if rows >= h else _NAN; c += 1
+    # the i-th return (i = rows) sits in slot (rows - 1) % hmax; sums hold the last h returns
+    for j in range(nvr):
+        h = ipar[p_vr + j]
+        if rows >= 1:
+            s = fst[o_r2sum + j] + r2
+            if rows - 1 >= h:
+                s -= fst[o_r2 + (rows - 1 - h) % hmax]
+            if s < 0.0:
+                s = 0.0
+            fst[o_r2sum + j] = s
+        out[r, c] = math.sqrt(fst[o_r2sum + j]) if rows >= h else _NAN; c += 1
+    if rows >= 1:
+        fst[o_r2 + (rows - 1) % hmax] = r2
+    # time windows: ring of (ts, log mid, cumulative r2)
+    tc = ipar[S.P_TC]
+    o_tptr, o_tts, o_tlm, o_tr2 = ipar[S.P_OTPTR], ipar[S.P_OTTS], ipar[S.P_OTLM], ipar[S.P_OTR2]
+    fst[S.F_CUM_R2] += r2
+    head = ist[S.I_THEAD]
+    hs = head % tc
+    ist[o_tts + hs] = ts
+    fst[o_tlm + hs] = lm
+    fst[o_tr2 + hs] = fst[S.F_CUM_R2]
+    ist[S.I_THEAD] = head + 1
+    oldest = head + 1 - tc if head + 1 > tc else 0
+    for j in range(ntw):
+        cut = ts - fpar[1 + j]
+        p = ist[o_tptr + j]
+        if p < oldest:
+            p = oldest
+        while p + 1 <= head and ist[o_tts + (p + 1) % tc] <= cut:
+            p += 1
+        ist[o_tptr + j] = p
+        ps = p % tc
+        if ist[o_tts + ps] <= cut:
+            out[r, c] = lm - fst[o_tlm + ps]; c += 1
+            v = fst[S.F_CUM_R2] - fst[o_tr2 + ps]
+            out[r, c] = math.sqrt(v) if v > 0 else 0.0; c += 1
+        else:
+            out[r, c] = _NAN; c += 1
+            out[r, c] = _NAN; c += 1
+    ist[S.I_ROWS] = rows + 1
+
+
+@nb.njit(cache=True)
+def run(ev, ist, fst, ipar, fpar, out, row_ev, reasons):
+    """Apply ``ev`` to the state; write feature rows; return the number of rows.
+
+    ``out`` needs at least one row per EOB event; ``row_ev[i]`` is the index in
+    ``ev`` of the event that closed row ``i``; ``reasons[k]`` is the reason code
+    for event ``k`` (0 = accepted).
+    """
+    cap = ipar[S.P_CAP]
+    o_bpx, o_apx, o_bsz, o_asz = ipar[S.P_OBPX], ipar[S.P_OAPX], ipar[S.P_OBSZ], ipar[S.P_OASZ]
+    tw = ipar[S.P_TRADEW]
+    o_trd = ipar[S.P_OTRD]
+    bpx = ist[o_bpx:o_bpx + cap]
+    apx = ist[o_apx:o_apx + cap]
+    bsz = fst[o_bsz:o_bsz + cap]
+    asz = fst[o_asz:o_asz + cap]
+    nrows = 0
+    for k in range(ev.shape[0]):
+        f = ev[k]["flags"]
+        seq = ev[k]["seq"]
+        size = ev[k]["size"]
+        eob = (f & E.EOB) != 0
+        reason = 0
+        if f & E.CLEAR:
+            ist[S.I_NBID] = 0
+            ist[S.I_NASK] = 0
+            ist[S.I_RESYNC] = 0
+            ist[S.I_HAVE_PREV] = 0
+            ist[S.I_LAST_SEQ] = seq
+            ist[S.I_LAST_EOB_SEQ] = seq - 1
+        elif seq < ist[S.I_LAST_SEQ] or seq <= ist[S.I_LAST_EOB_SEQ]:
+            reason = 4  # SEQUENCE
+        elif seq > ist[S.I_LAST_EOB_SEQ] + 1 and ist[S.I_LAST_SEQ] == ist[S.I_LAST_EOB_SEQ]:
+            ist[S.I_RESYNC] = 1  # gap: missed batches; wait for a snapshot
+        if reason == 0 and ist[S.I_RESYNC] == 1:
+            reason = 8  # RESYNC
+        if reason == 0 and (f & (E.DEPTH | E.TRADE)) != 0:
+            if not math.isfinite(size):
+                reason = 1  # NAN
+            elif size < 0.0:
+                reason = 2  # NEGATIVE_SIZE
+            elif ((f & E.BUY) != 0) == ((f & E.SELL) != 0) and (f & E.DEPTH) != 0:
+                reason = 7  # BAD_FLAGS
+        if reason == 0:
+            ist[S.I_LAST_SEQ] = seq
+            if f & E.DEPTH:
+                if f & E.BUY:
+                    n, rr = set_level(bpx, bsz, ist[S.I_NBID], ev[k]["price"], size, True)
+                    ist[S.I_NBID] = n
+                else:
+                    n, rr = set_level(apx, asz, ist[S.I_NASK], ev[k]["price"], size, False)
+                    ist[S.I_NASK] = n
+                reason = rr
+            if f & E.TRADE:
+                t = ist[S.I_TRADES]
+                slot = t % tw
+                pxsz = ev[k]["price"] * fpar[0] * size
+                fst[S.F_TRADE_PXSZ] += pxsz
+                fst[S.F_TRADE_SZ] += size
+                if t >= tw:
+                    fst[S.F_TRADE_PXSZ] -= fst[o_trd + 2 * slot]
+                    fst[S.F_TRADE_SZ] -= fst[o_trd + 2 * slot + 1]
+                fst[o_trd + 2 * slot] = pxsz
+                fst[o_trd + 2 * slot + 1] = size
+                ist[S.I_TRADES] = t + 1
+        if eob and reason != 4 and ist[S.I_RESYNC] == 0:
+            ist[S.I_LAST_EOB_SEQ] = seq
+            ist[S.I_LAST_SEQ] = seq
+            nb_, na_ = ist[S.I_NBID], ist[S.I_NASK]
+            if nb_ > 0 and na_ > 0:
+                if ist[o_bpx] >= ist[o_apx]:
+                    if reason == 0:
+                        reason = 5  # CROSSED
+                    ist[S.I_RESYNC] = 1
+                else:
+                    _write_row(ist, fst, ipar, fpar, out, nrows, ev[k]["exch_ts"])
+                    row_ev[nrows] = k
+                    nrows += 1
+        reasons[k] = reason
+    return nrows
