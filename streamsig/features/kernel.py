@@ -27,7 +27,7 @@ from streamsig.features import spec as S
 _NAN = np.nan
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def _write_row(ist, fst, ipar, fpar, out, r, ts):
     L = ipar[S.P_L]
     o_bpx, o_apx, o_pbpx, o_papx = ipar[S.P_OBPX], ipar[S.P_OAPX], ipar[S.P_OPBPX], ipar[S.P_OPAPX]
@@ -37,61 +37,72 @@ def _write_row(ist, fst, ipar, fpar, out, r, ts):
     p_ow = p_ks + nks
     p_rr = p_ow + now
     p_vr = p_rr + nrr
+    nimb = ipar[S.P_IMBB]
+    f_tab = 1 + ntw
+    f_w = f_tab + 2 * nimb
     tick = fpar[0]
     nbid, nask = ist[S.I_NBID], ist[S.I_NASK]
+    row = out[r]
     b1 = ist[o_bpx] * tick
     a1 = ist[o_apx] * tick
     qb = fst[o_bsz]
     qa = fst[o_asz]
     mid = 0.5 * (a1 + b1)
     spread = a1 - b1
-    c = 0
-    out[r, c] = mid; c += 1
-    out[r, c] = spread; c += 1
-    out[r, c] = ist[o_apx] - ist[o_bpx]; c += 1
-    out[r, c] = spread / mid; c += 1
-    out[r, c] = (a1 * qb + b1 * qa) / (qb + qa); c += 1
-    nimb = ipar[S.P_IMBB]
-    imb = qb / (qb + qa)
-    ib = int(imb * nimb)
+    spread_ticks = ist[o_apx] - ist[o_bpx]
+    q = qb + qa
+    row[0] = mid
+    row[1] = spread
+    row[2] = spread_ticks
+    row[3] = spread / mid
+    row[4] = (a1 * qb + b1 * qa) / q
+    ib = int(qb / q * nimb)
     if ib >= nimb:
         ib = nimb - 1
-    sb = 0 if ist[o_apx] - ist[o_bpx] <= 1 else 1
-    ntw_f = 1 + ipar[S.P_NTW]
-    out[r, c] = mid + spread * fpar[ntw_f + sb * nimb + ib]; c += 1
-    out[r, c] = (qb - qa) / (qb + qa); c += 1
-    # depth, imbalance
-    for j in range(nks):
-        k = ipar[p_ks + j]
-        db = 0.0
-        da = 0.0
-        for m in range(min(k, nbid)):
-            db += fst[o_bsz + m]
-        for m in range(min(k, nask)):
-            da += fst[o_asz + m]
-        out[r, c] = db; c += 1
-        out[r, c] = da; c += 1
-        out[r, c] = (db - da) / (db + da) if db + da > 0 else 0.0; c += 1
-    # OFI per level against the previous state
+    sb = 0 if spread_ticks <= 1 else 1
+    row[5] = mid + spread * fpar[f_tab + sb * nimb + ib]
+    row[6] = (qb - qa) / q
+    # depth, imbalance and depth VWAP over the best k levels, one cumulative pass
+    c_vwap = 7 + 3 * nks + L + 1 + 2 * now
+    db = 0.0
+    da = 0.0
+    nbp = 0.0
+    nap = 0.0
+    j = 0
+    kmax = ipar[p_ks + nks - 1]
+    for m in range(kmax):
+        if m < nbid:
+            x = fst[o_bsz + m]
+            db += x
+            nbp += ist[o_bpx + m] * x
+        if m < nask:
+            x = fst[o_asz + m]
+            da += x
+            nap += ist[o_apx + m] * x
+        if m + 1 == ipar[p_ks + j]:
+            c = 7 + 3 * j
+            row[c] = db
+            row[c + 1] = da
+            row[c + 2] = (db - da) / (db + da) if db + da > 0 else 0.0
+            c = c_vwap + 2 * j
+            row[c] = nbp * tick / db if db > 0 else _NAN
+            row[c + 1] = nap * tick / da if da > 0 else _NAN
+            j += 1
+    # OFI per level against the previous state; then remember this state
+    c = 7 + 3 * nks
     have_prev = ist[S.I_HAVE_PREV]
     ofi_dw = 0.0
-    wsum = 0.0
+    e1 = 0.0
     for m in range(L):
-        wsum += 1.0 / (m + 1)
-    c_ofi = c
-    for m in range(L):
+        bb, qbb, aa, qaa = 0, 0.0, 0, 0.0
+        if m < nbid:
+            bb, qbb = ist[o_bpx + m], fst[o_bsz + m]
+        if m < nask:
+            aa, qaa = ist[o_apx + m], fst[o_asz + m]
         e = 0.0
         if have_prev:
             pb, pa = ist[o_pbpx + m], ist[o_papx + m]
             qpb, qpa = fst[o_pbsz + m], fst[o_pasz + m]
-            if m < nbid:
-                bb, qbb = ist[o_bpx + m], fst[o_bsz + m]
-            else:
-                bb, qbb = 0, 0.0
-            if m < nask:
-                aa, qaa = ist[o_apx + m], fst[o_asz + m]
-            else:
-                aa, qaa = 0, 0.0
             if qbb == 0.0 or qpb == 0.0:
                 e += qbb - qpb
             else:
@@ -106,68 +117,48 @@ def _write_row(ist, fst, ipar, fpar, out, r, ts):
                     e -= qaa
                 if aa >= pa:
                     e += qpa
-        out[r, c] = e; c += 1
-        ofi_dw += e / (m + 1)
-    ofi_dw /= wsum
-    out[r, c] = ofi_dw; c += 1
-    # remember this state for the next OFI
-    for m in range(L):
-        if m < nbid:
-            ist[o_pbpx + m] = ist[o_bpx + m]
-            fst[o_pbsz + m] = fst[o_bsz + m]
-        else:
-            ist[o_pbpx + m] = 0
-            fst[o_pbsz + m] = 0.0
-        if m < nask:
-            ist[o_papx + m] = ist[o_apx + m]
-            fst[o_pasz + m] = fst[o_asz + m]
-        else:
-            ist[o_papx + m] = 0
-            fst[o_pasz + m] = 0.0
+        ist[o_pbpx + m] = bb
+        fst[o_pbsz + m] = qbb
+        ist[o_papx + m] = aa
+        fst[o_pasz + m] = qaa
+        row[c + m] = e
+        if m == 0:
+            e1 = e
+        ofi_dw += e * fpar[f_w + m]
     ist[S.I_HAVE_PREV] = 1
+    c += L
+    row[c] = ofi_dw
+    c += 1
     # rolling OFI sums over the last w states (running sums over a ring)
     rows = ist[S.I_ROWS]  # states before this one
-    wmax = ipar[S.P_WMAX]
+    wmask = ipar[S.P_WMAX] - 1
     o_ofi, o_ofisum = ipar[S.P_OOFI], ipar[S.P_OOFISUM]
-    slot = rows % wmax
-    e1 = out[r, c_ofi]
     for j in range(now):
         w = ipar[p_ow + j]
         s1 = fst[o_ofisum + 2 * j] + e1
         s2 = fst[o_ofisum + 2 * j + 1] + ofi_dw
         if rows >= w:
-            old = (rows - w) % wmax
+            old = (rows - w) & wmask
             s1 -= fst[o_ofi + 2 * old]
             s2 -= fst[o_ofi + 2 * old + 1]
         fst[o_ofisum + 2 * j] = s1
         fst[o_ofisum + 2 * j + 1] = s2
-        out[r, c] = s1; c += 1
-        out[r, c] = s2; c += 1
+        row[c] = s1
+        row[c + 1] = s2
+        c += 2
+    slot = rows & wmask
     fst[o_ofi + 2 * slot] = e1
     fst[o_ofi + 2 * slot + 1] = ofi_dw
-    # depth VWAPs
-    for j in range(nks):
-        k = ipar[p_ks + j]
-        num = 0.0
-        den = 0.0
-        for m in range(min(k, nbid)):
-            num += ist[o_bpx + m] * tick * fst[o_bsz + m]
-            den += fst[o_bsz + m]
-        out[r, c] = num / den if den > 0 else _NAN; c += 1
-        num = 0.0
-        den = 0.0
-        for m in range(min(k, nask)):
-            num += ist[o_apx + m] * tick * fst[o_asz + m]
-            den += fst[o_asz + m]
-        out[r, c] = num / den if den > 0 else _NAN; c += 1
+    c += 2 * nks  # depth VWAPs were written above
     # trade VWAP
     tsz = fst[S.F_TRADE_SZ]
-    out[r, c] = fst[S.F_TRADE_PXSZ] / tsz if ist[S.I_TRADES] > 0 and tsz > 0 else _NAN; c += 1
+    row[c] = fst[S.F_TRADE_PXSZ] / tsz if ist[S.I_TRADES] > 0 and tsz > 0 else _NAN
+    c += 1
     # returns and realised volatility over states
-    hmax = ipar[S.P_HMAX]
+    hmask = ipar[S.P_HMAX] - 1
     o_lm, o_r2, o_r2sum = ipar[S.P_OLM], ipar[S.P_OR2], ipar[S.P_OR2SUM]
     lm = math.log(mid)
-    fst[o_lm + rows % (hmax + 1)] = lm
+    fst[o_lm + (rows & hmask)] = lm
     r2 = 0.0
     if rows >= 1:
         d = lm - fst[S.F_LAST_LM]
@@ -175,29 +166,33 @@ def _write_row(ist, fst, ipar, fpar, out, r, ts):
     fst[S.F_LAST_LM] = lm
     for j in range(nrr):
         h = ipar[p_rr + j]
-        out[r, c] = lm - fst[o_lm + (rows - h) % (hmax + 1)] if rows >= h else _NAN; c += 1
-    # the i-th return (i = rows) sits in slot (rows - 1) % hmax; sums hold the last h returns
+        row[c] = lm - fst[o_lm + ((rows - h) & hmask)] if rows >= h else _NAN
+        c += 1
+    # the i-th return (i = rows) sits in slot (rows - 1) & hmask; sums hold the last h returns
     for j in range(nvr):
         h = ipar[p_vr + j]
         if rows >= 1:
             s = fst[o_r2sum + j] + r2
             if rows - 1 >= h:
-                s -= fst[o_r2 + (rows - 1 - h) % hmax]
+                s -= fst[o_r2 + ((rows - 1 - h) & hmask)]
             if s < 0.0:
                 s = 0.0
             fst[o_r2sum + j] = s
-        out[r, c] = math.sqrt(fst[o_r2sum + j]) if rows >= h else _NAN; c += 1
+        row[c] = math.sqrt(fst[o_r2sum + j]) if rows >= h else _NAN
+        c += 1
     if rows >= 1:
-        fst[o_r2 + (rows - 1) % hmax] = r2
+        fst[o_r2 + ((rows - 1) & hmask)] = r2
     # time windows: ring of (ts, log mid, cumulative r2)
     tc = ipar[S.P_TC]
+    tmask = tc - 1
     o_tptr, o_tts, o_tlm, o_tr2 = ipar[S.P_OTPTR], ipar[S.P_OTTS], ipar[S.P_OTLM], ipar[S.P_OTR2]
-    fst[S.F_CUM_R2] += r2
+    cum = fst[S.F_CUM_R2] + r2
+    fst[S.F_CUM_R2] = cum
     head = ist[S.I_THEAD]
-    hs = head % tc
+    hs = head & tmask
     ist[o_tts + hs] = ts
     fst[o_tlm + hs] = lm
-    fst[o_tr2 + hs] = fst[S.F_CUM_R2]
+    fst[o_tr2 + hs] = cum
     ist[S.I_THEAD] = head + 1
     oldest = head + 1 - tc if head + 1 > tc else 0
     for j in range(ntw):
@@ -205,21 +200,22 @@ def _write_row(ist, fst, ipar, fpar, out, r, ts):
         p = ist[o_tptr + j]
         if p < oldest:
             p = oldest
-        while p + 1 <= head and ist[o_tts + (p + 1) % tc] <= cut:
+        while p + 1 <= head and ist[o_tts + ((p + 1) & tmask)] <= cut:
             p += 1
         ist[o_tptr + j] = p
-        ps = p % tc
+        ps = p & tmask
         if ist[o_tts + ps] <= cut:
-            out[r, c] = lm - fst[o_tlm + ps]; c += 1
-            v = fst[S.F_CUM_R2] - fst[o_tr2 + ps]
-            out[r, c] = math.sqrt(v) if v > 0 else 0.0; c += 1
+            row[c] = lm - fst[o_tlm + ps]
+            v = cum - fst[o_tr2 + ps]
+            row[c + 1] = math.sqrt(v) if v > 0 else 0.0
         else:
-            out[r, c] = _NAN; c += 1
-            out[r, c] = _NAN; c += 1
+            row[c] = _NAN
+            row[c + 1] = _NAN
+        c += 2
     ist[S.I_ROWS] = rows + 1
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def run(ev, ist, fst, ipar, fpar, out, row_ev, reasons):
     """Apply ``ev`` to the state; write feature rows; return the number of rows.
 
@@ -230,6 +226,7 @@ def run(ev, ist, fst, ipar, fpar, out, row_ev, reasons):
     cap = ipar[S.P_CAP]
     o_bpx, o_apx, o_bsz, o_asz = ipar[S.P_OBPX], ipar[S.P_OAPX], ipar[S.P_OBSZ], ipar[S.P_OASZ]
     tw = ipar[S.P_TRADEW]
+    tmask = ipar[S.P_TRADER] - 1
     o_trd = ipar[S.P_OTRD]
     bpx = ist[o_bpx:o_bpx + cap]
     apx = ist[o_apx:o_apx + cap]
@@ -274,13 +271,14 @@ def run(ev, ist, fst, ipar, fpar, out, row_ev, reasons):
                 reason = rr
             if f & E.TRADE:
                 t = ist[S.I_TRADES]
-                slot = t % tw
+                slot = t & tmask
                 pxsz = ev[k]["price"] * fpar[0] * size
                 fst[S.F_TRADE_PXSZ] += pxsz
                 fst[S.F_TRADE_SZ] += size
                 if t >= tw:
-                    fst[S.F_TRADE_PXSZ] -= fst[o_trd + 2 * slot]
-                    fst[S.F_TRADE_SZ] -= fst[o_trd + 2 * slot + 1]
+                    old = (t - tw) & tmask
+                    fst[S.F_TRADE_PXSZ] -= fst[o_trd + 2 * old]
+                    fst[S.F_TRADE_SZ] -= fst[o_trd + 2 * old + 1]
                 fst[o_trd + 2 * slot] = pxsz
                 fst[o_trd + 2 * slot + 1] = size
                 ist[S.I_TRADES] = t + 1

@@ -135,11 +135,13 @@ class FeatureSpec:
     # ---- kernel parameters and state layout -------------------------------------------
     def kernel_params(self) -> tuple[np.ndarray, np.ndarray]:
         """(ipar, fpar) arrays describing windows and the state layout to the kernel."""
-        L, cap, tc = self.levels, self.book_capacity, self.time_capacity
+        L, cap, tc = self.levels, self.book_capacity, _pow2(self.time_capacity)
         ks, ow, rr, vr = self.depth_ks, self.ofi_windows, self.ret_rows, self.rv_rows
         tw = self.time_windows
-        wmax = max(ow) if ow else 1
-        hmax = max(list(rr) + list(vr) + [1])
+        # ring sizes are powers of two (index with a mask), at least the longest window
+        wmax = _pow2(max(ow) if ow else 1)
+        hmax = _pow2(max(list(rr) + list(vr) + [1]) + 1)
+        trw = _pow2(self.trade_window)
         # int layout
         off = I_FIXED
         o_tptr = off; off += len(tw)
@@ -157,26 +159,32 @@ class FeatureSpec:
         o_pasz = off; off += L
         o_ofi = off; off += 2 * wmax
         o_ofisum = off; off += 2 * len(ow)
-        o_lm = off; off += hmax + 1
+        o_lm = off; off += hmax
         o_r2 = off; off += hmax
         o_r2sum = off; off += len(vr)
-        o_trd = off; off += 2 * self.trade_window
+        o_trd = off; off += 2 * trw
         o_tlm = off; off += tc
         o_tr2 = off; off += tc
         n_float = off
-        head = [L, cap, tc, wmax, hmax, self.trade_window, self.imb_buckets, self.n_features,
+        head = [L, cap, tc, wmax, hmax, self.trade_window, trw, self.imb_buckets, self.n_features,
                 n_int, n_float, o_tptr, o_bpx, o_apx, o_pbpx, o_papx, o_tts,
                 o_bsz, o_asz, o_pbsz, o_pasz, o_ofi, o_ofisum, o_lm, o_r2, o_r2sum, o_trd, o_tlm, o_tr2,
                 len(ks), len(ow), len(rr), len(vr), len(tw)]
         ipar = np.array(head + list(ks) + list(ow) + list(rr) + list(vr), dtype=np.int64)
         table = (np.asarray(self.microprice_table, np.float64) if self.microprice_table is not None
                  else self.default_table())
-        fpar = np.concatenate([np.array([0.0]), np.array(tw, np.float64) * 1e9, table])
+        w = 1.0 / np.arange(1, L + 1)
+        fpar = np.concatenate([np.array([0.0]), np.array(tw, np.float64) * 1e9, table, w / w.sum()])
         return ipar, fpar
 
 
 # ipar header positions (kept in sync with kernel_params)
-(P_L, P_CAP, P_TC, P_WMAX, P_HMAX, P_TRADEW, P_IMBB, P_NF, P_NINT, P_NFLOAT, P_OTPTR, P_OBPX, P_OAPX,
+(P_L, P_CAP, P_TC, P_WMAX, P_HMAX, P_TRADEW, P_TRADER, P_IMBB, P_NF, P_NINT, P_NFLOAT, P_OTPTR, P_OBPX, P_OAPX,
  P_OPBPX, P_OPAPX, P_OTTS, P_OBSZ, P_OASZ, P_OPBSZ, P_OPASZ, P_OOFI, P_OOFISUM, P_OLM, P_OR2,
- P_OR2SUM, P_OTRD, P_OTLM, P_OTR2, P_NKS, P_NOW, P_NRR, P_NVR, P_NTW) = range(33)
-P_HEAD = 33
+ P_OR2SUM, P_OTRD, P_OTLM, P_OTR2, P_NKS, P_NOW, P_NRR, P_NVR, P_NTW) = range(34)
+P_HEAD = 34
+
+
+def _pow2(n: int) -> int:
+    """Smallest power of two >= n."""
+    return 1 << max(0, int(n) - 1).bit_length()
