@@ -101,22 +101,13 @@ def _write_row(ist, fst, ipar, fpar, out, r, ts):
             aa, qaa = ist[o_apx + m], fst[o_asz + m]
         e = 0.0
         if have_prev:
+            # branch-free: a missing level (size 0) counts as an unchanged price
             pb, pa = ist[o_pbpx + m], ist[o_papx + m]
             qpb, qpa = fst[o_pbsz + m], fst[o_pasz + m]
-            if qbb == 0.0 or qpb == 0.0:
-                e += qbb - qpb
-            else:
-                if bb >= pb:
-                    e += qbb
-                if bb <= pb:
-                    e -= qpb
-            if qaa == 0.0 or qpa == 0.0:
-                e -= qaa - qpa
-            else:
-                if aa <= pa:
-                    e -= qaa
-                if aa >= pa:
-                    e += qpa
+            mb = (qbb == 0.0) | (qpb == 0.0)
+            ma = (qaa == 0.0) | (qpa == 0.0)
+            e = (((bb >= pb) | mb) * qbb - ((bb <= pb) | mb) * qpb
+                 - ((aa <= pa) | ma) * qaa + ((aa >= pa) | ma) * qpa)
         ist[o_pbpx + m] = bb
         fst[o_pbsz + m] = qbb
         ist[o_papx + m] = aa
