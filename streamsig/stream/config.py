@@ -1,0 +1,218 @@
+"""Stream settings, the Faust app built from them, and worker start/stop helpers.
+
+Defaults suit the embedded Tansu broker: a 6 s session timeout (Tansu answers
+a group join only after half of it), 1 s heartbeats, at-least-once
+processing (Tansu has no idempotent or transactional producer), in-memory
+tables, and a short consumer fetch wait (Tansu holds an empty fetch for half
+of its max wait and is not woken by new data; Faust hard-codes 1500 ms).
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import os
+import tempfile
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+import faust
+from faust.transport.drivers import aiokafka as _faust_kafka
+
+from streamsig.stream.frames import max_events_for
+from streamsig.stream.topics import Topics
+
+_MAX_REQUEST_BYTES = 1_000_000  # Faust's default producer_max_request_size
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    """Everything the Kafka side needs; the defaults suit the embedded broker."""
+
+    bootstrap: str = "127.0.0.1:9092"  #: "host:port[,host:port...]"
+    app_id: str = "streamsig"  #: Faust app id = consumer group id
+    topic_prefix: str = ""
+    partitions: int = 4
+    replication: int = 1
+    session_timeout_s: float = 6.0
+    heartbeat_s: float = 1.0
+    fetch_max_wait_ms: int = 20  #: bounds idle-fetch latency (Tansu adds up to half of it)
+    commit_interval_s: float = 1.0
+    frame_size: int = 500  #: max events per frame
+    frame_delay_ms: float = 5.0  #: max time an event waits in a producer's framer
+    web_port: int | None = None  #: Faust web server port; None disables it
+    datadir: str | None = None  #: Faust data directory; None = a folder under the temp dir
+
+    def __post_init__(self) -> None:
+        if not 0 < self.heartbeat_s < self.session_timeout_s:
+            raise ValueError(
+                f"need 0 < heartbeat_s < session_timeout_s, got {self.heartbeat_s}, {self.session_timeout_s}"
+            )
+        if self.partitions < 1 or self.replication < 1:
+            raise ValueError("partitions and replication must be >= 1")
+        limit = max_events_for(_MAX_REQUEST_BYTES)
+        if not 1 <= self.frame_size <= limit:
+            raise ValueError(f"frame_size must be 1..{limit}, got {self.frame_size}")
+        if self.fetch_max_wait_ms < 1:
+            raise ValueError("fetch_max_wait_ms must be >= 1")
+
+    @property
+    def topics(self) -> Topics:
+        """Topic names under this config's prefix."""
+        return Topics(self.topic_prefix)
+
+    @property
+    def frame_delay_ns(self) -> int:
+        """:attr:`frame_delay_ms` in nanoseconds, for :class:`~streamsig.stream.frames.Framer`."""
+        return int(self.frame_delay_ms * 1_000_000)
+
+    def replace(self, **changes: Any) -> "StreamConfig":
+        """A copy with some fields changed."""
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_env(cls, bootstrap: str, env: Mapping[str, str] | None = None, **overrides: Any) -> "StreamConfig":
+        """Config for ``bootstrap`` with ``STREAMSIG_<FIELD>`` variables applied, then ``overrides``.
+
+        >>> StreamConfig.from_env("h:1", {"STREAMSIG_PARTITIONS": "8"}).partitions
+        8
+        """
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            var = f"STREAMSIG_{f.name.upper()}"
+            raw = env.get(var)
+            if raw is None or f.name == "bootstrap":
+                continue
+            try:
+                if f.default is None:  # optional fields: web_port (int), datadir (str)
+                    values[f.name] = (int(raw) if f.name == "web_port" else raw) if raw else None
+                else:
+                    values[f.name] = type(f.default)(raw)
+            except ValueError:
+                raise ValueError(f"{var}={raw!r} is not a valid {f.name}") from None
+        values.update(overrides)
+        return cls(bootstrap=bootstrap, **values)
+
+
+def broker_urls(bootstrap: str) -> list[str]:
+    """Faust broker URLs for a bootstrap list.
+
+    >>> broker_urls("a:1, kafka://b:2")
+    ['kafka://a:1', 'kafka://b:2']
+    """
+    hosts = [h.strip().removeprefix("kafka://") for h in bootstrap.split(",") if h.strip()]
+    return [f"kafka://{h}" for h in hosts]
+
+
+def faust_settings(cfg: StreamConfig) -> dict[str, Any]:
+    """Keyword arguments for ``faust.App(cfg.app_id, **faust_settings(cfg))``."""
+    datadir = cfg.datadir or os.path.join(tempfile.gettempdir(), f"streamsig-faust-{cfg.app_id}")
+    return {
+        "broker": broker_urls(cfg.bootstrap),
+        "processing_guarantee": "at_least_once",
+        "broker_session_timeout": cfg.session_timeout_s,
+        "broker_heartbeat_interval": cfg.heartbeat_s,
+        "broker_commit_interval": cfg.commit_interval_s,
+        "store": "memory://",
+        "table_standby_replicas": 0,
+        "topic_partitions": cfg.partitions,
+        "topic_replication_factor": cfg.replication,
+        "consumer_auto_offset_reset": "earliest",
+        "web_enabled": cfg.web_port is not None,
+        "web_port": cfg.web_port or 6066,
+        "web_bind": "127.0.0.1",
+        "datadir": datadir,
+    }
+
+
+class _ConsumerThread(_faust_kafka.AIOKafkaConsumerThread):
+    """Faust's consumer thread with the app's ``fetch_max_wait_ms`` instead of 1500 ms."""
+
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        wait = getattr(self.consumer.app, "fetch_max_wait_ms", None)
+        if wait is not None:
+            if not hasattr(consumer, "_fetch_max_wait_ms"):
+                raise RuntimeError("aiokafka changed: AIOKafkaConsumer has no _fetch_max_wait_ms")
+            consumer._fetch_max_wait_ms = int(wait)
+        return consumer
+
+
+class _Consumer(_faust_kafka.Consumer):
+    def _new_consumer_thread(self) -> _ConsumerThread:
+        return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class _Transport(_faust_kafka.Transport):
+    Consumer = _Consumer
+
+
+class StreamApp(faust.App):
+    """``faust.App`` whose Kafka consumer uses :attr:`fetch_max_wait_ms`."""
+
+    fetch_max_wait_ms: int | None = None
+
+    def _new_transport(self) -> Any:
+        return _Transport(self.conf.broker_consumer, self)
+
+
+def make_app(cfg: StreamConfig, **overrides: Any) -> StreamApp:
+    """A Faust app for ``cfg``; ``overrides`` replace individual Faust settings."""
+    app = StreamApp(cfg.app_id, **{**faust_settings(cfg), **overrides})
+    app.fetch_max_wait_ms = cfg.fetch_max_wait_ms
+    return app
+
+
+def raw_topic(app: faust.App, name: str, **kwargs: Any) -> faust.TopicT:
+    """A topic whose keys and values are plain bytes (frames, JSON records)."""
+    return app.topic(
+        name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw", **kwargs
+    )
+
+
+def run_worker(app: faust.App, loglevel: str = "info", **worker_kwargs: Any) -> NoReturn:
+    """Run ``app`` in a Faust worker until SIGINT/SIGTERM, then raise ``SystemExit``.
+
+    For CLI commands: owns a fresh event loop, installs signal handlers,
+    stops agents and commits offsets on shutdown. ``print`` in agents goes to
+    stdout unchanged (Faust would otherwise log it as warnings).
+    """
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    worker_kwargs.setdefault("redirect_stdouts", False)
+    worker = faust.Worker(app, loglevel=loglevel, loop=loop, **worker_kwargs)
+    worker.execute_from_commandline()
+
+
+@contextlib.asynccontextmanager
+async def running(app: faust.App, ready_timeout_s: float = 30.0) -> AsyncIterator[faust.App]:
+    """Start ``app`` on the current event loop, wait until partitions are assigned, stop on exit.
+
+    For tests and embedding: no signal handlers, no ``SystemExit``. An app
+    object can be started once; build a new one for each run.
+    """
+    ready = asyncio.Event()
+
+    async def _on_ready() -> None:
+        ready.set()
+
+    app.on_startup_finished = _on_ready
+    try:
+        await asyncio.wait_for(_start_and_wait(app, ready), ready_timeout_s)
+    except asyncio.TimeoutError:
+        await app.stop()
+        raise TimeoutError(f"Faust app {app.conf.id!r} not ready within {ready_timeout_s:g} s") from None
+    except BaseException:
+        await app.stop()
+        raise
+    try:
+        yield app
+    finally:
+        await app.stop()
+
+
+async def _start_and_wait(app: faust.App, ready: asyncio.Event) -> None:
+    await app.start()
+    await ready.wait()

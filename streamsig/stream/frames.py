@@ -1,0 +1,261 @@
+"""The frame codec: many book events of one symbol in one Kafka message.
+
+Layout (little-endian, 48-byte header, then ``count`` raw ``EVENT_DTYPE`` rows)::
+
+    offset size field
+         0    4 magic b"SSGF"
+         4    1 schema version (1)
+         5    1 symbol length in bytes (1..16)
+         6    2 event itemsize (64)
+         8   16 symbol, utf-8, NUL padded
+        24    8 first sequence (seq of the first event; -1 when count is 0)
+        32    4 count
+        36    4 reserved (0)
+        40    8 producer timestamp, ns since epoch
+
+The header length is a multiple of 16, so the events of a ``bytes`` payload
+start 8-byte aligned and :func:`decode_frame` returns an aligned, zero-copy,
+read-only ``np.frombuffer`` view.
+
+>>> from streamsig.book.events import empty
+>>> ev = empty(3); ev["seq"] = [7, 7, 8]
+>>> f = decode_frame(encode_frame("BTC-USD", ev, 123))
+>>> (f.symbol, f.first_seq, f.count, f.producer_ts_ns, f.events["seq"].tolist())
+('BTC-USD', 7, 3, 123, [7, 7, 8])
+"""
+from __future__ import annotations
+
+import base64
+import json
+import struct
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from streamsig.book.events import EVENT_DTYPE
+
+MAGIC = b"SSGF"
+VERSION = 1
+SYMBOL_BYTES = 16
+_HEADER = struct.Struct("<4sBBH16sqIIq")
+HEADER_SIZE = _HEADER.size
+assert HEADER_SIZE == 48
+ITEMSIZE = EVENT_DTYPE.itemsize
+_SEQ = struct.Struct("<q")
+_SEQ_OFFSET = EVENT_DTYPE.fields["seq"][1]
+
+
+class FrameError(ValueError):
+    """A payload that is not a valid frame; ``reason`` says why in one line."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """A decoded frame. ``events`` is a read-only view into the payload."""
+
+    version: int
+    symbol: str
+    first_seq: int
+    count: int
+    producer_ts_ns: int
+    events: np.ndarray
+
+
+def max_events_for(max_bytes: int) -> int:
+    """Most events a frame may hold so that it fits in ``max_bytes``.
+
+    >>> max_events_for(1_048_576)
+    16383
+    """
+    return max(0, (max_bytes - HEADER_SIZE) // ITEMSIZE)
+
+
+def encode_frame(symbol: str, events: np.ndarray, producer_ts_ns: int) -> bytes:
+    """One frame holding ``events`` (an ``EVENT_DTYPE`` array, possibly empty)."""
+    sym = symbol.encode("utf-8")
+    if not 1 <= len(sym) <= SYMBOL_BYTES:
+        raise ValueError(f"symbol must be 1..{SYMBOL_BYTES} utf-8 bytes, got {len(sym)}: {symbol!r}")
+    if events.dtype != EVENT_DTYPE:
+        raise ValueError(f"events must have EVENT_DTYPE, got {events.dtype}")
+    if events.ndim != 1:
+        raise ValueError(f"events must be 1-D, got shape {events.shape}")
+    count = len(events)
+    first_seq = int(events["seq"][0]) if count else -1
+    header = _HEADER.pack(MAGIC, VERSION, len(sym), ITEMSIZE, sym, first_seq, count, 0, producer_ts_ns)
+    return b"".join((header, np.ascontiguousarray(events).data))
+
+
+def decode_frame(data: bytes | bytearray | memoryview) -> Frame:
+    """Parse a frame without copying its events; raise :class:`FrameError` if invalid."""
+    n = len(data)
+    if n < HEADER_SIZE:
+        raise FrameError(f"short buffer: {n} bytes, a frame header needs {HEADER_SIZE}")
+    magic, version, sym_len, itemsize, sym, first_seq, count, _, ts = _HEADER.unpack_from(data, 0)
+    if magic != MAGIC:
+        raise FrameError(f"bad magic {bytes(magic)!r}, expected {MAGIC!r}")
+    if version != VERSION:
+        raise FrameError(f"unknown frame version {version}, this build reads {VERSION}")
+    if itemsize != ITEMSIZE:
+        raise FrameError(f"event itemsize {itemsize}, expected {ITEMSIZE}")
+    if not 1 <= sym_len <= SYMBOL_BYTES:
+        raise FrameError(f"symbol length {sym_len} outside 1..{SYMBOL_BYTES}")
+    try:
+        symbol = bytes(sym[:sym_len]).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise FrameError(f"symbol is not utf-8: {bytes(sym[:sym_len])!r}") from exc
+    expected = HEADER_SIZE + count * ITEMSIZE
+    if n != expected:
+        raise FrameError(f"length mismatch: header says {count} events ({expected} bytes), got {n} bytes")
+    if count:
+        (seq0,) = _SEQ.unpack_from(data, HEADER_SIZE + _SEQ_OFFSET)
+        if seq0 != first_seq:
+            raise FrameError(f"first_seq {first_seq} != seq of first event {seq0}")
+    events = np.frombuffer(data, dtype=EVENT_DTYPE, count=count, offset=HEADER_SIZE)
+    if events.flags.writeable:
+        events.flags.writeable = False
+    return Frame(VERSION, symbol, first_seq, count, ts, events)
+
+
+def peek_symbol(data: bytes | bytearray | memoryview) -> str:
+    """The symbol of a frame, reading only its header."""
+    if len(data) < HEADER_SIZE or bytes(data[:4]) != MAGIC:
+        raise FrameError("not a frame header")
+    sym_len = data[5]
+    if not 1 <= sym_len <= SYMBOL_BYTES:
+        raise FrameError(f"symbol length {sym_len} outside 1..{SYMBOL_BYTES}")
+    return bytes(data[8 : 8 + sym_len]).decode("utf-8", errors="replace")
+
+
+def dead_letter_record(
+    symbol: str | None,
+    reason: str,
+    seq: int | None,
+    detail: str | Mapping[str, Any] | None,
+    raw: bytes | None,
+    ts_ns: int | None = None,
+) -> bytes:
+    """A JSON dead-letter record; ``raw`` travels base64-encoded so nothing is lost.
+
+    >>> rec = dead_letter_record("X", "bad magic", None, "from p0@12", b"\\x00\\xff")
+    >>> parse_dead_letter(rec)["raw"]
+    b'\\x00\\xff'
+    """
+    body: dict[str, Any] = {
+        "v": 1,
+        "symbol": symbol,
+        "reason": reason,
+        "seq": seq,
+        "detail": detail,
+        "raw_len": None if raw is None else len(raw),
+        "raw_b64": None if raw is None else base64.b64encode(raw).decode("ascii"),
+    }
+    if ts_ns is not None:
+        body["ts_ns"] = ts_ns
+    return json.dumps(body, separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode("utf-8")
+
+
+def parse_dead_letter(data: bytes) -> dict[str, Any]:
+    """Read a dead-letter record back; adds ``raw`` (bytes or None)."""
+    body: dict[str, Any] = json.loads(data)
+    b64 = body.get("raw_b64")
+    body["raw"] = None if b64 is None else base64.b64decode(b64)
+    return body
+
+
+class Framer:
+    """Accumulate one symbol's events and emit frames bounded by count or by age.
+
+    A frame is emitted when ``max_events`` are pending, or when the oldest
+    pending event has waited ``max_delay_ns`` (checked in :meth:`add` and
+    :meth:`poll`; call :meth:`poll` by :attr:`deadline_ns` when input is idle).
+    ``max_delay_ns=None`` bounds by count only; ``0`` emits on every call.
+    ``clock`` (monotonic) drives the delay, ``wall_clock`` stamps frames.
+
+    >>> from streamsig.book.events import empty
+    >>> fr = Framer("X", max_events=2)
+    >>> [decode_frame(f).count for f in fr.add(empty(5))], fr.pending
+    ([2, 2], 1)
+    >>> decode_frame(fr.flush()).count, fr.flush()
+    (1, None)
+    """
+
+    def __init__(
+        self,
+        symbol: str,
+        max_events: int = 500,
+        max_delay_ns: int | None = 5_000_000,
+        *,
+        clock: Callable[[], int] = time.monotonic_ns,
+        wall_clock: Callable[[], int] = time.time_ns,
+    ) -> None:
+        if max_events < 1:
+            raise ValueError(f"max_events must be >= 1, got {max_events}")
+        if max_delay_ns is not None and max_delay_ns < 0:
+            raise ValueError(f"max_delay_ns must be >= 0 or None, got {max_delay_ns}")
+        encode_frame(symbol, np.empty(0, EVENT_DTYPE), 0)  # validates the symbol
+        self.symbol = symbol
+        self.max_events = max_events
+        self.max_delay_ns = max_delay_ns
+        self._clock = clock
+        self._wall = wall_clock
+        self._buf = np.empty(max_events, dtype=EVENT_DTYPE)
+        self._n = 0
+        self._since: int | None = None  # clock value when the oldest pending event arrived
+
+    @property
+    def pending(self) -> int:
+        """Events waiting for the next frame."""
+        return self._n
+
+    @property
+    def deadline_ns(self) -> int | None:
+        """Clock value at which pending events are due, or None."""
+        if self._since is None or self.max_delay_ns is None:
+            return None
+        return self._since + self.max_delay_ns
+
+    def add(self, events: np.ndarray, now_ns: int | None = None) -> list[bytes]:
+        """Append events; return the frames that became due (possibly none)."""
+        if events.dtype != EVENT_DTYPE:
+            raise ValueError(f"events must have EVENT_DTYPE, got {events.dtype}")
+        now = self._clock() if now_ns is None else now_ns
+        out: list[bytes] = []
+        i, n = 0, len(events)
+        while i < n:
+            if self._since is None:
+                self._since = now
+            take = min(self.max_events - self._n, n - i)
+            self._buf[self._n : self._n + take] = events[i : i + take]
+            self._n += take
+            i += take
+            if self._n == self.max_events:
+                out.append(self._emit())
+        frame = self.poll(now)
+        if frame is not None:
+            out.append(frame)
+        return out
+
+    def poll(self, now_ns: int | None = None) -> bytes | None:
+        """A frame if the oldest pending event is at least ``max_delay_ns`` old."""
+        deadline = self.deadline_ns
+        if deadline is None:
+            return None
+        now = self._clock() if now_ns is None else now_ns
+        return self._emit() if now >= deadline else None
+
+    def flush(self) -> bytes | None:
+        """A frame of everything pending, or None when nothing is."""
+        return self._emit() if self._n else None
+
+    def _emit(self) -> bytes:
+        frame = encode_frame(self.symbol, self._buf[: self._n], self._wall())
+        self._n = 0
+        self._since = None
+        return frame

@@ -1,0 +1,169 @@
+"""The embedded broker, topic creation, frames over Kafka and a Faust round trip.
+
+Everything marked ``slow`` talks TCP to a real broker on loopback.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from collections import defaultdict
+
+import numpy as np
+import pytest
+
+from streamsig.book import events as E
+from streamsig.stream.broker import BrokerError, EmbeddedBroker, probe_metadata, resolve_kafka
+from streamsig.stream.config import StreamConfig, make_app, raw_topic, running
+from streamsig.stream.frames import decode_frame, encode_frame
+from streamsig.stream.topics import Topics, ensure_topics, partition_counts
+
+
+def _events(n: int, seq0: int) -> np.ndarray:
+    ev = E.empty(n)
+    ev["flags"] = E.DEPTH | E.SELL | E.EOB
+    ev["seq"] = np.arange(seq0, seq0 + n)
+    ev["price"] = 1000 + np.arange(n)
+    ev["size"] = 1.5
+    return ev
+
+
+def _refused(host: str, port: int) -> bool:
+    try:
+        socket.create_connection((host, port), timeout=0.5).close()
+    except OSError:
+        return True
+    return False
+
+
+@pytest.mark.slow
+def test_broker_starts_answers_and_stops() -> None:
+    with EmbeddedBroker() as broker:
+        assert broker.running and broker.bootstrap == f"127.0.0.1:{broker.port}"
+        brokers = probe_metadata(broker.host, broker.port)
+        assert [(h, p) for _, h, p in brokers] == [("127.0.0.1", broker.port)]
+        with pytest.raises(BrokerError, match="already in use"):
+            EmbeddedBroker(port=broker.port).start()
+    assert not broker.running
+    assert _refused(broker.host, broker.port)
+
+
+def test_broker_failure_is_one_line_with_output() -> None:
+    with pytest.raises(BrokerError) as info:
+        EmbeddedBroker(binary="/bin/sleep", startup_timeout_s=2).start()
+    msg = str(info.value)
+    assert "\n" not in msg and "exited with code" in msg and "unrecognized option" in msg
+
+
+def test_resolve_kafka_prefers_explicit_then_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STREAMSIG_KAFKA", "envhost:9092")
+    assert resolve_kafka("kafka://given:9093") == ("given:9093", None)
+    assert resolve_kafka(None) == ("envhost:9092", None)
+
+
+@pytest.mark.slow
+async def test_ensure_topics_creates_partitions(kafka: str, unique_prefix: str) -> None:
+    names = Topics(unique_prefix).all()
+    assert await ensure_topics(kafka, names, partitions=3) == {n: 3 for n in names}
+    # already there: left alone, reported as is
+    assert await ensure_topics(kafka, names[:2], partitions=5) == {n: 3 for n in names[:2]}
+    assert await partition_counts(kafka, names) == {n: 3 for n in names}
+
+
+@pytest.mark.slow
+async def test_frames_round_trip_keyed_by_symbol(kafka: str, unique_prefix: str) -> None:
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    topic = Topics(unique_prefix).book_events
+    await ensure_topics(kafka, [topic], partitions=4)
+    symbols = ["BTC-USD", "ETH-USD", "AAPL", "MSFT", "SOL-USD"]
+    sent: dict[str, list[bytes]] = defaultdict(list)
+    producer = AIOKafkaProducer(bootstrap_servers=kafka, linger_ms=5)
+    await producer.start()
+    try:
+        seq = 0
+        for size in (1, 7, 1, 500, 3):
+            for sym in symbols:
+                frame = encode_frame(sym, _events(size, seq), 123)
+                seq += size
+                sent[sym].append(frame)
+                await producer.send(topic, frame, key=sym.encode())
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=kafka, auto_offset_reset="earliest", fetch_max_wait_ms=20,
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    got: dict[str, list[bytes]] = defaultdict(list)
+    parts: dict[str, set[int]] = defaultdict(set)
+    total = sum(len(v) for v in sent.values())
+    try:
+        async with asyncio.timeout(15):
+            n = 0
+            while n < total:
+                batch = await consumer.getmany(timeout_ms=500)
+                for tp, msgs in batch.items():
+                    for m in msgs:
+                        sym = m.key.decode()
+                        got[sym].append(m.value)
+                        parts[sym].add(tp.partition)
+                        assert decode_frame(m.value).symbol == sym
+                        n += 1
+    finally:
+        await consumer.stop()
+    assert got == sent  # byte-identical, in order per symbol
+    assert all(len(p) == 1 for p in parts.values())
+
+
+@pytest.mark.slow
+async def test_faust_agent_forwards_frame_counts(stream_config: StreamConfig) -> None:
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    cfg = stream_config
+    await ensure_topics(cfg.bootstrap, cfg.topics.all(), cfg.partitions)
+    app = make_app(cfg)
+    book_events = raw_topic(app, cfg.topics.book_events)
+    signals = raw_topic(app, cfg.topics.signals)
+
+    @app.agent(book_events)
+    async def count_events(stream):  # type: ignore[no-untyped-def]
+        async for key, value in stream.items():
+            f = decode_frame(value)
+            out = {"symbol": f.symbol, "first_seq": f.first_seq, "count": f.count}
+            await signals.send(key=key, value=json.dumps(out).encode())
+
+    sizes = [1, 500, 3, 1, 64]
+    producer = AIOKafkaProducer(bootstrap_servers=cfg.bootstrap)
+    await producer.start()
+    seq = 0
+    try:
+        # half before the worker starts (read from earliest), half while it runs
+        for size in sizes[:2]:
+            await producer.send_and_wait(cfg.topics.book_events, encode_frame("X", _events(size, seq), 0), key=b"X")
+            seq += size
+        async with running(app, ready_timeout_s=20):
+            for size in sizes[2:]:
+                await producer.send_and_wait(
+                    cfg.topics.book_events, encode_frame("X", _events(size, seq), 0), key=b"X")
+                seq += size
+            consumer = AIOKafkaConsumer(
+                cfg.topics.signals, bootstrap_servers=cfg.bootstrap, auto_offset_reset="earliest",
+                fetch_max_wait_ms=20,
+            )
+            await consumer.start()
+            try:
+                results = []
+                async with asyncio.timeout(15):
+                    while len(results) < len(sizes):
+                        for msgs in (await consumer.getmany(timeout_ms=200)).values():
+                            results += [json.loads(m.value) for m in msgs]
+            finally:
+                await consumer.stop()
+    finally:
+        await producer.stop()
+    assert [r["count"] for r in results] == sizes
+    assert [r["first_seq"] for r in results] == list(np.cumsum([0] + sizes[:-1]))
+    assert {r["symbol"] for r in results} == {"X"}
