@@ -10,7 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from streamsig.errors import DataError
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 
 # ---- the shared data options ------------------------------------------------------------
 Source = Annotated[str, typer.Option("--source", help="Where book events come from: synthetic | lobster | crypto.")]
@@ -59,6 +59,6 @@ def progress() -> Progress:
     """A rich progress bar on stderr."""
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), console=console,
-                    transient=False)
+                    disable=not console.is_terminal)
 
 
