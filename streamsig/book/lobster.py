@@ -1,0 +1,637 @@
+"""LOBSTER message + orderbook file pairs, streamed as book events.
+
+A LOBSTER pair is a message file (``Time,Type,OrderID,Size,Price,Direction``)
+and an orderbook file whose row *k* is the top-L book after message *k*
+(``AskPrice1,AskSize1,BidPrice1,BidSize1,...``; empty levels hold the
+placeholder prices ``+-9999999999`` with size 0; prices are dollars x 10000).
+
+Each message becomes one atomic batch (all events share ``seq`` = the message's
+0-based row, the last carries ``EOB``):
+
+* ``DEPTH`` events from diffing orderbook rows *k-1* and *k* per side: a price
+  that left the top L gets size 0, a new or resized price its absolute size.
+  Deletions come before insertions. The first message starts with
+  ``CLEAR|SNAPSHOT`` and sets all of row 0 (``DEPTH|SNAPSHOT``).
+* ``TRADE`` for executions (type 4 visible, 5 hidden; aggressor = the opposite
+  of ``Direction``) and cross trades (type 6, no aggressor side).
+* ``HALT`` for type 7, with ``price`` holding LOBSTER's code (-1 halt, 0
+  quoting, 1 resume).
+* A message that changes nothing visible and is no trade or halt still yields
+  one event with only ``EOB`` and its side (``BUY`` for Direction 1).
+
+``exch_ts = local_ts`` = ns after midnight parsed from the decimal string
+(digits past the 9th are rounded half up on the 10th), ``order_id`` = OrderID,
+``aux`` = the message type. Prices are ticks of ``tick_size`` dollars; hidden or
+cross trades between ticks (midpoint prints) are rounded half up and counted in
+:attr:`LobsterStats.off_grid_trades`; off-grid order or book prices are errors.
+
+The module also holds the pieces shared with :mod:`streamsig.book.crypto`:
+chunked reading (:func:`byte_chunks`, :func:`parse_chunk`), level diffing
+(:func:`diff_levels`) and row checks (:func:`check_rows`).
+"""
+from __future__ import annotations
+
+import gzip
+import io
+import itertools
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+import numba as nb
+import numpy as np
+import pandas as pd
+
+from streamsig.book import events as E
+from streamsig.errors import DataError
+
+# --------------------------------------------------------------------------
+# Shared helpers for the file readers
+# --------------------------------------------------------------------------
+
+
+def open_binary(path: str | Path) -> BinaryIO:
+    """Open a file for reading bytes, transparently un-gzipping ``*.gz``."""
+    p = Path(path)
+    return gzip.open(p, "rb") if p.suffix == ".gz" else open(p, "rb")
+
+
+def byte_chunks(path: str | Path, chunk_rows: int, skip: int = 0) -> Iterator[tuple[int, bytes]]:
+    """Yield ``(number of the first line, bytes of up to chunk_rows whole lines)``.
+
+    Line numbers are 1-based file lines; ``skip`` lines (a header) are dropped.
+    The file is read in blocks, so only about one chunk is held in memory.
+    """
+    if chunk_rows < 1:
+        raise ValueError("chunk_rows must be >= 1")
+    with open_binary(path) as f:
+        for _ in range(skip):
+            f.readline()
+        line, pending, have, block = skip + 1, b"", 0, 1 << 16
+        while True:
+            parts = [pending]
+            while have < chunk_rows:
+                data = f.read(block)
+                if not data:
+                    break
+                parts.append(data)
+                have += data.count(b"\n")
+                block = min(block * 2, 1 << 24)
+            buf = b"".join(parts)
+            if not buf:
+                return
+            if have >= chunk_rows:
+                nl = np.flatnonzero(np.frombuffer(buf, np.uint8) == 10)
+                cut = int(nl[chunk_rows - 1]) + 1
+                out, pending, have = buf[:cut], buf[cut:], have - chunk_rows
+                yield line, out
+                line += chunk_rows
+            else:
+                yield line, buf
+                return
+
+
+def line_starts(data: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end (exclusive, before any ``\\r\\n``) byte offsets of each line.
+
+    >>> [a.tolist() for a in line_starts(b"ab,c\\n\\nx\\r\\nlast")]
+    [[0, 5, 6, 9], [4, 5, 7, 13]]
+    """
+    buf = np.frombuffer(data, np.uint8)
+    ends = np.flatnonzero(buf == 10)
+    if not len(buf) or buf[-1] != 10:
+        ends = np.append(ends, len(buf))
+    starts = np.empty_like(ends)
+    starts[:1] = 0
+    starts[1:] = ends[:-1] + 1
+    cr = (ends > starts) & (buf[np.maximum(ends - 1, 0)] == 13)
+    return starts, ends - cr
+
+
+def parse_chunk(path: str | Path, line0: int, data: bytes, names: list[str],
+                dtypes: Mapping[str, object], usecols: list[str] | None = None) -> pd.DataFrame:
+    """Parse CSV bytes (no header, no quoting) into a frame with ``names``.
+
+    Raises :class:`DataError` naming the first line that is empty, has the
+    wrong number of columns, or holds a value its column's dtype rejects.
+
+    >>> parse_chunk("m.csv", 1, b"1,2\\n3,4\\n", ["a", "b"], {"a": "int64"})["a"].tolist()
+    [1, 3]
+    >>> parse_chunk("m.csv", 1, b"1,2\\nx,4\\n", ["a", "b"], {"a": "int64"})
+    Traceback (most recent call last):
+    ...
+    streamsig.errors.DataError: m.csv:2: column a: 'x' is not an integer
+    """
+    starts, ends = line_starts(data)
+    is_comma = (np.frombuffer(data, np.uint8) == 44).view(np.uint8)
+    counts = np.add.reduceat(is_comma, starts, dtype=np.int32)
+    bad = np.flatnonzero((counts != len(names) - 1) | (ends == starts))
+    if bad.size:
+        i = int(bad[0])
+        reason = "empty line" if ends[i] == starts[i] else \
+            f"expected {len(names)} columns, got {counts[i] + 1}"
+        raise DataError(path, line0 + i, reason)
+    try:
+        return pd.read_csv(io.BytesIO(data), header=None, names=names, dtype=dtypes,
+                           usecols=usecols, skip_blank_lines=False, engine="c")
+    except (ValueError, TypeError, OverflowError) as exc:
+        _raise_bad_cell(path, line0, data, names, dtypes, usecols, exc)
+        raise  # pragma: no cover
+
+
+def _raise_bad_cell(path, line0, data, names, dtypes, usecols, exc) -> None:
+    """Find the first cell that broke a typed parse and raise a DataError for it."""
+    raw = pd.read_csv(io.BytesIO(data), header=None, names=names, dtype=str,
+                      keep_default_na=False, usecols=usecols, skip_blank_lines=False)
+    first: tuple[int, str] | None = None
+    for col, dt in dtypes.items():
+        try:
+            kind = np.dtype(dt).kind  # type: ignore[call-overload]
+        except TypeError:
+            kind = "O"  # e.g. "category"
+        if kind not in "iuf" or col not in raw:
+            continue
+        num = pd.to_numeric(raw[col].str.strip(), errors="coerce")
+        bad = num.isna().to_numpy().copy()
+        if kind in "iu":
+            ok = ~bad
+            bad[ok] = (num[ok] % 1 != 0).to_numpy()
+        if bad.any():
+            i = int(np.argmax(bad))
+            what = "an integer" if kind in "iu" else "a number"
+            if first is None or i < first[0]:
+                first = (i, f"column {col}: {raw[col].iloc[i]!r} is not {what}")
+    if first is None:
+        raise DataError(path, line0, f"cannot parse the chunk starting here: {exc}") from exc
+    raise DataError(path, line0 + first[0], first[1]) from exc
+
+
+@nb.njit(cache=True)
+def _diff_side(pp, ps, cp, cs, sign, sets, r, side, o_row, o_side, o_px, o_sz, o_lvl, k, write):
+    """Merge one side of two rows (valid where size > 0, ``sign*price`` ascending)."""
+    n1, n2 = pp.shape[0], cp.shape[0]
+    i = 0
+    j = 0
+    while True:
+        while i < n1 and not ps[i] > 0:
+            i += 1
+        while j < n2 and not cs[j] > 0:
+            j += 1
+        if i >= n1 and j >= n2:
+            return k
+        if j >= n2 or (i < n1 and sign * pp[i] < sign * cp[j]):
+            if not sets:
+                if write:
+                    o_row[k], o_side[k], o_px[k], o_sz[k], o_lvl[k] = r, side, pp[i], 0.0, i
+                k += 1
+            i += 1
+        elif i >= n1 or sign * cp[j] < sign * pp[i]:
+            if sets:
+                if write:
+                    o_row[k], o_side[k], o_px[k], o_sz[k], o_lvl[k] = r, side, cp[j], cs[j], j
+                k += 1
+            j += 1
+        else:
+            if sets and cs[j] != ps[i]:
+                if write:
+                    o_row[k], o_side[k], o_px[k], o_sz[k], o_lvl[k] = r, side, cp[j], cs[j], j
+                k += 1
+            i += 1
+            j += 1
+
+
+@nb.njit(cache=True)
+def _diff_rows(apx, asz, bpx, bsz, write, o_row, o_side, o_px, o_sz, o_lvl):
+    k = 0
+    for r in range(apx.shape[0] - 1):
+        for sets in (False, True):
+            k = _diff_side(apx[r], asz[r], apx[r + 1], asz[r + 1], 1, sets, r, 0,
+                           o_row, o_side, o_px, o_sz, o_lvl, k, write)
+            k = _diff_side(bpx[r], bsz[r], bpx[r + 1], bsz[r + 1], -1, sets, r, 1,
+                           o_row, o_side, o_px, o_sz, o_lvl, k, write)
+    return k
+
+
+def diff_levels(ask_px: np.ndarray, ask_sz: np.ndarray, bid_px: np.ndarray,
+                bid_sz: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Level updates that turn each book row into the next.
+
+    Inputs are ``(n + 1, L)`` arrays of integer ticks and sizes; row 0 is the
+    state before the first row. A level is present where its size is > 0; asks
+    must be ascending and bids descending among present levels. Returns
+    ``(row, is_bid, price, size, level)`` with ``row`` in ``0..n-1``. Per row:
+    ask deletions, bid deletions, then ask and bid sets, each best price first;
+    ``level`` is the 0-based position in the row the price was read from.
+
+    >>> px = lambda *r: np.array(r, np.int64)
+    >>> sz = lambda *r: np.array(r, np.float64)
+    >>> out = diff_levels(px([0], [101], [102]), sz([0], [5], [5]),
+    ...                   px([0], [99], [99]), sz([0], [2], [3]))
+    >>> [a.tolist() for a in out]
+    [[0, 0, 1, 1, 1], [False, True, False, False, True], [101, 99, 101, 102, 99], [5.0, 2.0, 0.0, 5.0, 3.0], [0, 0, 0, 0, 0]]
+    """
+    args = [np.ascontiguousarray(a, t) for a, t in
+            ((ask_px, np.int64), (ask_sz, np.float64), (bid_px, np.int64), (bid_sz, np.float64))]
+    outs = (np.empty(0, np.int64), np.empty(0, np.uint8), np.empty(0, np.int64),
+            np.empty(0, np.float64), np.empty(0, np.int32))
+    n = _diff_rows(*args, False, *outs)
+    outs = (np.empty(n, np.int64), np.empty(n, np.uint8), np.empty(n, np.int64),
+            np.empty(n, np.float64), np.empty(n, np.int32))
+    _diff_rows(*args, True, *outs)
+    row, side, price, size, level = outs
+    return row, side.astype(bool), price, size, level
+
+
+def check_rows(ask_px: np.ndarray, ask_sz: np.ndarray, bid_px: np.ndarray, bid_sz: np.ndarray,
+               fmt: Callable[[int], str] = str) -> tuple[int, str] | None:
+    """First ``(row, reason)`` whose levels are gappy, out of order or crossed.
+
+    Present levels (size > 0) must come first, asks strictly ascending, bids
+    strictly descending, and best ask > best bid. ``fmt`` renders a tick price.
+
+    >>> a = np.array([[10, 11], [10, 9]]); s = np.ones((2, 2))
+    >>> check_rows(a, s, np.array([[9, 8], [9, 8]]), s)
+    (1, 'ask prices not increasing at level 2 (10 then 9)')
+    """
+    found: list[tuple[int, str]] = []
+    for name, px, sz, sgn, word in (("ask", ask_px, ask_sz, 1, "increasing"),
+                                    ("bid", bid_px, bid_sz, -1, "decreasing")):
+        valid = sz > 0
+        gap = valid[:, 1:] & ~valid[:, :-1]
+        order = valid[:, 1:] & valid[:, :-1] & (sgn * (px[:, 1:] - px[:, :-1]) <= 0)
+        for mask, kind in ((gap, "gap"), (order, "order")):
+            rows = np.flatnonzero(mask.any(axis=1))
+            if rows.size:
+                r = int(rows[0])
+                lv = int(np.argmax(mask[r])) + 1
+                if kind == "gap":
+                    why = f"{name} level {lv + 1} is set after an empty level {lv}"
+                else:
+                    why = f"{name} prices not {word} at level {lv + 1} ({fmt(px[r, lv - 1])} then {fmt(px[r, lv])})"
+                found.append((r, why))
+    both = (ask_sz[:, 0] > 0) & (bid_sz[:, 0] > 0) & (ask_px[:, 0] <= bid_px[:, 0])
+    rows = np.flatnonzero(both)
+    if rows.size:
+        r = int(rows[0])
+        found.append((r, f"crossed book: best ask {fmt(ask_px[r, 0])} <= best bid {fmt(bid_px[r, 0])}"))
+    return min(found, key=lambda t: t[0]) if found else None
+
+
+def mark_eob(rows: np.ndarray) -> np.ndarray:
+    """True at the last element of each run of equal values in ``rows``.
+
+    >>> mark_eob(np.array([0, 0, 1, 2, 2])).tolist()
+    [False, True, True, False, True]
+    """
+    last = np.ones(len(rows), bool)
+    last[:-1] = rows[1:] != rows[:-1]
+    return last
+
+
+# --------------------------------------------------------------------------
+# LOBSTER
+# --------------------------------------------------------------------------
+
+MESSAGE_COLUMNS = ["Time", "Type", "OrderID", "Size", "Price", "Direction"]
+_MSG_DTYPES = {"Time": str, "Type": "int64", "OrderID": "int64", "Size": "int64",
+               "Price": "int64", "Direction": "int64"}
+PLACEHOLDER = 9999999999  #: LOBSTER's price for an empty level (negated on the bid side)
+_MSG_RE = re.compile(r"(?P<stem>.*)_message_(?P<levels>\d+)(?P<ext>\.csv(?:\.gz)?)")
+
+
+@dataclass
+class LobsterStats:
+    """Counts filled while a :class:`LobsterReader` iterates.
+
+    The size check covers messages of type 1-4 (after the first) whose price
+    is visible on its side (``Direction``) in the orderbook row before or the
+    row after it: the size at that price (0 where absent) must change by
+    ``+Size`` for a submission and ``-Size`` for a cancel, delete or visible
+    execution. ``checked`` counts all of these, ``checked_after`` those whose
+    price is visible in the row after (the count the data README reports),
+    ``checked_both`` those visible in both rows. ``disagreements`` counts the
+    failures; the first few are described in ``examples``.
+    """
+
+    messages: int = 0
+    events: int = 0
+    checked: int = 0
+    checked_after: int = 0
+    checked_both: int = 0
+    disagreements: int = 0
+    halts: int = 0
+    off_grid_trades: int = 0
+    by_type: dict[int, int] = field(default_factory=dict)
+    examples: list[str] = field(default_factory=list)
+
+
+def find_orderbook(message_path: str | Path) -> Path:
+    """The orderbook file paired with a LOBSTER message file.
+
+    ``X_message_L.csv[.gz]`` pairs with ``X_orderbook_L.csv`` or ``.csv.gz``
+    next to it; raises ``FileNotFoundError`` when neither exists.
+    """
+    p = Path(message_path)
+    m = _MSG_RE.fullmatch(p.name)
+    if m is None:
+        raise DataError(p, None, "not a LOBSTER message file name (expected ..._message_<L>.csv[.gz])")
+    names = dict.fromkeys(f"{m['stem']}_orderbook_{m['levels']}{ext}" for ext in (m["ext"], ".csv", ".csv.gz"))
+    for name in names:
+        if (p.parent / name).is_file():
+            return p.parent / name
+    raise FileNotFoundError(f"{p.parent / next(iter(names))}: no orderbook file for {p.name}")
+
+
+def lobster_pairs(path: str | Path) -> list[Path]:
+    """Message files of a LOBSTER pair, or of every pair in a folder (sorted).
+
+    Raises ``FileNotFoundError`` if a message file has no orderbook partner.
+    """
+    p = Path(path)
+    if p.is_dir():
+        msgs = sorted(f for f in p.iterdir() if f.is_file() and _MSG_RE.fullmatch(f.name))
+    elif p.is_file():
+        msgs = [p]
+    else:
+        raise FileNotFoundError(str(p))
+    for f in msgs:
+        find_orderbook(f)
+    return msgs
+
+
+@nb.njit(cache=True)
+def _parse_seconds(buf, starts, ends):
+    """First field of each line, decimal seconds -> ns; returns (ns, first bad line or -1)."""
+    n = starts.shape[0]
+    out = np.zeros(n, np.int64)
+    for r in range(n):
+        sec = 0
+        frac = 0
+        nf = 0
+        nd = 0
+        rnd = 0
+        dot = False
+        for c in range(starts[r], ends[r]):
+            ch = buf[c]
+            if ch == 44:
+                break
+            if ch == 46:
+                if dot:
+                    return out, r
+                dot = True
+            elif 48 <= ch <= 57:
+                d = ch - 48
+                if dot:
+                    if nf < 9:
+                        frac = frac * 10 + d
+                    elif nf == 9:
+                        rnd = 1 if d >= 5 else 0
+                    nf += 1
+                else:
+                    sec = sec * 10 + d
+                    nd += 1
+                    if nd > 9:
+                        return out, r
+            else:
+                return out, r
+        if nd == 0:
+            return out, r
+        for _ in range(nf, 9):
+            frac *= 10
+        out[r] = sec * 1_000_000_000 + frac + rnd
+    return out, -1
+
+
+def seconds_to_ns(data: bytes) -> tuple[np.ndarray, int]:
+    """First CSV field of each line, decimal seconds, as exact int ns.
+
+    Digits past the 9th decimal are rounded half up on the 10th. Returns
+    ``(ns, index of the first unparsable line or -1)``.
+
+    >>> seconds_to_ns(b"34200.004241176,1\\n43002.632812672004,3\\n1.5\\n7,x")[0].tolist()
+    [34200004241176, 43002632812672, 1500000000, 7000000000]
+    """
+    starts, ends = line_starts(data)
+    ns, bad = _parse_seconds(np.frombuffer(data, np.uint8), starts, ends)
+    return ns, int(bad)
+
+
+def _nlines(data: bytes) -> int:
+    return data.count(b"\n") + (not data.endswith(b"\n"))
+
+
+def _fmt_ns(ns: int) -> str:
+    return f"{ns // 1_000_000_000}.{ns % 1_000_000_000:09d}"
+
+
+class LobsterReader:
+    """Stream a LOBSTER message/orderbook pair as ``EVENT_DTYPE`` chunks.
+
+    ``levels`` (default: L from the file name, else from the orderbook's
+    column count) may be smaller than the file's L to follow only the top
+    ``levels``. ``symbol`` defaults to the file name's first ``_`` field.
+    Each chunk holds the events of ``chunk_rows`` messages and ends on an EOB;
+    :attr:`stats` is refilled on every pass.
+    """
+
+    def __init__(self, message_path: str | Path, levels: int | None = None, symbol: str | None = None,
+                 chunk_rows: int = 100_000, tick_size: float = 0.01) -> None:
+        self.message_path = Path(message_path)
+        self.orderbook_path = find_orderbook(self.message_path)
+        m = _MSG_RE.fullmatch(self.message_path.name)
+        with open_binary(self.orderbook_path) as f:
+            first = f.readline()
+        ncols = first.count(b",") + 1 if first.strip() else 0
+        if ncols == 0 or ncols % 4:
+            raise DataError(self.orderbook_path, 1, f"expected a multiple of 4 columns, got {ncols}")
+        self.file_levels = int(m["levels"]) if m else ncols // 4  # m is None only for renamed copies
+        if ncols != 4 * self.file_levels:
+            raise DataError(self.orderbook_path, 1,
+                            f"expected {4 * self.file_levels} columns for level {self.file_levels}, got {ncols}")
+        self.levels = self.file_levels if levels is None else int(levels)
+        if not 1 <= self.levels <= self.file_levels:
+            raise ValueError(f"levels must be 1..{self.file_levels} for {self.orderbook_path.name}")
+        self.symbol = symbol or self.message_path.name.split("_")[0]
+        self.tick_size = float(tick_size)
+        q = self.tick_size * 10_000
+        if q < 1 or abs(q - round(q)) > 1e-9:
+            raise ValueError("tick_size must be a whole multiple of 0.0001 (LOBSTER's price unit)")
+        self._q = int(round(q))
+        self.chunk_rows = int(chunk_rows)
+        self._ob_names = [f"{k}{i}" for i in range(1, self.file_levels + 1)
+                          for k in ("AskPrice", "AskSize", "BidPrice", "BidSize")]
+        self.stats = LobsterStats()
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        self.stats = LobsterStats()
+        L = self.levels
+        prev = (np.zeros(L, np.int64), np.zeros(L), np.zeros(L, np.int64), np.zeros(L))
+        last_ns = None
+        msgs = byte_chunks(self.message_path, self.chunk_rows)
+        books = byte_chunks(self.orderbook_path, self.chunk_rows)
+        for mc, oc in itertools.zip_longest(msgs, books):
+            have_m = 0 if mc is None else _nlines(mc[1])
+            have_o = 0 if oc is None else _nlines(oc[1])
+            if have_m != have_o:
+                line = (mc or oc)[0] + min(have_m, have_o)
+                longer = "orderbook" if have_o > have_m else "message"
+                raise DataError(self.orderbook_path, line,
+                                f"row counts differ: the {longer} file has more rows")
+            ev, prev, last_ns = self._chunk(mc[0], mc[1], oc[1], prev, last_ns)
+            yield ev
+
+    def read_all(self) -> np.ndarray:
+        """All events of the pair in one array."""
+        parts = list(self)
+        return np.concatenate(parts) if parts else E.empty(0)
+
+    # -- one chunk ---------------------------------------------------------
+    def _chunk(self, line0, mdata, odata, prev, last_ns):
+        mp, op = self.message_path, self.orderbook_path
+        msg = parse_chunk(mp, line0, mdata, MESSAGE_COLUMNS, _MSG_DTYPES, usecols=MESSAGE_COLUMNS[1:])
+        ob = parse_chunk(op, line0, odata, self._ob_names, dict.fromkeys(self._ob_names, "int64"))
+        n = len(msg)
+        seq0 = line0 - 1
+        typ, oid, size, price, direc = (msg[c].to_numpy(np.int64) for c in MESSAGE_COLUMNS[1:])
+        ns, bad = seconds_to_ns(mdata)
+        if bad >= 0:
+            t = mdata.splitlines()[bad].split(b",")[0].decode(errors="replace")
+            raise DataError(mp, line0 + bad, f"Time {t!r} is not decimal seconds")
+        self._check_messages(line0, typ, size, price, direc, ns, last_ns)
+
+        q, L = self._q, self.levels
+        o = ob.to_numpy(np.int64)
+        ask_px, ask_sz, bid_px, bid_sz = (o[:, k::4][:, :L] for k in range(4))
+        ticks = self._book_ticks(line0, o, ask_px, ask_sz, bid_px, bid_sz)
+        ask_t, bid_t = ticks
+        hit = check_rows(ask_t, ask_sz, bid_t, bid_sz, fmt=lambda t: f"{t * q}")
+        if hit is not None:
+            raise DataError(op, line0 + hit[0], hit[1])
+        A = np.vstack([prev[0][None], ask_t]), np.vstack([prev[1][None], ask_sz])
+        B = np.vstack([prev[2][None], bid_t]), np.vstack([prev[3][None], bid_sz])
+        d_row, d_bid, d_px, d_sz, d_lvl = diff_levels(A[0], A[1], B[0], B[1])
+
+        # message price in ticks: order prices must be on the grid, trades are rounded
+        mt = (2 * price + q) // (2 * q)
+        off = price % q != 0
+        order_off = off & (typ <= 4)
+        if order_off.any():
+            i = int(np.argmax(order_off))
+            raise DataError(mp, line0 + i, f"Price {price[i]} is not a multiple of tick {self.tick_size}")
+        first_file_row = seq0 == 0
+        self._check_sizes(line0, typ, size, mt, direc, A, B, first_file_row)
+
+        trade = (typ >= 4) & (typ <= 6)
+        halt = typ == 7
+        has_depth = np.zeros(n, bool)
+        has_depth[d_row] = True
+        clear_rows = np.zeros(1 if first_file_row else 0, np.int64)
+        x_rows = np.flatnonzero(trade | halt)
+        noop_rows = np.flatnonzero(~has_depth & ~trade & ~halt & ~(np.arange(n) < len(clear_rows)))
+        side_flag = np.where(direc == 1, E.BUY, E.SELL).astype(np.uint32)
+        aggressor = np.where(direc == 1, E.SELL, E.BUY).astype(np.uint32)
+        x_flags = np.where(halt[x_rows], E.HALT,
+                           E.TRADE | np.where(typ[x_rows] == 6, 0, aggressor[x_rows])).astype(np.uint32)
+        rows = np.concatenate([clear_rows, d_row, x_rows, noop_rows])
+        flags = np.concatenate([
+            np.full(len(clear_rows), E.CLEAR | E.SNAPSHOT, np.uint32),
+            np.where(d_bid, E.DEPTH | E.BUY, E.DEPTH | E.SELL).astype(np.uint32)
+            | np.where(first_file_row & (d_row == 0), E.SNAPSHOT, 0).astype(np.uint32),
+            x_flags, side_flag[noop_rows]])
+        pxs = np.concatenate([np.zeros(len(clear_rows), np.int64), d_px,
+                              np.where(halt[x_rows], price[x_rows], mt[x_rows]), mt[noop_rows]])
+        szs = np.concatenate([np.zeros(len(clear_rows)), d_sz, np.where(halt[x_rows], 0, size[x_rows]),
+                              size[noop_rows]]).astype(np.float64)
+        lvls = np.concatenate([np.full(len(clear_rows), -1, np.int32), d_lvl,
+                               np.full(len(x_rows) + len(noop_rows), -1, np.int32)])
+        order = np.argsort(rows, kind="stable")
+        rows = rows[order]
+        ev = E.empty(len(rows))
+        ev["flags"] = flags[order] | np.where(mark_eob(rows), E.EOB, 0).astype(np.uint32)
+        ev["level"] = lvls[order]
+        ev["price"] = pxs[order]
+        ev["size"] = szs[order]
+        ev["exch_ts"] = ns[rows]
+        ev["local_ts"] = ns[rows]
+        ev["seq"] = seq0 + rows
+        ev["order_id"] = oid[rows]
+        ev["aux"] = typ[rows]
+
+        st = self.stats
+        st.messages += n
+        st.events += len(ev)
+        st.halts += int(halt.sum())
+        st.off_grid_trades += int((off & trade).sum())
+        for t, c in zip(*np.unique(typ, return_counts=True)):
+            st.by_type[int(t)] = st.by_type.get(int(t), 0) + int(c)
+        new_prev = (ask_t[-1].copy(), ask_sz[-1].astype(np.float64), bid_t[-1].copy(), bid_sz[-1].astype(np.float64))
+        return ev, new_prev, int(ns[-1])
+
+    def _check_messages(self, line0, typ, size, price, direc, ns, last_ns) -> None:
+        mp = self.message_path
+        problems = []
+        for mask, why in (
+            ((typ < 1) | (typ > 7), lambda i: f"unknown message type {typ[i]}"),
+            ((direc != 1) & (direc != -1), lambda i: f"Direction must be 1 or -1, got {direc[i]}"),
+            (size < 0, lambda i: f"negative Size {size[i]}"),
+            ((typ == 7) & ((price < -1) | (price > 1)), lambda i: f"halt message with Price {price[i]} (expected -1, 0 or 1)"),
+            ((typ != 7) & (price <= 0), lambda i: f"non-positive Price {price[i]}"),
+        ):
+            idx = np.flatnonzero(mask)
+            if idx.size:
+                problems.append((int(idx[0]), why))
+        before = np.concatenate([[ns[0] if last_ns is None else last_ns], ns[:-1]])
+        back = np.flatnonzero(ns < before)
+        if back.size:
+            i = int(back[0])
+            was = int(ns[i - 1]) if i else last_ns
+            problems.append((i, lambda i: f"Time goes backwards ({_fmt_ns(int(ns[i]))} after {_fmt_ns(was)})"))
+        if problems:
+            i, why = min(problems, key=lambda t: t[0])
+            raise DataError(mp, line0 + i, why(i))
+
+    def _book_ticks(self, line0, o, ask_px, ask_sz, bid_px, bid_sz):
+        op, q = self.orderbook_path, self._q
+        sizes = o[:, 1::2]
+        neg = np.flatnonzero((sizes < 0).any(axis=1))
+        if neg.size:
+            r = int(neg[0])
+            c = 2 * int(np.argmax(sizes[r] < 0)) + 1
+            raise DataError(op, line0 + r, f"negative size {o[r, c]} in {self._ob_names[c]}")
+        out = []
+        for px, sz, name in ((ask_px, ask_sz, "AskPrice"), (bid_px, bid_sz, "BidPrice")):
+            valid = sz > 0
+            bad = valid & ((np.abs(px) == PLACEHOLDER) | (px % q != 0) | (px <= 0))
+            if bad.any():
+                r = int(np.flatnonzero(bad.any(axis=1))[0])
+                lv = int(np.argmax(bad[r]))
+                why = "placeholder price with a non-zero size" if abs(px[r, lv]) == PLACEHOLDER else \
+                    f"price {px[r, lv]} is not a positive multiple of tick {self.tick_size}"
+                raise DataError(op, line0 + r, f"{name}{lv + 1}: {why}")
+            out.append(np.where(valid, px // q, 0))
+        return out
+
+    def _check_sizes(self, line0, typ, size, mt, direc, A, B, first_file_row) -> None:
+        bid = (direc == 1)[:, None]
+        res = []
+        for k in (slice(0, -1), slice(1, None)):
+            px = np.where(bid, B[0][k], A[0][k])
+            sz = np.where(bid, B[1][k], A[1][k])
+            hit = (px == mt[:, None]) & (sz > 0)
+            res.append((hit.any(axis=1), np.where(hit, sz, 0.0).sum(axis=1)))
+        (in0, s0), (in1, s1) = res
+        chk = (typ >= 1) & (typ <= 4) & (in0 | in1)
+        if first_file_row:
+            chk[0] = False
+        expected = np.where(typ == 1, size, -size)
+        dis = chk & (s1 - s0 != expected)
+        st = self.stats
+        st.checked += int(chk.sum())
+        st.checked_after += int((chk & in1).sum())
+        st.checked_both += int((chk & in0 & in1).sum())
+        st.disagreements += int(dis.sum())
+        for i in np.flatnonzero(dis)[: max(0, 5 - len(st.examples))]:
+            st.examples.append(f"line {line0 + i}: type {typ[i]} Size {size[i]} at {mt[i]} ticks, "
+                               f"visible size {s0[i]:g} -> {s1[i]:g}")
