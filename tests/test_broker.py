@@ -6,8 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import socket
+import subprocess
+import sys
+import time
 from collections import defaultdict
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -167,3 +173,55 @@ async def test_faust_agent_forwards_frame_counts(stream_config: StreamConfig) ->
     assert [r["count"] for r in results] == sizes
     assert [r["first_seq"] for r in results] == list(np.cumsum([0] + sizes[:-1]))
     assert {r["symbol"] for r in results} == {"X"}
+
+
+WORKER_SCRIPT = """
+import sys
+from streamsig.stream.config import StreamConfig, make_app, raw_topic, run_worker
+
+cfg = StreamConfig(bootstrap=sys.argv[1], app_id=sys.argv[2], topic_prefix=sys.argv[2],
+                   partitions=1, session_timeout_s=3.0, heartbeat_s=0.5)
+app = make_app(cfg)
+topic = raw_topic(app, cfg.topics.book_events)
+
+@app.agent(topic)
+async def echo(stream):
+    async for value in stream:
+        print("GOT", value.decode(), flush=True)
+
+@app.timer(0.2)
+async def tick():
+    await topic.send(key=b"k", value=b"tick")
+
+run_worker(app, loglevel="warning", quiet=True)
+"""
+
+
+@pytest.mark.slow
+def test_cli_worker_stops_cleanly_on_sigterm(kafka: str, unique_prefix: str, tmp_path: Path) -> None:
+    asyncio.run(ensure_topics(kafka, [Topics(unique_prefix).book_events], 1))
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER_SCRIPT)
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    proc = subprocess.Popen([sys.executable, "-u", str(script), kafka, unique_prefix],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        lines = []
+        assert proc.stdout is not None
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            lines.append(line)
+            if line.startswith("GOT tick") or not line:
+                break
+        assert any(ln.startswith("GOT tick") for ln in lines), "".join(lines)
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        rest, _ = proc.communicate(timeout=15)
+        assert proc.returncode == 0, "".join(lines) + rest
+        assert time.monotonic() - t0 < 10
+        assert "Traceback" not in rest
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
