@@ -341,3 +341,16 @@ def test_real_trades_and_merge(sym, n):
         for f in ("flags", "price", "size", "exch_ts"):
             assert (part[f] == src[f]).all()
     assert (np.diff(eob["exch_ts"]) < 0).sum() <= 1  # only ETH's diff stamped before its REST snapshot
+
+
+@pytest.mark.realdata
+def test_real_snapshot_events_apply_cleanly_to_the_book():
+    from streamsig.book.book import Book
+
+    path = real(TARDIS.format("book_snapshot_10", "BTCUSDT"))
+    ev = SnapshotReader(path).read_all()
+    book = Book(capacity=10)
+    assert not book.apply(ev).any()
+    asks, bids = snapshot_tops(path, 0.01)[1][-1]
+    assert list(zip(book.ask_px[:book.n_ask].tolist(), book.ask_sz[:book.n_ask].tolist())) == asks
+    assert list(zip(book.bid_px[:book.n_bid].tolist(), book.bid_sz[:book.n_bid].tolist())) == bids

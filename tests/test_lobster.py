@@ -4,9 +4,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from streamsig.book import events as E
-from streamsig.book.lobster import LobsterReader, find_orderbook, lobster_pairs
+from streamsig.book.lobster import LobsterReader, find_orderbook, lobster_pairs, seconds_to_ns
 from streamsig.errors import DataError
 from tests._fmt_books import DictBook, lobster_row_levels, real, simulate_lobster, write_lobster
 
@@ -62,6 +64,19 @@ def test_synthetic_replay_and_checks(tmp_path, levels, chunk_rows, gz):
     assert (eob["aux"] == [m[1] for m in msgs]).all()
 
 
+@settings(deadline=None)
+@given(st.integers(0, 86_399_999_999_999), st.booleans(), st.sampled_from(["", "0", "000", "4", "49"]))
+def test_time_strings_parse_to_exact_ns(ns, trim, extra):
+    """Trailing zeros may be dropped; digits past ns below a half are ignored."""
+    frac = f"{ns % 10**9:09d}"
+    if trim:
+        frac = frac.rstrip("0")
+        text = f"{ns // 10**9}" + (f".{frac}" if frac else "")
+    else:
+        text = f"{ns // 10**9}.{frac}{extra}"
+    assert seconds_to_ns(f"{text},1,2\n".encode())[0].tolist() == [ns]
+
+
 def test_chunking_does_not_change_events(tmp_path):
     msgs, rows = simulate_lobster(80, 4, seed=9)
     path = write_lobster(tmp_path, msgs, rows, 4)
@@ -87,9 +102,11 @@ def test_event_layout_of_each_message_kind(tmp_path):
         ("34202", 5, 0, 7, 1000150, 1),                 # hidden midpoint print: rounds to 100.02
         ("34203.000000000", 7, 0, 0, -1, -1),           # halt
         ("34204.1", 1, 13, 5, 990000, 1),               # beyond the top level: nothing visible changes
+        ("34205", 6, 0, 300, 1000100, -1),              # cross trade: no aggressor side
     ]
     rows = [[P, 0, 1000000, 100], [1000200, 50, 1000000, 100], [1000200, 30, 1000000, 100],
-            [1000200, 30, 1000000, 100], [1000200, 30, 1000000, 100], [1000200, 30, 1000000, 100]]
+            [1000200, 30, 1000000, 100], [1000200, 30, 1000000, 100], [1000200, 30, 1000000, 100],
+            [1000200, 30, 1000000, 100]]
     r = LobsterReader(write_lobster(tmp_path, msgs, np.array(rows), 1), tick_size=0.01)
     ev = r.read_all()
     got = [(E.describe_flags(int(f)), int(p), float(s), int(q)) for f, p, s, q in
@@ -103,12 +120,15 @@ def test_event_layout_of_each_message_kind(tmp_path):
         ("TRADE|SELL|EOB", 10002, 7.0, 3),
         ("EOB|HALT", -1, 0.0, 4),
         ("BUY|EOB", 9900, 5.0, 5),
+        ("TRADE|EOB", 10001, 300.0, 6),
     ]
     assert ev["exch_ts"].tolist() == [34200000000001] * 2 + [34200500000000, 34201250000000, 34201250000000,
-                                                             34202000000000, 34203000000000, 34204100000000]
+                                                             34202000000000, 34203000000000, 34204100000000,
+                                                             34205000000000]
     assert (ev["local_ts"] == ev["exch_ts"]).all()
-    assert ev["order_id"].tolist() == [11, 11, 12, 12, 12, 0, 0, 13]
-    assert ev["level"].tolist() == [-1, 0, 0, 0, -1, -1, -1, -1]
+    assert ev["order_id"].tolist() == [11, 11, 12, 12, 12, 0, 0, 13, 0]
+    assert ev["level"].tolist() == [-1, 0, 0, 0, -1, -1, -1, -1, -1]
+    assert ev["aux"].tolist() == [1, 1, 1, 4, 4, 5, 7, 1, 6]
     st = r.stats
     assert (st.off_grid_trades, st.halts, st.checked, st.checked_after, st.disagreements) == (1, 1, 2, 2, 0)
 
@@ -211,3 +231,18 @@ def test_real_size_checks_match_readme(key):
     msgs = pd.read_csv(real(rel), header=None)
     assert r.stats.by_type == msgs[1].value_counts().sort_index().to_dict()
     assert r.stats.off_grid_trades == int(((msgs[4] % 100 != 0) & msgs[1].isin([5, 6])).sum())
+
+
+@pytest.mark.realdata
+def test_real_events_apply_cleanly_to_the_book():
+    from streamsig.book.book import Book
+
+    path = real(REAL["amzn5"][0])
+    r = LobsterReader(path)
+    ev = r.read_all()
+    book = Book(capacity=r.levels)
+    assert not book.apply(ev).any()
+    last = pd.read_csv(find_orderbook(path), header=None).to_numpy(np.int64)[-1]
+    asks, bids = lobster_row_levels(last, r.levels)
+    assert list(zip(book.ask_px[:book.n_ask].tolist(), book.ask_sz[:book.n_ask].tolist())) == asks
+    assert list(zip(book.bid_px[:book.n_bid].tolist(), book.bid_sz[:book.n_bid].tolist())) == bids

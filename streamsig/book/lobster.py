@@ -410,8 +410,8 @@ def seconds_to_ns(data: bytes) -> tuple[np.ndarray, int]:
     Digits past the 9th decimal are rounded half up on the 10th. Returns
     ``(ns, index of the first unparsable line or -1)``.
 
-    >>> seconds_to_ns(b"34200.004241176,1\\n43002.632812672004,3\\n1.5\\n7,x")[0].tolist()
-    [34200004241176, 43002632812672, 1500000000, 7000000000]
+    >>> seconds_to_ns(b"34200.004241176,1\\n43002.632812672004,3\\n1.0000000005\\n7,x")[0].tolist()
+    [34200004241176, 43002632812672, 1000000001, 7000000000]
     """
     starts, ends = line_starts(data)
     ns, bad = _parse_seconds(np.frombuffer(data, np.uint8), starts, ends)
@@ -429,9 +429,8 @@ def _fmt_ns(ns: int) -> str:
 class LobsterReader:
     """Stream a LOBSTER message/orderbook pair as ``EVENT_DTYPE`` chunks.
 
-    ``levels`` (default: L from the file name, else from the orderbook's
-    column count) may be smaller than the file's L to follow only the top
-    ``levels``. ``symbol`` defaults to the file name's first ``_`` field.
+    ``levels`` (default: L from the file name) may be smaller than the
+    file's L to follow only the top ``levels``. ``symbol`` defaults to the file name's first ``_`` field.
     Each chunk holds the events of ``chunk_rows`` messages and ends on an EOB;
     :attr:`stats` is refilled on every pass.
     """
@@ -441,12 +440,11 @@ class LobsterReader:
         self.message_path = Path(message_path)
         self.orderbook_path = find_orderbook(self.message_path)
         m = _MSG_RE.fullmatch(self.message_path.name)
+        assert m is not None  # find_orderbook checked the name
+        self.file_levels = int(m["levels"])
         with open_binary(self.orderbook_path) as f:
             first = f.readline()
         ncols = first.count(b",") + 1 if first.strip() else 0
-        if ncols == 0 or ncols % 4:
-            raise DataError(self.orderbook_path, 1, f"expected a multiple of 4 columns, got {ncols}")
-        self.file_levels = int(m["levels"]) if m else ncols // 4  # m is None only for renamed copies
         if ncols != 4 * self.file_levels:
             raise DataError(self.orderbook_path, 1,
                             f"expected {4 * self.file_levels} columns for level {self.file_levels}, got {ncols}")
