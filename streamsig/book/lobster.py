@@ -93,21 +93,94 @@ def byte_chunks(path: str | Path, chunk_rows: int, skip: int = 0) -> Iterator[tu
                 return
 
 
-def line_starts(data: bytes) -> tuple[np.ndarray, np.ndarray]:
-    """Start and end (exclusive, before any ``\\r\\n``) byte offsets of each line.
+@nb.njit(cache=True)
+def _scan_lines(buf, n):
+    starts = np.empty(n, np.int64)
+    ends = np.empty(n, np.int64)
+    commas = np.zeros(n, np.int64)
+    k, s, c = 0, 0, 0
+    for i in range(buf.shape[0] + 1):
+        if i < buf.shape[0] and buf[i] != 10:
+            if buf[i] == 44:
+                c += 1
+            continue
+        if k == n:
+            break
+        e = i - 1 if i > s and buf[i - 1] == 13 else i
+        starts[k], ends[k], commas[k] = s, e, c
+        k, s, c = k + 1, i + 1, 0
+    return starts, ends, commas
+
+
+def line_starts(data: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Start and end (exclusive, before any ``\\r\\n``) byte offsets and comma count of each line.
 
     >>> [a.tolist() for a in line_starts(b"ab,c\\n\\nx\\r\\nlast")]
-    [[0, 5, 6, 9], [4, 5, 7, 13]]
+    [[0, 5, 6, 9], [4, 5, 7, 13], [1, 0, 0, 0]]
     """
-    buf = np.frombuffer(data, np.uint8)
-    ends = np.flatnonzero(buf == 10)
-    if not len(buf) or buf[-1] != 10:
-        ends = np.append(ends, len(buf))
-    starts = np.empty_like(ends)
-    starts[:1] = 0
-    starts[1:] = ends[:-1] + 1
-    cr = (ends > starts) & (buf[np.maximum(ends - 1, 0)] == 13)
-    return starts, ends - cr
+    n = data.count(b"\n") + (not data.endswith(b"\n"))
+    return _scan_lines(np.frombuffer(data, np.uint8), n)
+
+
+def _check_columns(path, line0: int, starts, ends, counts, ncols: int) -> None:
+    bad = np.flatnonzero((counts != ncols - 1) | (ends == starts))
+    if bad.size:
+        i = int(bad[0])
+        reason = "empty line" if ends[i] == starts[i] else f"expected {ncols} columns, got {counts[i] + 1}"
+        raise DataError(path, line0 + i, reason)
+
+
+@nb.njit(cache=True)
+def _parse_ints(buf, starts, ends, ncols, first):
+    n = starts.shape[0]
+    out = np.zeros((n, ncols - first), np.int64)
+    for r in range(n):
+        i, e = starts[r], ends[r]
+        for _ in range(first):
+            while i < e and buf[i] != 44:
+                i += 1
+            i += 1
+        for col in range(first, ncols):
+            neg = i < e and buf[i] == 45
+            if neg:
+                i += 1
+            v = 0
+            nd = 0
+            while i < e and buf[i] != 44:
+                ch = buf[i]
+                if ch < 48 or ch > 57 or nd >= 18:
+                    return out, r, col
+                v = v * 10 + (ch - 48)
+                nd += 1
+                i += 1
+            if nd == 0:
+                return out, r, col
+            out[r, col - first] = -v if neg else v
+            i += 1
+    return out, -1, -1
+
+
+def parse_int_chunk(path: str | Path, line0: int, data: bytes, names: list[str],
+                    first: int = 0) -> np.ndarray:
+    """Integer CSV bytes (no header) -> ``(lines, len(names) - first)`` int64 array.
+
+    Columns before ``first`` are skipped unparsed. Raises :class:`DataError`
+    naming the first empty line, wrong column count or non-integer cell.
+
+    >>> parse_int_chunk("o.csv", 1, b"1,-2\\n30,4", ["a", "b"]).tolist()
+    [[1, -2], [30, 4]]
+    >>> parse_int_chunk("o.csv", 1, b"1,2\\n3,4.5\\n", ["a", "b"])
+    Traceback (most recent call last):
+    ...
+    streamsig.errors.DataError: o.csv:2: column b: '4.5' is not an integer
+    """
+    starts, ends, counts = line_starts(data)
+    _check_columns(path, line0, starts, ends, counts, len(names))
+    out, r, c = _parse_ints(np.frombuffer(data, np.uint8), starts, ends, len(names), first)
+    if r >= 0:
+        cell = data[starts[r]:ends[r]].split(b",")[c].decode("utf-8", "replace")
+        raise DataError(path, line0 + r, f"column {names[c]}: {cell!r} is not an integer")
+    return out
 
 
 def parse_chunk(path: str | Path, line0: int, data: bytes, names: list[str],
@@ -124,15 +197,7 @@ def parse_chunk(path: str | Path, line0: int, data: bytes, names: list[str],
     ...
     streamsig.errors.DataError: m.csv:2: column a: 'x' is not an integer
     """
-    starts, ends = line_starts(data)
-    is_comma = (np.frombuffer(data, np.uint8) == 44).view(np.uint8)
-    counts = np.add.reduceat(is_comma, starts, dtype=np.int32)
-    bad = np.flatnonzero((counts != len(names) - 1) | (ends == starts))
-    if bad.size:
-        i = int(bad[0])
-        reason = "empty line" if ends[i] == starts[i] else \
-            f"expected {len(names)} columns, got {counts[i] + 1}"
-        raise DataError(path, line0 + i, reason)
+    _check_columns(path, line0, *line_starts(data), len(names))
     try:
         return pd.read_csv(io.BytesIO(data), header=None, names=names, dtype=dtypes,
                            usecols=usecols, skip_blank_lines=False, engine="c")
@@ -295,8 +360,6 @@ def mark_eob(rows: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------
 
 MESSAGE_COLUMNS = ["Time", "Type", "OrderID", "Size", "Price", "Direction"]
-_MSG_DTYPES = {"Time": str, "Type": "int64", "OrderID": "int64", "Size": "int64",
-               "Price": "int64", "Direction": "int64"}
 PLACEHOLDER = 9999999999  #: LOBSTER's price for an empty level (negated on the bid side)
 _MSG_RE = re.compile(r"(?P<stem>.*)_message_(?P<levels>\d+)(?P<ext>\.csv(?:\.gz)?)")
 
@@ -413,7 +476,7 @@ def seconds_to_ns(data: bytes) -> tuple[np.ndarray, int]:
     >>> seconds_to_ns(b"34200.004241176,1\\n43002.632812672004,3\\n1.0000000005\\n7,x")[0].tolist()
     [34200004241176, 43002632812672, 1000000001, 7000000000]
     """
-    starts, ends = line_starts(data)
+    starts, ends, _ = line_starts(data)
     ns, bad = _parse_seconds(np.frombuffer(data, np.uint8), starts, ends)
     return ns, int(bad)
 
@@ -488,11 +551,11 @@ class LobsterReader:
     # -- one chunk ---------------------------------------------------------
     def _chunk(self, line0, mdata, odata, prev, last_ns):
         mp, op = self.message_path, self.orderbook_path
-        msg = parse_chunk(mp, line0, mdata, MESSAGE_COLUMNS, _MSG_DTYPES, usecols=MESSAGE_COLUMNS[1:])
-        ob = parse_chunk(op, line0, odata, self._ob_names, dict.fromkeys(self._ob_names, "int64"))
+        msg = parse_int_chunk(mp, line0, mdata, MESSAGE_COLUMNS, first=1)
+        o = parse_int_chunk(op, line0, odata, self._ob_names)
         n = len(msg)
         seq0 = line0 - 1
-        typ, oid, size, price, direc = (msg[c].to_numpy(np.int64) for c in MESSAGE_COLUMNS[1:])
+        typ, oid, size, price, direc = msg.T
         ns, bad = seconds_to_ns(mdata)
         if bad >= 0:
             t = mdata.splitlines()[bad].split(b",")[0].decode(errors="replace")
@@ -500,7 +563,6 @@ class LobsterReader:
         self._check_messages(line0, typ, size, price, direc, ns, last_ns)
 
         q, L = self._q, self.levels
-        o = ob.to_numpy(np.int64)
         ask_px, ask_sz, bid_px, bid_sz = (o[:, k::4][:, :L] for k in range(4))
         ticks = self._book_ticks(line0, o, ask_px, ask_sz, bid_px, bid_sz)
         ask_t, bid_t = ticks
