@@ -26,8 +26,9 @@ cross trades between ticks (midpoint prints) are rounded half up and counted in
 :attr:`LobsterStats.off_grid_trades`; off-grid order or book prices are errors.
 
 The module also holds the pieces shared with :mod:`streamsig.book.crypto`:
-chunked reading (:func:`byte_chunks`, :func:`parse_chunk`), level diffing
-(:func:`diff_levels`) and row checks (:func:`check_rows`).
+chunked reading (:func:`byte_chunks`, :func:`parse_int_chunk`,
+:func:`parse_chunk`), level diffing (:func:`diff_levels`) and row checks
+(:func:`check_rows`).
 """
 from __future__ import annotations
 
@@ -493,9 +494,10 @@ class LobsterReader:
     """Stream a LOBSTER message/orderbook pair as ``EVENT_DTYPE`` chunks.
 
     ``levels`` (default: L from the file name) may be smaller than the
-    file's L to follow only the top ``levels``. ``symbol`` defaults to the file name's first ``_`` field.
-    Each chunk holds the events of ``chunk_rows`` messages and ends on an EOB;
-    :attr:`stats` is refilled on every pass.
+    file's L to follow only the top ``levels``. ``symbol`` defaults to the
+    file name's first ``_`` field. Each chunk holds the events of
+    ``chunk_rows`` messages and ends on an EOB; :attr:`stats` is refilled on
+    every pass.
     """
 
     def __init__(self, message_path: str | Path, levels: int | None = None, symbol: str | None = None,
