@@ -151,6 +151,8 @@ async def test_faust_agent_forwards_frame_counts(stream_config: StreamConfig) ->
             await producer.send_and_wait(cfg.topics.book_events, encode_frame("X", _events(size, seq), 0), key=b"X")
             seq += size
         async with running(app, ready_timeout_s=20):
+            # the short fetch wait reached aiokafka's fetcher (Faust would use 1500 ms)
+            assert app.consumer._thread._consumer._fetcher._fetch_max_wait_ms == cfg.fetch_max_wait_ms
             for size in sizes[2:]:
                 await producer.send_and_wait(
                     cfg.topics.book_events, encode_frame("X", _events(size, seq), 0), key=b"X")

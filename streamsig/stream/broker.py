@@ -116,13 +116,21 @@ def _recv_exact(s: socket.socket, n: int) -> bytes:
     return bytes(buf)
 
 
+def _load_prctl() -> object | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+_PRCTL = _load_prctl()  # looked up here so the forked child makes no library calls
+
+
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child
     """Ask Linux to SIGTERM the broker when the thread that started it dies."""
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
+    _PRCTL(1, signal.SIGTERM)  # type: ignore[operator]  # PR_SET_PDEATHSIG
 
 
 class EmbeddedBroker:
@@ -136,8 +144,9 @@ class EmbeddedBroker:
 
     Use as a context manager or call :meth:`start` / :meth:`stop`. With
     ``port=None`` a free port is picked (and re-picked if another process
-    grabs it first). The broker is also stopped at interpreter exit, and on
-    Linux when the starting thread dies, so crashed runs leave no orphan.
+    grabs it first). The broker is also stopped at interpreter exit and, on
+    Linux when started from the main thread, when this process dies, so
+    crashed runs leave no orphan.
     """
 
     def __init__(
@@ -184,6 +193,7 @@ class EmbeddedBroker:
         with self._lock:
             if self.running:
                 return self
+            binary = self._binary or tansu_binary()
             attempts = 3 if self._auto_port else 1
             last: BrokerError | None = None
             for _ in range(attempts):
@@ -192,7 +202,7 @@ class EmbeddedBroker:
                 elif not _port_is_free(self.host, self.port):
                     raise BrokerError(f"embedded broker: port {self.bootstrap} is already in use")
                 try:
-                    self._launch()
+                    self._launch(binary)
                     _LIVE.add(self)
                     return self
                 except BrokerError as exc:
@@ -201,8 +211,7 @@ class EmbeddedBroker:
             assert last is not None
             raise last
 
-    def _launch(self) -> None:
-        binary = self._binary or tansu_binary()
+    def _launch(self, binary: Path) -> None:
         url = f"tcp://{self.host}:{self.port}"
         fd, log_name = tempfile.mkstemp(prefix="streamsig-tansu-", suffix=".log")
         self._log_path = Path(log_name)
@@ -213,11 +222,13 @@ class EmbeddedBroker:
             "--storage-engine", "memory://tansu/",
         ]
         env = dict(os.environ, NO_COLOR="1")
+        # PR_SET_PDEATHSIG fires when the *thread* that forked exits, so only use it from the main thread
+        in_main = threading.current_thread() is threading.main_thread()
         with os.fdopen(fd, "wb") as log:
             self._proc = subprocess.Popen(
                 cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
                 start_new_session=True,  # Ctrl-C reaches the worker, which then stops the broker
-                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+                preexec_fn=_die_with_parent if _PRCTL is not None and in_main else None,
             )
         deadline = time.monotonic() + self.startup_timeout_s
         while True:
