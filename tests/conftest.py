@@ -11,6 +11,7 @@ import os
 import re
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -40,7 +41,7 @@ def unique_prefix(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def stream_config(kafka: str, unique_prefix: str) -> "StreamConfig":
+def stream_config(kafka: str, unique_prefix: str, tmp_path: Path) -> "StreamConfig":
     """A StreamConfig on the session broker with test-only names and a quick group join."""
     from streamsig.stream.config import StreamConfig
 
@@ -51,4 +52,5 @@ def stream_config(kafka: str, unique_prefix: str) -> "StreamConfig":
         partitions=3,
         session_timeout_s=3.0,  # Tansu answers a join after half of this
         heartbeat_s=0.5,
+        datadir=str(tmp_path),
     )

@@ -182,7 +182,7 @@ import sys
 from streamsig.stream.config import StreamConfig, make_app, raw_topic, run_worker
 
 cfg = StreamConfig(bootstrap=sys.argv[1], app_id=sys.argv[2], topic_prefix=sys.argv[2],
-                   partitions=1, session_timeout_s=3.0, heartbeat_s=0.5)
+                   partitions=1, session_timeout_s=3.0, heartbeat_s=0.5, datadir=sys.argv[3])
 app = make_app(cfg)
 topic = raw_topic(app, cfg.topics.book_events)
 
@@ -205,7 +205,7 @@ def test_cli_worker_stops_cleanly_on_sigterm(kafka: str, unique_prefix: str, tmp
     script = tmp_path / "worker.py"
     script.write_text(WORKER_SCRIPT)
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
-    proc = subprocess.Popen([sys.executable, "-u", str(script), kafka, unique_prefix],
+    proc = subprocess.Popen([sys.executable, "-u", str(script), kafka, unique_prefix, str(tmp_path)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
     try:
         deadline = time.monotonic() + 20
