@@ -3,7 +3,11 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -129,13 +133,40 @@ def test_tuning_never_sees_the_last_test_fold(planted, tmp_path, monkeypatch):
     assert card["tuning"]["folds"] == [0, 1] and card["tuning"]["trials"] == 3
     assert seen and held_out.isdisjoint(seen)
     assert {"num_leaves", "learning_rate"} <= set(card["params"])
+    again = card_of(train_model(planted, FEATURES, LABEL, "lightgbm", seed=0, out_dir=tmp_path / "again",
+                                folds=3, trials=3))
+    assert again["params"] == card["params"] and again["metrics"] == card["metrics"]  # seeded search
 
 
-def test_final_all_refits_on_every_row(planted, tmp_path):
+def test_final_all_refits_on_every_row_and_progress_is_reported(planted, tmp_path):
+    calls = []
     card = card_of(train_model(planted, FEATURES, LABEL, "logreg", seed=0, out_dir=tmp_path,
-                               folds=3, final="all"))
+                               folds=3, final="all", progress=lambda *a: calls.append(a)))
     assert card["final_model"]["fit_on"] == "all"
     assert card["final_model"]["train_rows"] == card["data"]["labelled_rows"]
+    assert calls == [("folds", 1, 3), ("folds", 2, 3), ("folds", 3, 3), ("baselines", 1, 1), ("export", 1, 1)]
+
+
+def test_models_train_without_torch(tmp_path):
+    code = (
+        "import sys\n"
+        "class NoTorch:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'torch':\n"
+        "            raise ImportError('torch blocked')\n"
+        "sys.meta_path.insert(0, NoTorch())\n"
+        "from streamsig.models import train_model, load_scorer\n"
+        "from streamsig.models.synthetic import planted_table\n"
+        f"d = train_model(planted_table(800), {FEATURES!r}, {{'horizon': 1}}, 'logreg', out_dir={str(tmp_path)!r}, folds=2)\n"
+        "load_scorer(d)\n"
+        "try:\n    train_model(planted_table(800), ['ofi_1'], {'horizon': 1}, 'lstm', out_dir='x', folds=2)\n"
+        "except ImportError as e:\n    print(e)\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root,
+                         env={**os.environ, "PYTHONPATH": str(root)}, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "lstm models need torch" in out.stdout
 
 
 def test_evaluate_scores_new_data_through_the_scorer(lgbm, tmp_path):

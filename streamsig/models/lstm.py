@@ -7,21 +7,33 @@ buffers), so the exported ONNX graph takes raw float32 features of shape
 Training is deterministic: seeded initialisation and minibatch order (on a
 private generator, leaving the global RNG as it was), deterministic algorithms
 and one thread, restored afterwards.
+
+torch is optional: it is imported when an LSTM is built, so this module loads
+without it and only fitting an LSTM needs it (``pip install 'streamsig[lstm]'``).
 """
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import warnings
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
-import torch
-from torch import nn
+
+
+def _torch() -> Any:
+    try:
+        import torch
+    except ImportError:
+        raise ImportError("lstm models need torch: pip install 'streamsig[lstm]'") from None
+    return torch
 
 
 @contextlib.contextmanager
 def _deterministic(seed: int) -> Iterator[None]:
+    torch = _torch()
     threads, det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
@@ -34,22 +46,28 @@ def _deterministic(seed: int) -> Iterator[None]:
         torch.use_deterministic_algorithms(det)
 
 
-class LstmNet(nn.Module):
-    """Standardise -> one-layer LSTM -> linear head on the last step -> softmax."""
+@functools.cache
+def net_class() -> type:
+    """The network: standardise -> one-layer LSTM -> linear head on the last step -> softmax."""
+    torch = _torch()
+    nn = torch.nn
 
-    def __init__(self, n_features: int, hidden: int, mean: np.ndarray, std: np.ndarray) -> None:
-        super().__init__()
-        self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32))
-        self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32))
-        self.lstm = nn.LSTM(n_features, hidden, batch_first=True)
-        self.head = nn.Linear(hidden, 3)
+    class LstmNet(nn.Module):
+        def __init__(self, n_features: int, hidden: int, mean: np.ndarray, std: np.ndarray) -> None:
+            super().__init__()
+            self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32))
+            self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32))
+            self.lstm = nn.LSTM(n_features, hidden, batch_first=True)
+            self.head = nn.Linear(hidden, 3)
 
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
-        out, _ = self.lstm((x - self.mean) / self.std)
-        return self.head(out[:, -1, :])
+        def logits(self, x: Any) -> Any:
+            out, _ = self.lstm((x - self.mean) / self.std)
+            return self.head(out[:, -1, :])
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.logits(x), dim=-1)
+        def forward(self, x: Any) -> Any:
+            return torch.softmax(self.logits(x), dim=-1)
+
+    return LstmNet
 
 
 class LstmClassifier:
@@ -58,19 +76,20 @@ class LstmClassifier:
     def __init__(self, *, seed: int = 0, hidden: int = 16, epochs: int = 3, lr: float = 3e-3,
                  batch_size: int = 64) -> None:
         self.seed, self.hidden, self.epochs, self.lr, self.batch_size = seed, hidden, epochs, lr, batch_size
-        self.net: LstmNet | None = None
+        self.net: Any = None
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> LstmClassifier:
         """Train on windows ``X`` (n, window, F) float32 and labels 0/1/2."""
+        torch = _torch()
         X = np.ascontiguousarray(X, dtype=np.float32)
         flat = X.reshape(-1, X.shape[2])
         std = flat.std(axis=0)
         with _deterministic(self.seed):
-            net = LstmNet(X.shape[2], self.hidden, flat.mean(axis=0), np.where(std > 0, std, 1.0))
+            net = net_class()(X.shape[2], self.hidden, flat.mean(axis=0), np.where(std > 0, std, 1.0))
             opt = torch.optim.Adam(net.parameters(), lr=self.lr)
             gen = torch.Generator().manual_seed(self.seed)
             xt, yt = torch.from_numpy(X), torch.as_tensor(y, dtype=torch.long)
-            loss_fn = nn.CrossEntropyLoss()
+            loss_fn = torch.nn.CrossEntropyLoss()
             net.train()
             for _ in range(self.epochs):
                 for batch in torch.randperm(len(xt), generator=gen).split(self.batch_size):
@@ -84,12 +103,14 @@ class LstmClassifier:
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """(n, 3) probabilities for windows ``X``."""
         assert self.net is not None, "fit first"
+        torch = _torch()
         with _deterministic(self.seed), torch.no_grad():
             return self.net(torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))).numpy()
 
     def onnx_bytes(self, input_name: str, output_name: str) -> bytes:
         """The network as an ONNX model (opset 17) with input ``[batch, window, F]``."""
         assert self.net is not None, "fit first"
+        torch = _torch()
         buf = io.BytesIO()
         dummy = torch.zeros(1, self.window, self.net.lstm.input_size)
         with warnings.catch_warnings(), _deterministic(self.seed):

@@ -25,9 +25,10 @@ faster, equal to within float32 rounding.
 """
 from __future__ import annotations
 
+import functools
 import math
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,15 @@ def check_features(card: dict[str, Any], features: Sequence[str]) -> None:
     raise ModelLoadError(f"model {card['model_id']}: {len(have)} features given, card has {len(want)}")
 
 
+def _binding_runner(sess: ort.InferenceSession, binding: ort.IOBinding) -> Callable[[], None]:
+    """A no-argument call that runs ``binding``. It calls the compiled session directly
+    when this onnxruntime exposes it (saving a Python frame per row), else the public method."""
+    raw, raw_binding = getattr(sess, "_sess", None), getattr(binding, "_iobinding", None)
+    if raw is not None and raw_binding is not None and hasattr(raw, "run_with_iobinding"):
+        return functools.partial(raw.run_with_iobinding, raw_binding, None)
+    return functools.partial(sess.run_with_iobinding, binding)
+
+
 def _check_input(sess: ort.InferenceSession, card: dict[str, Any], rank: int) -> None:
     inp = sess.get_inputs()[0]
     want = [card["window"], len(card["features"])] if rank == 3 else [len(card["features"])]
@@ -110,15 +120,18 @@ class Scorer:
         self._binding = self._sess.io_binding()
         self._binding.bind_ortvalue_input(INPUT_NAME, self._xv)
         self._binding.bind_ortvalue_output(OUTPUT_NAME, self._yv)
+        self._run = _binding_runner(self._sess, self._binding)
+        self._n = n
+        self._res = self._y[0]
 
     def score_one(self, row: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """Probabilities (down, flat, up) for one row in card feature order."""
-        if len(row) != len(self._row):
-            raise ValueError(f"row has {len(row)} values, model {self.model_id} takes {len(self._row)}")
+        if len(row) != self._n:
+            raise ValueError(f"row has {len(row)} values, model {self.model_id} takes {self._n}")
         self._row[:] = row
         if math.isfinite(self._row.dot(self._ones)):
-            self._sess.run_with_iobinding(self._binding)
-            res = self._y[0]
+            self._run()
+            res = self._res
         else:
             res = _NAN3
         if out is None:
@@ -152,8 +165,8 @@ class _Stream:
     x: np.ndarray  #: (1, window, F) input buffer, oldest row first
     rows: int  #: rows seen since start/reset
     ready_at: int  #: rows needed before the window holds only finite rows
-    binding: Any
-    value: Any  #: the OrtValue over ``x`` (kept alive for the binding)
+    run: Callable[[], None]  #: runs the model on ``x``
+    keep: Any  #: the binding and OrtValue over ``x``, kept alive for ``run``
 
 
 class SequenceScorer:
@@ -178,7 +191,7 @@ class SequenceScorer:
         b = self._sess.io_binding()
         b.bind_ortvalue_input(INPUT_NAME, xv)
         b.bind_ortvalue_output(OUTPUT_NAME, self._yv)
-        return _Stream(x, 0, self.window, b, xv)
+        return _Stream(x, 0, self.window, _binding_runner(self._sess, b), (b, xv))
 
     def _stream(self, symbol: str) -> _Stream:
         st = self._streams.get(symbol)
@@ -198,7 +211,7 @@ class SequenceScorer:
         if not math.isfinite(w[-1].dot(self._ones)):
             st.ready_at = st.rows + self.window
         if st.rows >= st.ready_at:
-            self._sess.run_with_iobinding(st.binding)
+            st.run()
             res = self._y[0]
         else:
             res = _NAN3
@@ -218,7 +231,7 @@ class SequenceScorer:
             proba = np.empty((len(X), 3), dtype=np.float32)
             for i, win in enumerate(X):
                 self._batch.x[0] = win
-                self._sess.run_with_iobinding(self._batch.binding)
+                self._batch.run()
                 proba[i] = self._y[0]
         else:
             proba = self._sess.run([OUTPUT_NAME], {INPUT_NAME: X})[0]

@@ -147,7 +147,8 @@ def compare(model: WalkForward, other: WalkForward, metric: str = "macro_f1",
     """Paired comparison over folds: ``beats`` when the mean gain is positive and its
     t statistic (mean / standard error of the per-fold differences) is >= ``t_min``.
 
-    With one fold there is no standard error and ``beats`` is just a positive gain.
+    With one fold there is no standard error and ``beats`` is just a positive gain;
+    when every fold gains the same (zero spread) ``t`` is reported as +-1e9.
     """
     d = np.array([a[metric] - b[metric] for a, b in zip(model.fold_metrics, other.fold_metrics)])
     mean = float(d.mean())
