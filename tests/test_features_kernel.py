@@ -124,3 +124,23 @@ def test_gap_forces_resync() -> None:
     ev["flags"], ev["seq"], ev["price"], ev["size"] = E.DEPTH | E.BUY | E.EOB, 5, 99, 1.0
     rows, _, reasons = st_.update(ev)
     assert reasons.tolist() == [E.Reason.RESYNC] and len(rows) == 0 and st_.needs_snapshot
+
+
+def test_periodic_snapshot_of_applied_state_is_skipped() -> None:
+    from streamsig.book.book import Book
+
+    ev = random_events(5, 300, levels=5)
+    batch = compute_features(ev, SPEC, tick_size=0.01)
+    # insert the book as it stands after update 150 as a snapshot, as the producer does
+    cut = int(np.flatnonzero((ev["seq"] == 150) & ((ev["flags"] & E.EOB) != 0))[0]) + 1
+    book = Book(capacity=64)
+    book.apply(ev[:cut])
+    snap = book.snapshot_events(150, int(ev["exch_ts"][cut - 1]))
+    with_snap = np.concatenate([ev[:cut], snap, ev[cut:]])
+    tab = compute_features(with_snap, SPEC, tick_size=0.01)
+    np.testing.assert_array_equal(tab.values, batch.values)
+    assert tab.rejects[E.Reason.DUPLICATE] == len(snap) and tab.rejects[1:9].sum() == 0
+    # after a gap the same snapshot heals the book: rows resume from it
+    gap = np.concatenate([ev[:cut - 5], snap, ev[cut:]])
+    healed = compute_features(gap, SPEC, tick_size=0.01)
+    np.testing.assert_array_equal(healed.values[-50:, :9], batch.values[-50:, :9])

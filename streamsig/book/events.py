@@ -65,6 +65,7 @@ class Reason(enum.IntEnum):
     OFF_TICK = 6  #: price not a whole number of ticks
     BAD_FLAGS = 7  #: no side, or both sides, on a depth event
     RESYNC = 8  #: dropped while waiting for a snapshot after an earlier reject
+    DUPLICATE = 9  #: a snapshot event of an update already applied (skipped, not an error)
 
 
 def empty(n: int) -> np.ndarray:

@@ -12,6 +12,8 @@ backwards or reopens a closed batch, a depth event without exactly one side, and
 a crossed or locked book after a batch. A crossed batch leaves the book
 untrusted: later events are dropped with ``RESYNC`` until a CLEAR snapshot.
 A sequence gap (a batch more than one above the last) also forces a resync.
+Snapshot events of an update already applied are skipped (``DUPLICATE``):
+that is how a healthy stream passes over periodic snapshots.
 """
 from __future__ import annotations
 
@@ -230,6 +232,9 @@ def run(ev, ist, fst, ipar, fpar, out, row_ev, reasons):
         size = ev[k]["size"]
         eob = (f & E.EOB) != 0
         reason = 0
+        if (f & E.SNAPSHOT) != 0 and seq <= ist[S.I_LAST_EOB_SEQ] and ist[S.I_RESYNC] == 0:
+            reasons[k] = 9  # DUPLICATE: a periodic snapshot of a state we already hold
+            continue
         if f & E.CLEAR:
             ist[S.I_NBID] = 0
             ist[S.I_NASK] = 0

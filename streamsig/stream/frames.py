@@ -10,7 +10,7 @@ Layout (little-endian, 48-byte header, then ``count`` raw ``EVENT_DTYPE`` rows):
          8   16 symbol, utf-8, NUL padded
         24    8 first sequence (seq of the first event; -1 when count is 0)
         32    4 count
-        36    4 reserved (0)
+        36    4 tick size in units of 1e-8 (0 = not given); tick = units / 1e8
         40    8 producer timestamp, ns since epoch
 
 The header length is a multiple of 16, so the events of a ``bytes`` payload
@@ -66,6 +66,7 @@ class Frame:
     count: int
     producer_ts_ns: int
     events: np.ndarray
+    tick_size: float = 0.0
 
 
 def max_events_for(max_bytes: int) -> int:
@@ -77,7 +78,19 @@ def max_events_for(max_bytes: int) -> int:
     return max(0, (max_bytes - HEADER_SIZE) // ITEMSIZE)
 
 
-def encode_frame(symbol: str, events: np.ndarray, producer_ts_ns: int) -> bytes:
+def tick_units(tick_size: float) -> int:
+    """The header's integer form of a tick size (1e-8 units); exact for decimal ticks.
+
+    >>> tick_units(0.01), tick_units(0.01) / 1e8 == 0.01
+    (1000000, True)
+    """
+    units = round(tick_size * 1e8)
+    if tick_size and (units < 1 or units >= 1 << 32 or abs(units / 1e8 - tick_size) > 1e-12 * tick_size):
+        raise ValueError(f"tick size {tick_size} is not a multiple of 1e-8 below 42.9")
+    return int(units)
+
+
+def encode_frame(symbol: str, events: np.ndarray, producer_ts_ns: int, tick_size: float = 0.0) -> bytes:
     """One frame holding ``events`` (an ``EVENT_DTYPE`` array, possibly empty)."""
     sym = symbol.encode("utf-8")
     if not 1 <= len(sym) <= SYMBOL_BYTES:
@@ -88,7 +101,8 @@ def encode_frame(symbol: str, events: np.ndarray, producer_ts_ns: int) -> bytes:
         raise ValueError(f"events must be 1-D, got shape {events.shape}")
     count = len(events)
     first_seq = int(events["seq"][0]) if count else -1
-    header = _HEADER.pack(MAGIC, VERSION, len(sym), ITEMSIZE, sym, first_seq, count, 0, producer_ts_ns)
+    header = _HEADER.pack(MAGIC, VERSION, len(sym), ITEMSIZE, sym, first_seq, count, tick_units(tick_size),
+                          producer_ts_ns)
     return b"".join((header, np.ascontiguousarray(events).data))
 
 
@@ -97,7 +111,7 @@ def decode_frame(data: bytes | bytearray | memoryview) -> Frame:
     n = len(data)
     if n < HEADER_SIZE:
         raise FrameError(f"short buffer: {n} bytes, a frame header needs {HEADER_SIZE}")
-    magic, version, sym_len, itemsize, sym, first_seq, count, _, ts = _HEADER.unpack_from(data, 0)
+    magic, version, sym_len, itemsize, sym, first_seq, count, tick, ts = _HEADER.unpack_from(data, 0)
     if magic != MAGIC:
         raise FrameError(f"bad magic {bytes(magic)!r}, expected {MAGIC!r}")
     if version != VERSION:
@@ -120,7 +134,7 @@ def decode_frame(data: bytes | bytearray | memoryview) -> Frame:
     events = np.frombuffer(data, dtype=EVENT_DTYPE, count=count, offset=HEADER_SIZE)
     if events.flags.writeable:
         events.flags.writeable = False
-    return Frame(VERSION, symbol, first_seq, count, ts, events)
+    return Frame(VERSION, symbol, first_seq, count, ts, events, tick / 1e8)
 
 
 def peek_symbol(data: bytes | bytearray | memoryview) -> str:
@@ -192,6 +206,7 @@ class Framer:
         max_events: int = 500,
         max_delay_ns: int | None = 5_000_000,
         *,
+        tick_size: float = 0.0,
         clock: Callable[[], int] = time.monotonic_ns,
         wall_clock: Callable[[], int] = time.time_ns,
     ) -> None:
@@ -201,6 +216,8 @@ class Framer:
             raise ValueError(f"max_delay_ns must be >= 0 or None, got {max_delay_ns}")
         encode_frame(symbol, np.empty(0, EVENT_DTYPE), 0)  # validates the symbol
         self.symbol = symbol
+        self.tick_size = tick_size
+        tick_units(tick_size)  # validates it
         self.max_events = max_events
         self.max_delay_ns = max_delay_ns
         self._clock = clock
@@ -255,7 +272,7 @@ class Framer:
         return self._emit() if self._n else None
 
     def _emit(self) -> bytes:
-        frame = encode_frame(self.symbol, self._buf[: self._n], self._wall())
+        frame = encode_frame(self.symbol, self._buf[: self._n], self._wall(), self.tick_size)
         self._n = 0
         self._since = None
         return frame

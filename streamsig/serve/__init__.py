@@ -1,0 +1,1 @@
+"""The edges: Prometheus metrics and the websocket signal server."""

@@ -1,0 +1,157 @@
+"""Replay feeds onto ``book-events``: framed, keyed by symbol, paced, with periodic snapshots.
+
+One task per feed (symbol). Pacing follows the events' exchange timestamps:
+at ``speed`` 1 an event goes out when as much wall time has passed since the
+start as exchange time since the first event (``speed`` 10 is ten times
+faster; ``None`` is as fast as possible). Every ``snapshot_every`` events the
+producer inserts a full snapshot of its own copy of the book (CLEAR|SNAPSHOT
+events carrying the sequence of the update just closed): a healthy consumer
+skips it as already applied, one that lost events resynchronises on it.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from streamsig.book import events as E
+from streamsig.book.book import Book
+from streamsig.book.sources import Feed
+from streamsig.stream.frames import Framer
+
+
+@dataclass
+class ProduceStats:
+    events: int = 0
+    frames: int = 0
+    snapshots: int = 0
+    per_symbol: dict[str, int] = field(default_factory=dict)
+
+
+def with_snapshots(ev: np.ndarray, book: Book, every: int, since: int) -> tuple[list[np.ndarray], int, int]:
+    """Split ``ev`` at batch ends roughly every ``every`` events and insert book snapshots.
+
+    Returns (pieces, events since the last snapshot, snapshots inserted); ``book``
+    is advanced over ``ev``.
+    """
+    if every <= 0:
+        book.apply(ev)
+        return [ev], since + len(ev), 0
+    pieces: list[np.ndarray] = []
+    eob = np.flatnonzero(ev["flags"] & E.EOB)
+    start, n_snap = 0, 0
+    while True:
+        due = start + max(0, every - since)
+        k = np.searchsorted(eob, due - 1)
+        if k >= len(eob):
+            break
+        cut = int(eob[k]) + 1
+        part = ev[start:cut]
+        book.apply(part)
+        last = part[-1]
+        pieces += [part, book.snapshot_events(int(last["seq"]), int(last["exch_ts"]))]
+        n_snap += 1
+        since, start = 0, cut
+    rest = ev[start:]
+    if len(rest):
+        book.apply(rest)
+        pieces.append(rest)
+    return pieces, since + len(rest), n_snap
+
+
+async def _replay_feed(feed: Feed, send: Callable[[str, bytes], "asyncio.Future"], speed: float | None,
+                       frame_size: int, frame_delay_ns: int, snapshot_every: int, t0: float, ts0: int | None,
+                       stats: ProduceStats, on_events: Callable[[int], None] | None,
+                       stop: asyncio.Event | None) -> None:
+    framer = Framer(feed.symbol, frame_size, frame_delay_ns if speed else None, tick_size=feed.tick_size)
+    book = Book(capacity=max(4 * feed.levels, 64), tick_size=feed.tick_size)
+    since = 0
+    for chunk in feed.chunks():
+        pieces, since, n_snap = with_snapshots(chunk, book, snapshot_every, since)
+        stats.snapshots += n_snap
+        for piece in pieces:
+            if speed:
+                await _paced(piece, framer, send, speed, t0, ts0, stats, stop)
+            else:
+                for fr in framer.add(piece):
+                    await send(feed.symbol, fr)
+                    stats.frames += 1
+                await asyncio.sleep(0)
+            stats.events += len(piece)
+            stats.per_symbol[feed.symbol] = stats.per_symbol.get(feed.symbol, 0) + len(piece)
+            if on_events:
+                on_events(len(piece))
+            if stop is not None and stop.is_set():
+                break
+        if stop is not None and stop.is_set():
+            break
+    last = framer.flush()
+    if last is not None:
+        await send(feed.symbol, last)
+        stats.frames += 1
+
+
+async def _paced(piece: np.ndarray, framer: Framer, send, speed: float, t0: float, ts0: int | None,
+                 stats: ProduceStats, stop: asyncio.Event | None) -> None:
+    ts = piece["exch_ts"]
+    base = int(ts[0]) if ts0 is None else ts0
+    due = t0 + (ts - base) / 1e9 / speed
+    i, n = 0, len(piece)
+    while i < n:
+        now = time.monotonic()
+        j = int(np.searchsorted(due, now, side="right"))
+        if j <= i:
+            wait = float(due[i]) - now
+            poll = framer.deadline_ns
+            if poll is not None:
+                wait = min(wait, max(0.0, (poll - time.monotonic_ns()) / 1e9))
+            await asyncio.sleep(max(wait, 0.0))
+            fr = framer.poll()
+            if fr is not None:
+                await send(framer.symbol, fr)
+                stats.frames += 1
+            if stop is not None and stop.is_set():
+                return
+            continue
+        for fr in framer.add(piece[i:j]):
+            await send(framer.symbol, fr)
+            stats.frames += 1
+        i = j
+
+
+async def produce(feeds: Sequence[Feed], bootstrap: str, topic: str, speed: float | None = None,
+                  frame_size: int = 500, frame_delay_ms: float = 5.0, snapshot_every: int = 10_000,
+                  on_events: Callable[[int], None] | None = None, stop: asyncio.Event | None = None
+                  ) -> ProduceStats:
+    """Replay ``feeds`` onto ``topic`` (see module doc); returns counts."""
+    from aiokafka import AIOKafkaProducer
+
+    stats = ProduceStats()
+    prod = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=1 if speed else 5, acks=1,
+                            max_request_size=4 * 1024 * 1024, enable_idempotence=False)
+    await prod.start()
+    pending: list[asyncio.Future] = []
+
+    async def send(symbol: str, frame: bytes) -> None:
+        pending.append(await prod.send(topic, frame, key=symbol.encode()))
+        if len(pending) >= 256:
+            await asyncio.gather(*pending)
+            pending.clear()
+
+    try:
+        ts0 = None
+        if speed:
+            firsts = [int(next(iter(f.chunks()))["exch_ts"][0]) for f in feeds]
+            ts0 = min(firsts)
+        t0 = time.monotonic()
+        await asyncio.gather(*(_replay_feed(f, send, speed, frame_size, int(frame_delay_ms * 1e6),
+                                            snapshot_every, t0, ts0, stats, on_events, stop)
+                               for f in feeds))
+        await asyncio.gather(*pending)
+        await prod.flush()
+    finally:
+        await prod.stop()
+    return stats

@@ -1,0 +1,107 @@
+"""Signal frames: one symbol's signal records for one book frame, in one message.
+
+Layout (little-endian): a 96-byte header, then ``count`` raw ``SIGNAL_DTYPE`` rows::
+
+    offset size field
+         0    4 magic b"SSGS"
+         4    1 schema version (1)
+         5    1 symbol length (1..16)
+         6    1 model id length (0..32)
+         7    1 reserved
+         8   16 symbol, utf-8, NUL padded
+        24   32 model id, utf-8, NUL padded
+        56    8 producer timestamp of the book frame, ns since epoch
+        64    8 worker timestamp (when the signals were computed), ns since epoch
+        72    8 last sequence the worker applied (answers the whole book frame)
+        80    4 count
+        84   12 reserved
+
+Every feature row gets a record (sequence, exchange time, class probabilities,
+target position), so a consumer can join signals to the book by sequence.
+
+>>> import numpy as np
+>>> rec = np.zeros(2, SIGNAL_DTYPE); rec["seq"] = [5, 6]; rec["target"] = [0.0, 1.0]
+>>> f = decode_signals(encode_signals("BTC", "lgbm-1", rec, 10, 20, 6))
+>>> (f.symbol, f.model_id, f.last_seq, f.records["target"].tolist())
+('BTC', 'lgbm-1', 6, [0.0, 1.0])
+"""
+from __future__ import annotations
+
+import json
+import math
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from streamsig.backtest.result import SIGNAL_DTYPE
+from streamsig.stream.frames import FrameError
+
+MAGIC = b"SSGS"
+VERSION = 1
+_HEADER = struct.Struct("<4sBBBB16s32sqqqI12x")
+HEADER_SIZE = _HEADER.size
+assert HEADER_SIZE == 96
+
+
+@dataclass(frozen=True, slots=True)
+class SignalFrame:
+    """A decoded signal frame; ``records`` is a read-only view of the payload."""
+
+    symbol: str
+    model_id: str
+    producer_ts_ns: int
+    worker_ts_ns: int
+    last_seq: int
+    records: np.ndarray
+
+
+def encode_signals(symbol: str, model_id: str, records: np.ndarray, producer_ts_ns: int,
+                   worker_ts_ns: int, last_seq: int) -> bytes:
+    """Encode one symbol's signal records (``SIGNAL_DTYPE``)."""
+    sym, mid = symbol.encode(), model_id.encode()[:32]
+    if not 1 <= len(sym) <= 16:
+        raise ValueError(f"symbol must be 1..16 utf-8 bytes: {symbol!r}")
+    head = _HEADER.pack(MAGIC, VERSION, len(sym), len(mid), 0, sym, mid, producer_ts_ns, worker_ts_ns,
+                        last_seq, len(records))
+    return head + np.ascontiguousarray(records, SIGNAL_DTYPE).tobytes()
+
+
+def decode_signals(data: bytes) -> SignalFrame:
+    """Parse a signal frame; raise :class:`FrameError` with a reason if invalid."""
+    if len(data) < HEADER_SIZE:
+        raise FrameError(f"short signal frame: {len(data)} bytes")
+    magic, ver, ls, lm, _, sym, mid, pts, wts, last, count = _HEADER.unpack_from(data, 0)
+    if magic != MAGIC or ver != VERSION:
+        raise FrameError(f"not a signal frame (magic {magic!r}, version {ver})")
+    if len(data) != HEADER_SIZE + count * SIGNAL_DTYPE.itemsize:
+        raise FrameError(f"signal frame length {len(data)} does not match count {count}")
+    rec = np.frombuffer(data, SIGNAL_DTYPE, count, HEADER_SIZE)
+    return SignalFrame(sym[:ls].decode(), mid[:lm].decode(), pts, wts, last, rec)
+
+
+def _num(x: float) -> float | None:
+    return None if not math.isfinite(x) else round(float(x), 6)
+
+
+def signal_dicts(frame: SignalFrame, changes_only: bool = False, last_target: float | None = None
+                 ) -> list[dict[str, Any]]:
+    """JSON-ready dicts of a frame's records (optionally only where the target changed)."""
+    out = []
+    prev = last_target
+    for r in frame.records.tolist():
+        seq, ts, pd_, pf, pu, tgt = r
+        if changes_only and prev is not None and tgt == prev:
+            continue
+        prev = tgt
+        out.append({"type": "signal", "symbol": frame.symbol, "model": frame.model_id, "seq": seq,
+                    "exch_ts_ns": ts, "producer_ts_ns": frame.producer_ts_ns,
+                    "worker_ts_ns": frame.worker_ts_ns,
+                    "p_down": _num(pd_), "p_flat": _num(pf), "p_up": _num(pu), "target": tgt})
+    return out
+
+
+def to_json(obj: dict[str, Any]) -> str:
+    """Compact JSON (the websocket and dead-letter edge)."""
+    return json.dumps(obj, separators=(",", ":"), allow_nan=False)

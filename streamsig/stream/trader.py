@@ -1,0 +1,198 @@
+"""The live paper trader: book frames + signal frames in, fills and P&L out.
+
+Per symbol, :class:`LiveTrader` keeps its own copy of the book (the same
+kernel on the same ``book-events`` frames) and the worker's targets by
+sequence. A book row is traded only once the signal stream has answered its
+sequence (a signal frame's ``last_seq``), then it runs exactly the backtest's
+per-row step (:class:`~streamsig.backtest.lane.Lane`: executor against the book
+at that row, portfolio marked at mid, kill switch). So a file replayed live
+trades like the backtest of the same file. Redelivered book events and
+signals (sequence already seen) are ignored: no signal trades twice.
+
+Passive (queue) orders are not used live.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from streamsig.backtest.cursor import BookCursor
+from streamsig.backtest.lane import Lane
+from streamsig.book import events as E
+from streamsig.features import FeatureSpec, FeatureState
+from streamsig.serve import metrics as M
+from streamsig.stream.sigframes import SignalFrame, to_json
+from streamsig.trading import ExecConfig, Fill
+from streamsig.trading.executor import fill_to_dict
+from streamsig.trading.metrics import LiveStats
+
+
+class LiveTrader:
+    """One symbol's paper trading, joined on sequence numbers (see module doc)."""
+
+    def __init__(self, symbol: str, spec: FeatureSpec, tick_size: float, exec_cfg: ExecConfig,
+                 size: float = 1.0, capital: float | None = None, max_drawdown: float | None = None,
+                 strategy: str = "model") -> None:
+        self.symbol, self.spec = symbol, spec
+        self.state = FeatureState(spec, tick_size)
+        self.cursor = BookCursor(spec, tick_size)
+        self.lane = Lane(strategy, symbol, replace(exec_cfg, tick_size=tick_size), capital, size,
+                         max_drawdown, None, False)
+        self.imid = spec.index("mid")
+        self._events: list[np.ndarray] = []
+        self._book_seq = -1  # last book sequence buffered
+        self._sig_seq = np.zeros(0, np.int64)
+        self._sig_tgt = np.zeros(0, np.float64)
+        self._answered = -1  # the worker has processed the book up to here
+        self._target = 0.0
+        self.stats = LiveStats()
+        self.n_fills = 0
+
+    def on_book(self, events: np.ndarray) -> int:
+        """Buffer a book frame; returns how many events were new (not redelivered)."""
+        fresh = events["seq"] > self._book_seq
+        k = int(np.argmax(fresh)) if fresh.any() else len(events)
+        if k < len(events):
+            self._events.append(np.array(events[k:]))
+            self._book_seq = int(events["seq"][-1])
+        return len(events) - k
+
+    def on_signals(self, frame: SignalFrame) -> None:
+        """Buffer a signal frame's targets (records already seen are ignored)."""
+        rec = frame.records
+        last = self._sig_seq[-1] if len(self._sig_seq) else -1
+        rec = rec[rec["seq"] > last]
+        if len(rec):
+            self._sig_seq = np.concatenate([self._sig_seq, rec["seq"]])
+            self._sig_tgt = np.concatenate([self._sig_tgt, rec["target"]])
+        self._answered = max(self._answered, frame.last_seq)
+
+    def drain(self) -> list[Fill]:
+        """Trade every buffered book row the signals have answered; returns new fills."""
+        if not self._events:
+            return []
+        ev = np.concatenate(self._events) if len(self._events) > 1 else self._events[0]
+        eob = np.flatnonzero((ev["flags"] & E.EOB) != 0)
+        ok = eob[ev["seq"][eob] <= self._answered]
+        if not len(ok):
+            self._events = [ev]
+            return []
+        cut = int(ok[-1]) + 1
+        part, rest = ev[:cut], ev[cut:]
+        self._events = [rest] if len(rest) else []
+        rows, idx, _ = self.state.update(part)
+        seqs = part["seq"][idx]
+        pos = np.searchsorted(self._sig_seq, seqs)
+        hit = (pos < len(self._sig_seq)) & (self._sig_seq[np.minimum(pos, len(self._sig_seq) - 1)] == seqs)
+        tix = np.flatnonzero(part["flags"] & E.TRADE)
+        bounds = np.searchsorted(tix, idx, side="right")
+        n_before = len(self.lane.fills)
+        self.cursor.begin(part)
+        lo = 0
+        for i in range(len(rows)):
+            if hit[i]:
+                self._target = float(self._sig_tgt[pos[i]])
+            hi = int(bounds[i])
+            self.lane.on_row(int(part["exch_ts"][idx[i]]), int(seqs[i]), float(rows[i, self.imid]),
+                             self._target, self.cursor, int(idx[i]), part, tix[lo:hi])
+            lo = hi
+        self.cursor.finish()
+        drop = np.searchsorted(self._sig_seq, seqs[-1], side="right") if len(seqs) else 0
+        self._sig_seq, self._sig_tgt = self._sig_seq[drop:], self._sig_tgt[drop:]
+        pf = self.lane.pf
+        if pf is not None:
+            self.stats.update(pf.equity)
+        new = self.lane.fills[n_before:]
+        self.n_fills += len(new)
+        return list(new)
+
+    def pnl(self) -> dict[str, Any]:
+        """The P&L record published on ``pnl`` (JSON-safe)."""
+        pf = self.lane.pf
+        if pf is None:
+            return {"type": "pnl", "symbol": self.symbol, "equity": None}
+        eq, cap = pf.equity, pf.capital
+
+        def num(x: float) -> float | None:
+            return None if x is None or not math.isfinite(x) else round(float(x), 8)
+
+        return {"type": "pnl", "symbol": self.symbol, "strategy": self.lane.strategy,
+                "equity": num(eq), "pnl": num(eq - cap), "position": self.lane.ex.position,
+                "realised": num(pf.realised()), "unrealised": num(pf.unrealised()), "fees": num(pf.fees),
+                "drawdown": num(pf.drawdown), "sharpe": num(self.stats.sharpe),
+                "sortino": num(self.stats.sortino), "max_drawdown": num(self.stats.max_drawdown),
+                "fills": self.n_fills, "killed": pf.killed}
+
+
+def build_trader(cfg, spec: FeatureSpec, exec_cfg: ExecConfig, size: float = 1.0,  # noqa: ANN001, ANN201
+                 capital: float | None = None, max_drawdown: float | None = None, model: str = "model"):
+    """The paper trader's Faust app: agents on ``book-events`` and ``signals``."""
+    from streamsig.stream.config import make_app, raw_topic
+    from streamsig.stream.frames import FrameError, decode_frame
+    from streamsig.stream.sigframes import decode_signals
+
+    app = make_app(cfg.replace(app_id=cfg.app_id + "-trader"))
+    t = cfg.topics
+    book, signals = raw_topic(app, t.book_events), raw_topic(app, t.signals)
+    fills_t, pnl_t = raw_topic(app, t.fills), raw_topic(app, t.pnl)
+    traders: dict[str, LiveTrader] = {}
+    app.streamsig_traders = traders
+
+    def trader(symbol: str, tick: float) -> LiveTrader:
+        tr = traders.get(symbol)
+        if tr is None:
+            tr = traders[symbol] = LiveTrader(symbol, spec, tick, exec_cfg, size, capital, max_drawdown, model)
+        return tr
+
+    async def publish(tr: LiveTrader, fills: list[Fill]) -> None:
+        for f in fills:
+            d = fill_to_dict(f)
+            d["type"] = "fill"
+            await fills_t.send(key=tr.symbol.encode(), value=to_json(d).encode())
+            M.FILLS.labels(tr.symbol, model).inc()
+            M.FEES.labels(tr.symbol, model).inc(max(0.0, float(f.fee)))
+        rec = tr.pnl()
+        if rec.get("equity") is not None:
+            await pnl_t.send(key=tr.symbol.encode(), value=to_json(rec).encode())
+            M.PNL.labels(tr.symbol, model).set(rec["pnl"] or 0.0)
+            M.POSITION.labels(tr.symbol, model).set(rec["position"])
+            M.DRAWDOWN.labels(tr.symbol, model).set(rec["drawdown"] or 0.0)
+            if rec["sharpe"] is not None:
+                M.SHARPE.labels(tr.symbol, model).set(rec["sharpe"])
+
+    @app.agent(book)
+    async def on_book(stream):  # type: ignore[no-untyped-def]
+        async for value in stream:
+            try:
+                fr = decode_frame(value)
+            except FrameError:
+                continue  # the worker dead-letters bad frames
+            if fr.tick_size <= 0:
+                continue
+            tr = trader(fr.symbol, fr.tick_size)
+            tr.on_book(fr.events)
+            fills = tr.drain()
+            await publish(tr, fills)
+
+    @app.agent(signals)
+    async def on_signals(stream):  # type: ignore[no-untyped-def]
+        async for value in stream:
+            try:
+                sf = decode_signals(value)
+            except FrameError:
+                continue
+            tr = traders.get(sf.symbol)
+            if tr is None:
+                continue  # no book yet: signals are kept by the book side's later frames
+            tr.on_signals(sf)
+            await publish(tr, tr.drain())
+
+    return app
+
+
+def pnl_line(rec: dict[str, Any]) -> str:
+    return json.dumps(rec, sort_keys=True)

@@ -1,0 +1,162 @@
+"""The Faust worker: book frames in, signal frames out, bad input to the dead-letter topic.
+
+Per symbol it keeps a :class:`~streamsig.engine.SignalEngine` (book, feature
+kernel, model scorer, policy). One agent instance per partition keeps each
+symbol's frames in order. Nothing here computes a feature or a probability.
+
+Checkpoints: every ``checkpoint_s`` seconds (and when the app stops) each
+engine's state is written to ``state_dir`` and only then are consumer offsets
+committed, so the committed offset never runs ahead of the saved state. After
+a restart, redelivered events (sequence at or below the checkpoint) are
+skipped; a symbol whose signals were published after the last checkpoint
+suppresses them again up to its published watermark, so no signal is
+published twice.
+"""
+from __future__ import annotations
+
+import json
+import os
+import pickle  # noqa: S403 - only our own checkpoint dicts (bytes + plain numbers), never models
+import time
+from pathlib import Path
+from typing import Any
+
+from streamsig.engine import SignalEngine
+from streamsig.features import FeatureSpec
+from streamsig.serve import metrics as M
+from streamsig.stream.config import StreamConfig, make_app, raw_topic
+from streamsig.stream.frames import FrameError, dead_letter_record, decode_frame, peek_symbol
+from streamsig.stream.sigframes import encode_signals
+
+
+class Checkpoints:
+    """Per-symbol engine checkpoints and published-signal watermarks in a folder."""
+
+    def __init__(self, folder: str | Path | None) -> None:
+        self.folder = Path(folder) if folder else None
+        if self.folder:
+            self.folder.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, symbol: str, kind: str) -> Path:
+        assert self.folder is not None
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in symbol)
+        return self.folder / f"{safe}.{kind}"
+
+    def load(self, symbol: str) -> tuple[dict[str, Any] | None, int]:
+        """(checkpoint or None, published watermark or -1)."""
+        if not self.folder:
+            return None, -1
+        ck = None
+        p = self._path(symbol, "ckpt")
+        if p.exists():
+            ck = pickle.loads(p.read_bytes())  # noqa: S301 - written by save() below
+        w = self._path(symbol, "published")
+        mark = int(w.read_text()) if w.exists() else -1
+        return ck, mark
+
+    def save(self, symbol: str, ck: dict[str, Any]) -> None:
+        if not self.folder:
+            return
+        p = self._path(symbol, "ckpt")
+        tmp = p.with_suffix(".tmp")
+        tmp.write_bytes(pickle.dumps(ck, protocol=5))
+        os.replace(tmp, p)
+
+    def published(self, symbol: str, seq: int) -> None:
+        if self.folder:
+            self._path(symbol, "published").write_text(str(seq))
+
+
+def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: str,
+                 state_dir: str | Path | None = None, checkpoint_s: float = 1.0):  # noqa: ANN201
+    """The worker's Faust app (agents registered); run it with ``run_worker`` or ``running``."""
+    app = make_app(cfg, broker_commit_interval=10_000_000.0)
+    topics = cfg.topics
+    book = raw_topic(app, topics.book_events)
+    signals = raw_topic(app, topics.signals)
+    dead = raw_topic(app, topics.dead_letter)
+    engines: dict[str, SignalEngine] = {}
+    marks: dict[str, int] = {}
+    ckpts = Checkpoints(state_dir)
+    app.streamsig_engines = engines  # for tests and the status line
+
+    def engine(symbol: str, tick: float) -> SignalEngine:
+        eng = engines.get(symbol)
+        if eng is None:
+            eng = engines[symbol] = SignalEngine(symbol, spec, tick, strategy)
+            ck, mark = ckpts.load(symbol)
+            if ck is not None:
+                eng.restore(ck)
+            marks[symbol] = mark
+        return eng
+
+    async def dead_letter(symbol: str, reason: str, seq: int, detail: str, raw: bytes | None) -> None:
+        M.DEAD_LETTERS.labels(reason).inc()
+        await dead.send(key=symbol.encode(), value=dead_letter_record(symbol, reason, seq, detail, raw))
+
+    @app.agent(book)
+    async def process(stream):  # type: ignore[no-untyped-def]
+        async for value in stream:
+            try:
+                fr = decode_frame(value)
+            except FrameError as exc:
+                try:
+                    sym = peek_symbol(value)
+                except FrameError:
+                    sym = "?"
+                await dead_letter(sym, "BAD_FRAME", -1, exc.reason, value)
+                continue
+            if fr.tick_size <= 0:
+                await dead_letter(fr.symbol, "BAD_FRAME", fr.first_seq, "frame has no tick size", value)
+                continue
+            eng = engine(fr.symbol, fr.tick_size)
+            out = eng.on_events(fr.events)
+            sym = fr.symbol
+            M.FRAMES.labels(sym).inc()
+            M.EVENTS.labels(sym).inc(fr.count - out.duplicates)
+            if out.duplicates:
+                M.DUPLICATES.labels(sym).inc(out.duplicates)
+            if out.resync_dropped:
+                M.RESYNC_DROPPED.labels(sym).inc(out.resync_dropped)
+            if out.gap:
+                M.GAPS.labels(sym).inc()
+                await dead_letter(sym, "GAP", int(fr.events["seq"][0]),
+                                  "sequence gap: book waits for the next snapshot", None)
+            for i, r in zip(out.rejected.tolist(), out.reasons.tolist()):
+                from streamsig.book.events import Reason
+
+                await dead_letter(sym, Reason(r).name, int(fr.events["seq"][i]),
+                                  f"event {i} of frame rejected", fr.events[i:i + 1].tobytes())
+            sig = out.signals
+            mark = marks.get(sym, -1)
+            if len(sig) and sig["seq"][-1] > mark:
+                sig = sig[sig["seq"] > mark]
+                now = time.time_ns()
+                await signals.send(key=sym.encode(),
+                                   value=encode_signals(sym, model_id, sig, fr.producer_ts_ns, now, eng.last_seq))
+                marks[sym] = int(sig["seq"][-1])
+                ckpts.published(sym, marks[sym])
+                M.SIGNALS.labels(sym, model_id).inc(len(sig))
+                M.LATENCY.labels(sym).observe(max(0.0, (now - fr.producer_ts_ns) / 1e9))
+
+    async def save_and_commit() -> None:
+        for sym, eng in list(engines.items()):
+            ckpts.save(sym, eng.checkpoint())
+        await app.consumer.commit()
+
+    @app.timer(checkpoint_s)
+    async def checkpoint() -> None:  # type: ignore[no-untyped-def]
+        await save_and_commit()
+
+    app.streamsig_save = save_and_commit
+    return app
+
+
+def status(app: Any) -> dict[str, Any]:
+    """A one-glance summary of a running worker."""
+    engines = getattr(app, "streamsig_engines", {})
+    return {s: {"last_seq": e.last_seq, "waiting_snapshot": e.state.needs_snapshot} for s, e in engines.items()}
+
+
+def dumps_status(app: Any) -> str:
+    return json.dumps(status(app), sort_keys=True)
