@@ -49,31 +49,53 @@ def features(
 @app.command()
 def demo(
     source: Source = "synthetic", data: Data = None, levels: Levels = None, symbols: Symbols = None,
-    updates: Annotated[Optional[int], typer.Option("--updates", min=1, help="Synthetic only: updates per symbol.")] = 50_000,
+    updates: Annotated[Optional[int], typer.Option("--updates", min=1, help="Synthetic only: updates per symbol.")] = None,
     seed: Seed = None,
+    kafka: Annotated[Optional[str], typer.Option("--kafka", envvar="STREAMSIG_KAFKA",
+                                                 help="External Kafka HOST:PORT (default: embedded broker).")] = None,
+    speed: Annotated[str, typer.Option("--speed", help="Replay speed: 1 (real time), 10... or max.")] = "1",
+    duration: Annotated[Optional[float], typer.Option("--duration", help="Stop after this many seconds (default: 60; 0 = until the data ends).")] = 60.0,
+    model: Annotated[Optional[Path], typer.Option("--model", help="Model folder; default: models/default, else the OFI rule.")] = None,
+    ws_port: Annotated[int, typer.Option("--ws-port", help="Websocket signal server port.")] = 8765,
+    metrics_port: Annotated[int, typer.Option("--metrics-port", help="Prometheus /metrics port.")] = 9100,
+    token: Annotated[Optional[str], typer.Option("--token", envvar="STREAMSIG_TOKEN", help="Websocket token (default: random, printed).")] = None,
 ) -> None:
-    """Generate (or read) a book, compute features, and print a short summary."""
-    import numpy as np
+    """Run the whole live pipeline on one machine: broker, producer, worker, paper trader,
+    websocket signals and Prometheus metrics, with a live status line. Ctrl-C stops it cleanly."""
+    import asyncio
 
-    from streamsig.features.table import feature_frame
+    from streamsig.stream.broker import resolve_kafka
+    from streamsig.stream.commands import default_model, load_strategy, parse_speed
+    from streamsig.stream.demo import run_demo
 
+    if source == "synthetic" and data is None:
+        scenario = Path(__file__).resolve().parents[1] / "producers" / "synthetic.toml"
+        data = scenario if scenario.exists() else None
     feeds = open_data(source, data, levels, symbols, updates, seed)
-    fspec = feature_spec(levels or feeds[0].levels)
-    t0 = time.perf_counter()
-    with progress() as prog:
-        task = prog.add_task("features", total=None, rate="")
-        df = feature_frame(feeds, fspec, lambda n: prog.update(task, advance=n, rate=""))
-    dt = time.perf_counter() - t0
+    strat, model_id, spec = load_strategy(model or default_model(), "ofi", {"enter": 0.2, "max_position": 1.0})
+    spec = spec or feature_spec(levels or feeds[0].levels)
+    rate = parse_speed(speed)
     out = Console()
-    out.print(f"[bold]{len(df):,}[/] book states from {len(feeds)} feed(s) in {dt:.2f} s")
-    for sym, g in df.groupby("symbol"):
-        ofi = g["ofi_1_sum_50"].to_numpy() if "ofi_1_sum_50" in g else g["ofi_1"].to_numpy()
-        fut = np.log(g["mid"]).diff(50).shift(-50).to_numpy()
-        ok = np.isfinite(ofi) & np.isfinite(fut)
-        corr = float(np.corrcoef(ofi[ok], fut[ok])[0, 1]) if ok.sum() > 10 else float("nan")
-        out.print(f"  {sym}: mid {g['mid'].iloc[0]:.4f} -> {g['mid'].iloc[-1]:.4f}, "
-                  f"mean spread {g['spread_ticks'].mean():.2f} ticks, "
-                  f"corr(ofi_1 sum over 50, next 50-state return) = {corr:+.3f}")
+
+    def say(msg: str, status: bool = False) -> None:
+        if status and out.is_terminal:
+            out.print(msg, end="\r", soft_wrap=True, highlight=False)
+        else:
+            out.print(msg, soft_wrap=True, highlight=False)
+
+    bootstrap, broker = resolve_kafka(kafka)
+    try:
+        res = asyncio.run(run_demo(feeds, bootstrap, strat, model_id, spec, rate, duration or None, ws_port,
+                                   metrics_port, token, Path(".streamsig") / "demo-state", say))
+    finally:
+        if broker is not None:
+            broker.stop()
+    out.print(f"replayed {res['events']:,} events in {res['frames']:,} frames; stopped cleanly")
+
+
+from streamsig.stream import commands as _stream_commands  # noqa: E402
+
+_stream_commands.register(app)
 
 
 def main() -> None:

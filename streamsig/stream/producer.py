@@ -29,6 +29,7 @@ class ProduceStats:
     frames: int = 0
     snapshots: int = 0
     per_symbol: dict[str, int] = field(default_factory=dict)
+    last_seq: dict[str, int] = field(default_factory=dict)  #: last sequence sent per symbol
 
 
 def with_snapshots(ev: np.ndarray, book: Book, every: int, since: int) -> tuple[list[np.ndarray], int, int]:
@@ -82,6 +83,8 @@ async def _replay_feed(feed: Feed, send: Callable[[str, bytes], "asyncio.Future"
                 await asyncio.sleep(0)
             stats.events += len(piece)
             stats.per_symbol[feed.symbol] = stats.per_symbol.get(feed.symbol, 0) + len(piece)
+            if len(piece):
+                stats.last_seq[feed.symbol] = int(piece["seq"][-1])
             if on_events:
                 on_events(len(piece))
             if stop is not None and stop.is_set():
@@ -124,12 +127,12 @@ async def _paced(piece: np.ndarray, framer: Framer, send, speed: float, t0: floa
 
 async def produce(feeds: Sequence[Feed], bootstrap: str, topic: str, speed: float | None = None,
                   frame_size: int = 500, frame_delay_ms: float = 5.0, snapshot_every: int = 10_000,
-                  on_events: Callable[[int], None] | None = None, stop: asyncio.Event | None = None
-                  ) -> ProduceStats:
-    """Replay ``feeds`` onto ``topic`` (see module doc); returns counts."""
+                  on_events: Callable[[int], None] | None = None, stop: asyncio.Event | None = None,
+                  stats: ProduceStats | None = None) -> ProduceStats:
+    """Replay ``feeds`` onto ``topic`` (see module doc); returns counts (also filled in ``stats``)."""
     from aiokafka import AIOKafkaProducer
 
-    stats = ProduceStats()
+    stats = stats if stats is not None else ProduceStats()
     prod = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=1 if speed else 5, acks=1,
                             max_request_size=4 * 1024 * 1024, enable_idempotence=False)
     await prod.start()

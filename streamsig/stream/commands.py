@@ -1,0 +1,211 @@
+"""CLI commands of the live service: ``broker``, ``produce``, ``worker``, ``trade``."""
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import time
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from streamsig.cliopts import Data, Levels, Seed, Source, Symbols, Updates, console, open_data, progress
+from streamsig.errors import DataError
+
+Kafka = Annotated[Optional[str], typer.Option(
+    "--kafka", envvar="STREAMSIG_KAFKA",
+    help="Kafka bootstrap HOST:PORT (Apache Kafka, Redpanda...). Without it the embedded Tansu broker "
+         "is started on loopback (memory only).")]
+Prefix = Annotated[str, typer.Option("--topic-prefix", help="Prefix for every topic name (one per deployment).")]
+Partitions = Annotated[int, typer.Option("--partitions", min=1, help="Partitions per topic when creating them.")]
+MetricsPort = Annotated[int, typer.Option("--metrics-port", help="Port for Prometheus /metrics (0: off).")]
+
+
+def stream_config(bootstrap: str, prefix: str = "", partitions: int = 4, app_id: str = "streamsig",
+                  **kw: Any):  # noqa: ANN201
+    """StreamConfig from CLI values (STREAMSIG_* environment variables fill the rest)."""
+    from streamsig.stream.config import StreamConfig
+
+    return StreamConfig.from_env(bootstrap, topic_prefix=prefix, partitions=partitions, app_id=app_id, **kw)
+
+
+def load_strategy(model: Path | None, strategy: str, policy: dict[str, Any]) -> tuple[Any, str, Any]:
+    """(strategy, model id, FeatureSpec or None) for a model folder or a named rule."""
+    from streamsig.backtest.baselines import OfiRule, Sma
+
+    if model is not None:
+        from streamsig.backtest.strategy import ModelStrategy
+        from streamsig.models.scorer import Scorer
+
+        if not (model / "card.json").exists():
+            raise DataError(model, None, "not a model folder (no card.json)")
+        scorer = Scorer(model)
+        spec = None
+        fs = scorer.card.get("feature_spec")
+        if fs:
+            from streamsig.features import FeatureSpec
+
+            spec = FeatureSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in fs.items()})
+        return ModelStrategy(scorer, policy), scorer.model_id, spec
+    size = float(policy.get("max_position", 1.0))
+    rules = {"ofi": OfiRule(size=size), "sma": Sma(size=size)}
+    if strategy not in rules:
+        raise DataError(strategy, None, f"unknown strategy (choose one of {', '.join(rules)} or pass --model)")
+    return rules[strategy], strategy, None
+
+
+def default_model() -> Path | None:
+    """The committed default model (``models/default``), if this checkout has one."""
+    here = Path(__file__).resolve().parents[2] / "models" / "default"
+    return here if (here / "card.json").exists() else None
+
+
+def register(app: typer.Typer) -> None:
+    """Add the live-service commands to ``app``."""
+
+    @app.command()
+    def broker(port: Annotated[int, typer.Option("--port", help="Port on 127.0.0.1 (0: pick a free one).")] = 9092,
+               partitions: Partitions = 4, prefix: Prefix = "") -> None:
+        """Run the embedded Tansu broker (memory storage, loopback) until Ctrl-C; creates the topics."""
+        from streamsig.stream.broker import EmbeddedBroker
+        from streamsig.stream.topics import Topics, ensure_topics
+
+        with EmbeddedBroker(port or None) as b:
+            asyncio.run(ensure_topics(b.bootstrap, Topics(prefix).all(), partitions))
+            console.print(f"broker ready on {b.bootstrap} (memory storage; Ctrl-C stops it)")
+            typer.echo(b.bootstrap)
+            try:
+                signal.sigwait({signal.SIGINT, signal.SIGTERM})
+            except KeyboardInterrupt:
+                pass
+
+    @app.command()
+    def produce(
+        source: Source = "synthetic", data: Data = None, levels: Levels = None, symbols: Symbols = None,
+        updates: Updates = None, seed: Seed = None, kafka: Kafka = None, prefix: Prefix = "",
+        partitions: Partitions = 4,
+        speed: Annotated[str, typer.Option("--speed", help="Replay speed: 1 (real time), 10, 100... or max.")] = "max",
+        frame_size: Annotated[int, typer.Option("--frame-size", min=1, help="Max events per Kafka message.")] = 500,
+        frame_delay_ms: Annotated[float, typer.Option("--frame-delay-ms", help="Max time an event waits for its frame.")] = 5.0,
+        snapshot_every: Annotated[int, typer.Option("--snapshot-every", help="Events between full book snapshots (0: none).")] = 10_000,
+    ) -> None:
+        """Replay book events onto the book-events topic, framed and keyed by symbol."""
+        from streamsig.stream.broker import resolve_kafka
+        from streamsig.stream.producer import produce as run_produce
+        from streamsig.stream.topics import Topics, ensure_topics
+
+        rate = parse_speed(speed)
+        feeds = open_data(source, data, levels, symbols, updates, seed)
+        bootstrap, brk = resolve_kafka(kafka)
+        try:
+            topics = Topics(prefix)
+            asyncio.run(ensure_topics(bootstrap, topics.all(), partitions))
+            t0 = time.perf_counter()
+            with progress() as prog:
+                task = prog.add_task("produce", total=None, rate="")
+                stats = asyncio.run(run_produce(feeds, bootstrap, topics.book_events, rate, frame_size,
+                                                frame_delay_ms, snapshot_every,
+                                                lambda n: prog.update(task, advance=n, rate="")))
+            dt = time.perf_counter() - t0
+            console.print(f"produced {stats.events:,} events in {stats.frames:,} frames "
+                          f"({stats.snapshots} snapshots) to {topics.book_events} on {bootstrap} "
+                          f"in {dt:.1f} s ({stats.events / dt:,.0f} events/s)")
+        finally:
+            if brk is not None:
+                brk.stop()
+
+    @app.command()
+    def worker(
+        kafka: Kafka = None, prefix: Prefix = "", partitions: Partitions = 4, levels: Levels = None,
+        model: Annotated[Optional[Path], typer.Option("--model", help="Model folder (model.onnx + card.json); default: models/default.")] = None,
+        strategy: Annotated[str, typer.Option("--strategy", help="Without a model: a rule, ofi or sma.")] = "ofi",
+        enter: Annotated[float, typer.Option("--enter", help="Policy: enter when p_up - p_down crosses this.")] = 0.2,
+        exit_: Annotated[float, typer.Option("--exit", help="Policy: exit back to flat below this (hysteresis).")] = 0.0,
+        max_position: Annotated[float, typer.Option("--max-position", help="Policy: largest position in units.")] = 1.0,
+        state_dir: Annotated[Path, typer.Option("--state-dir", help="Where per-symbol checkpoints are kept.")] = Path(".streamsig/worker"),
+        metrics_port: MetricsPort = 9101,
+    ) -> None:
+        """Run the Faust worker: book frames -> features -> model -> signals (+ dead letters)."""
+        from streamsig.features import FeatureSpec
+        from streamsig.serve.metrics import serve_metrics
+        from streamsig.stream.broker import resolve_kafka
+        from streamsig.stream.config import run_worker
+        from streamsig.stream.topics import ensure_topics
+        from streamsig.stream.worker import build_worker
+
+        policy = {"enter": enter, "exit": exit_, "max_position": max_position}
+        strat, model_id, spec = load_strategy(model or default_model(), strategy, policy)
+        spec = spec or FeatureSpec(levels=levels or 10)
+        bootstrap, brk = resolve_kafka(kafka)
+        try:
+            cfg = stream_config(bootstrap, prefix, partitions)
+            asyncio.run(ensure_topics(bootstrap, cfg.topics.all(), cfg.partitions))
+            serve_metrics(metrics_port)
+            console.print(f"worker: model {model_id} on {bootstrap}, metrics on :{metrics_port}")
+            run_worker(build_worker(cfg, spec, strat, model_id, state_dir))
+        finally:
+            if brk is not None:
+                brk.stop()
+
+    @app.command()
+    def trade(
+        kafka: Kafka = None, prefix: Prefix = "", partitions: Partitions = 4, levels: Levels = None,
+        fee_bps: Annotated[float, typer.Option("--fee-bps", help="Taker fee in basis points.")] = 1.0,
+        slippage_bps: Annotated[float, typer.Option("--slippage-bps", help="Extra slippage in basis points.")] = 0.0,
+        latency_ns: Annotated[int, typer.Option("--latency-ns", help="Signal -> order latency in ns.")] = 0,
+        latency_events: Annotated[int, typer.Option("--latency-events", help="Signal -> order latency in book updates.")] = 0,
+        max_position: Annotated[float, typer.Option("--max-position", help="Largest position in units.")] = 1.0,
+        max_drawdown: Annotated[Optional[float], typer.Option("--max-drawdown", help="Kill switch: stop at this drawdown (fraction).")] = None,
+        metrics_port: MetricsPort = 9102,
+    ) -> None:
+        """Run the paper trader: signals + book -> fills and P&L (costs, latency, risk limits)."""
+        from streamsig.features import FeatureSpec
+        from streamsig.serve.metrics import serve_metrics
+        from streamsig.stream.broker import resolve_kafka
+        from streamsig.stream.config import run_worker
+        from streamsig.stream.topics import ensure_topics
+        from streamsig.stream.trader import build_trader
+        from streamsig.trading import ExecConfig
+
+        ex = ExecConfig(fee_bps=fee_bps, slippage_bps=slippage_bps, signal_latency_ns=latency_ns,
+                        signal_latency_events=latency_events, max_position=max_position)
+        bootstrap, brk = resolve_kafka(kafka)
+        try:
+            cfg = stream_config(bootstrap, prefix, partitions)
+            asyncio.run(ensure_topics(bootstrap, cfg.topics.all(), cfg.partitions))
+            serve_metrics(metrics_port)
+            console.print(f"trader on {bootstrap}, metrics on :{metrics_port}")
+            run_worker(build_trader(cfg, FeatureSpec(levels=levels or 10), ex, max_position, None, max_drawdown))
+        finally:
+            if brk is not None:
+                brk.stop()
+
+
+def parse_speed(speed: str) -> float | None:
+    """``max`` -> None (as fast as possible), else a positive multiple of real time."""
+    if speed.lower() in ("max", "inf", "0"):
+        return None
+    try:
+        v = float(speed.lower().rstrip("x"))
+    except ValueError:
+        raise DataError("--speed", None, f"expected a number or 'max', got {speed!r}") from None
+    if v <= 0:
+        raise DataError("--speed", None, f"must be > 0, got {speed!r}")
+    return v
+
+
+def status_line(worker_app: Any, trader_app: Any) -> str:
+    """One line: per symbol last sequence, position and P&L."""
+    parts = []
+    for sym, eng in sorted(getattr(worker_app, "streamsig_engines", {}).items()):
+        tr = getattr(trader_app, "streamsig_traders", {}).get(sym)
+        rec = tr.pnl() if tr else {}
+        pnl = rec.get("pnl")
+        parts.append(f"{sym} seq {eng.last_seq} pos {rec.get('position', 0):+g} "
+                     f"pnl {pnl if pnl is not None else 0:+.2f}")
+    return " | ".join(parts) or "waiting for data..."
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True)

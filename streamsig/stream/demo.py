@@ -1,0 +1,90 @@
+"""The live demo: broker, producer, worker, trader, websocket server and metrics in one process."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from streamsig.book.sources import Feed
+from streamsig.features import FeatureSpec
+from streamsig.trading import ExecConfig
+
+
+async def run_demo(feeds: list[Feed], bootstrap: str, strategy: Any, model_id: str, spec: FeatureSpec,
+                   speed: float | None, duration: float | None, ws_port: int, metrics_port: int,
+                   token: str | None, state_dir: Path, say=print, exec_cfg: ExecConfig | None = None,
+                   max_position: float = 1.0) -> dict[str, Any]:
+    """Run everything until the replay ends (plus a short drain), ``duration`` s, or Ctrl-C."""
+    from streamsig.serve.metrics import serve_metrics
+    from streamsig.stream.commands import stream_config, status_line
+    from streamsig.stream.config import running
+    from streamsig.stream.producer import ProduceStats, produce
+    from streamsig.stream.topics import ensure_topics
+    from streamsig.stream.trader import build_trader
+    from streamsig.stream.worker import build_worker
+
+    cfg = stream_config(bootstrap, "demo", 4, app_id=f"streamsig-demo-{secrets.token_hex(3)}",
+                        session_timeout_s=3.0, heartbeat_s=0.5)
+    await ensure_topics(bootstrap, cfg.topics.all(), cfg.partitions)
+    serve_metrics(metrics_port)
+    worker = build_worker(cfg, spec, strategy, model_id, state_dir)
+    trader = build_trader(cfg, spec, exec_cfg or ExecConfig(fee_bps=1.0), max_position)
+    token = token or secrets.token_urlsafe(12)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for s in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(s, stop.set)
+    t0 = time.monotonic()
+    async with contextlib.AsyncExitStack() as stack:
+        await stack.enter_async_context(running(worker, ready_timeout_s=60))
+        await stack.enter_async_context(running(trader, ready_timeout_s=60))
+        server = await _start_ws(stack, bootstrap, cfg, ws_port, token)
+        say(f"broker   {bootstrap} (topics prefixed '{cfg.topic_prefix}-')")
+        say(f"metrics  http://127.0.0.1:{metrics_port}/metrics")
+        if server:
+            say(f"signals  ws://127.0.0.1:{ws_port}/?token={token}  "
+                "(send {\"op\":\"subscribe\",\"symbols\":\"*\"})")
+        say(f"model    {model_id}; symbols {', '.join(f.symbol for f in feeds)}; "
+            f"speed {'max' if speed is None else f'{speed:g}x'}")
+        sent = ProduceStats()
+        prod = asyncio.create_task(produce(feeds, bootstrap, cfg.topics.book_events, speed, 500, 20.0, 5000,
+                                           stop=stop, stats=sent))
+        last = 0.0
+        while not stop.is_set():
+            await asyncio.sleep(0.2)
+            now = time.monotonic()
+            if now - last >= 1.0:
+                last = now
+                say(f"[{now - t0:6.1f}s] {status_line(worker, trader)}", status=True)
+            if duration is not None and now - t0 >= duration:
+                break
+            if prod.done() and (prod.exception() or _caught_up(worker, trader, sent)):
+                break
+        stop.set()
+        stats = await prod
+        say(f"[{time.monotonic() - t0:6.1f}s] {status_line(worker, trader)}")
+    return {"events": stats.events, "frames": stats.frames,
+            "pnl": {s: t.pnl() for s, t in getattr(trader, "streamsig_traders", {}).items()}}
+
+
+def _caught_up(worker: Any, trader: Any, sent: Any) -> bool:
+    """True once the worker has applied, and the trader traded, every sequence sent."""
+    engines = getattr(worker, "streamsig_engines", {})
+    traders = getattr(trader, "streamsig_traders", {})
+    return all(sym in engines and engines[sym].last_seq >= seq and sym in traders
+               and traders[sym].state.last_seq >= seq for sym, seq in sent.last_seq.items())
+
+
+async def _start_ws(stack: contextlib.AsyncExitStack, bootstrap: str, cfg: Any, port: int, token: str) -> Any:
+    try:
+        from streamsig.serve.ws import SignalServer
+    except ImportError:
+        return None
+    server = SignalServer(bootstrap, cfg.topics, "127.0.0.1", port, [token])
+    await stack.enter_async_context(server)
+    return server
