@@ -151,7 +151,12 @@ def horizon_end(n_or_ts: int | np.ndarray, horizon: float, unit: str = "rows") -
     return end
 
 
-def _change(diff: np.ndarray, ref: np.ndarray, cfg: LabelConfig) -> np.ndarray:
+def mid_change(diff: Any, ref: Any, cfg: LabelConfig) -> Any:
+    """A mid difference in the label's unit: ``diff / ref`` (relative) or ``diff / tick_size``.
+
+    >>> mid_change(0.02, 100.0, LabelConfig(threshold_unit="ticks", tick_size=0.01))
+    2.0
+    """
     with np.errstate(divide="ignore", invalid="ignore"):
         return diff / cfg.tick_size if cfg.threshold_unit == "ticks" else diff / ref
 
@@ -182,13 +187,13 @@ def _labels_one(p: np.ndarray, ts: np.ndarray | None, cfg: LabelConfig) -> np.nd
         ok = end >= 0
         diff = np.full(len(p), np.nan)
         diff[ok] = p[end[ok]] - p[ok]
-        return ternary(_change(diff, p, cfg), cfg.threshold)
+        return ternary(mid_change(diff, p, cfg), cfg.threshold)
     k = int(cfg.horizon)
     fwd = _forward_mean_diff(p, k)
     if cfg.reference == "current":
-        return ternary(_change(fwd, p, cfg), cfg.threshold)
+        return ternary(mid_change(fwd, p, cfg), cfg.threshold)
     back = _past_mean_diff(p, k)
-    return ternary(_change(fwd - back, p + back, cfg), cfg.threshold)
+    return ternary(mid_change(fwd - back, p + back, cfg), cfg.threshold)
 
 
 def _end_one(n: int, ts: np.ndarray | None, cfg: LabelConfig) -> np.ndarray:
@@ -202,6 +207,8 @@ def _end_one(n: int, ts: np.ndarray | None, cfg: LabelConfig) -> np.ndarray:
 
 def _by_symbol(df: pd.DataFrame, cfg: LabelConfig, fn: Callable[..., np.ndarray],
                local_index: bool) -> np.ndarray:
+    if cfg.unit == "seconds" and "ts_ns" not in df.columns:
+        raise ValueError("labels with a horizon in seconds need a ts_ns column")
     p_all = df[cfg.price_col].to_numpy(dtype=np.float64)
     ts_all = df["ts_ns"].to_numpy(dtype=np.int64) if cfg.unit == "seconds" else None
     groups = ([np.arange(len(df))] if "symbol" not in df.columns

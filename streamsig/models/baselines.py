@@ -26,6 +26,7 @@ import numpy as np
 
 from streamsig.labels import FLAT
 from streamsig.models.dataset import Dataset
+from streamsig.models.metrics import macro_f1
 from streamsig.models.walkforward import Fold, WalkForward, walk_forward
 
 _QUANTILES = np.linspace(0.0, 0.95, 20)
@@ -37,19 +38,6 @@ def ofi_columns(columns: Iterable[str]) -> list[str]:
     sums = sorted((c for c in cols if re.fullmatch(r"ofi_1_sum_\d+", c)),
                   key=lambda c: int(c.rsplit("_", 1)[1]))
     return sums or (["ofi_1"] if "ofi_1" in cols else [])
-
-
-def macro_f1(y: np.ndarray, pred: np.ndarray) -> float:
-    """Macro-F1 over the three classes (a class never seen nor predicted scores 0).
-
-    >>> macro_f1(np.array([0, 1, 2]), np.array([0, 1, 1]))
-    0.5555555555555555
-    """
-    cm = np.bincount(3 * y + pred, minlength=9).reshape(3, 3).astype(np.float64)
-    tp = np.diag(cm)
-    denom = cm.sum(axis=0) + cm.sum(axis=1)
-    f1 = np.divide(2 * tp, denom, out=np.zeros(3), where=denom > 0)
-    return float(f1.mean())
 
 
 def _calibration(y: np.ndarray, pred: np.ndarray) -> list[list[float]]:

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from streamsig.labels import LabelConfig, ternary
+from streamsig.labels import LabelConfig, mid_change, ternary
 
 _MAGIC = b"streamsig-online-v1\n"
 
@@ -123,7 +123,7 @@ class OnlineChallenger:
                 diff = float(np.add.reduce(np.asarray(st.recent) - w.mid)) / cfg.horizon - w.back
             q.popleft()
             ref = w.mid + w.back
-            change = diff / cfg.tick_size if cfg.threshold_unit == "ticks" else diff / ref
+            change = mid_change(diff, ref, cfg)
             self._learn(w, int(ternary(np.array([change]), cfg.threshold)[0]))
 
     def _learn(self, w: _Waiting, y: int) -> None:

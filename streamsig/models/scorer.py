@@ -7,12 +7,13 @@ card's list, names and order.
 
 :class:`Scorer` is for row models (logreg, rf, lightgbm): ``score_one`` copies
 the row into a preallocated float32 buffer bound to an onnxruntime session
-(one intra-op thread) and runs it through an I/O binding, so a call allocates
-nothing but its result. :class:`SequenceScorer` is for the LSTM: it keeps the
-last ``window`` rows per symbol itself; until a symbol has ``window`` finite
-rows (after start, :meth:`SequenceScorer.reset`, or a row with NaN/inf) its
-probabilities are NaN. Both return NaN probabilities for rows with NaN/inf
-features, which training never saw.
+(one intra-op thread) and runs it through an I/O binding: no input or output
+tensors are created per call, and with ``out=`` not even the result.
+:class:`SequenceScorer` is for the LSTM: it keeps the last ``window`` rows per
+symbol itself; until a symbol has ``window`` finite rows (after start,
+:meth:`SequenceScorer.reset`, or a row with NaN/inf) its probabilities are NaN.
+Both return NaN probabilities for rows with NaN/inf features, which training
+never saw.
 
 Probabilities are float32 (what the model computes), columns down/flat/up.
 ``score_batch`` gives bit-identical numbers to ``score_one`` for the same rows,
