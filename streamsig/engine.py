@@ -85,14 +85,25 @@ class SignalEngine:
 
     # ---- checkpoints -------------------------------------------------------------------
     def checkpoint(self) -> dict[str, Any]:
-        """Everything needed to resume: kernel state bytes and the policy state."""
+        """Everything needed to resume: kernel state bytes and the strategy's state.
+
+        A model trader's state is its policy; a rule trader (plain numbers and
+        arrays) is saved whole, its attributes as they are.
+        """
         pol = getattr(self.trader, "policy", None)
+        if pol is not None:
+            strat = {"policy": pol.state()}
+        else:
+            strat = {"attrs": {k: (v.copy() if isinstance(v, np.ndarray) else v)
+                               for k, v in vars(self.trader).items()}}
         return {"symbol": self.symbol, "tick_size": self.tick_size, "state": self.state.to_bytes(),
-                "policy": pol.state() if pol is not None else None}
+                "strategy": strat}
 
     def restore(self, ck: dict[str, Any]) -> None:
         """Resume from :meth:`checkpoint` output (same spec and strategy)."""
         self.state.load_bytes(ck["state"])
-        pol = getattr(self.trader, "policy", None)
-        if pol is not None and ck.get("policy") is not None:
-            pol.restore(ck["policy"])
+        strat = ck.get("strategy") or {}
+        if "policy" in strat:
+            self.trader.policy.restore(strat["policy"])
+        elif "attrs" in strat:
+            vars(self.trader).update(strat["attrs"])

@@ -4,9 +4,11 @@ Per symbol it keeps a :class:`~streamsig.engine.SignalEngine` (book, feature
 kernel, model scorer, policy). One agent instance per partition keeps each
 symbol's frames in order. Nothing here computes a feature or a probability.
 
-Checkpoints: every ``checkpoint_s`` seconds (and when the app stops) each
-engine's state is written to ``state_dir`` and only then are consumer offsets
-committed, so the committed offset never runs ahead of the saved state. After
+Checkpoints: every ``checkpoint_s`` seconds each engine's state is written to
+``state_dir`` and only then are consumer offsets committed (Faust's own
+periodic commit is off), so the committed offset never runs ahead of the saved
+state; on shutdown and on partition revocation the state is saved after the
+streams have drained and before the final commit. After
 a restart, redelivered events (sequence at or below the checkpoint) are
 skipped; a symbol whose signals were published after the last checkpoint
 suppresses them again up to its published watermark, so no signal is
@@ -147,6 +149,18 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
     @app.timer(checkpoint_s)
     async def checkpoint() -> None:  # type: ignore[no-untyped-def]
         await save_and_commit()
+
+    def save_all() -> None:
+        for sym, eng in list(engines.items()):
+            ckpts.save(sym, eng.checkpoint())
+
+    @app.on_before_shutdown.connect
+    async def _on_shutdown(sender: Any, **kw: Any) -> None:
+        save_all()  # streams are drained by now; the final offset commit comes after this
+
+    @app.on_partitions_revoked.connect
+    async def _on_revoked(sender: Any, revoked: Any, **kw: Any) -> None:
+        save_all()  # a symbol that moves to another worker on this host resumes from here
 
     app.streamsig_save = save_and_commit
     return app
