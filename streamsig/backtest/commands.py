@@ -1,0 +1,119 @@
+"""The ``streamsig backtest`` command (added to the CLI with :func:`register`)."""
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Optional
+
+import typer
+
+from streamsig.cliopts import Data, Levels, Seed, Source, Symbols, Updates, console, feature_spec, open_data, progress
+from streamsig.errors import DataError
+
+if TYPE_CHECKING:
+    from streamsig.backtest.result import BacktestResult
+
+_Model = Annotated[Optional[Path], typer.Option(
+    "--model", help="Model folder (models/<id>, holding model.onnx and card.json) to trade. Without it, and "
+    "without --walk-forward, only the baselines run.")]
+_WalkForward = Annotated[bool, typer.Option(
+    "--walk-forward", help="Cut the feature rows in time into --folds blocks; train a model on block k "
+    "(streamsig.models.train_model defaults) and trade it on block k+1; report the stitched out-of-sample run.")]
+_Folds = Annotated[int, typer.Option("--folds", min=2, help="Walk-forward: number of time blocks.")]
+_Horizon = Annotated[int, typer.Option("--horizon", min=1, help="Walk-forward: label horizon in feature rows.")]
+_ModelType = Annotated[str, typer.Option("--model-type", help="Walk-forward: logreg | rf | lightgbm.")]
+_Fee = Annotated[float, typer.Option("--fee-bps", help="Taker fee, basis points of notional.")]
+_Maker = Annotated[float, typer.Option("--maker-fee-bps", help="Maker fee for --passive fills (negative: rebate).")]
+_Slip = Annotated[float, typer.Option("--slippage-bps", help="Adverse price move on every market fill, bps.")]
+_LatNs = Annotated[int, typer.Option("--latency-ns", min=0, help="Signal to exchange latency, ns of book time.")]
+_LatEv = Annotated[int, typer.Option("--latency-events", min=0,
+                                     help="Signal to exchange latency, book updates (both latencies must pass).")]
+_MaxPos = Annotated[float, typer.Option("--max-position", min=0.0,
+                                        help="Units traded per symbol: the policy's and baselines' full size.")]
+_MaxDD = Annotated[Optional[float], typer.Option(
+    "--max-drawdown", min=0.0, max=1.0, help="Kill switch: flatten and stop a symbol at this drawdown (fraction).")]
+_Passive = Annotated[bool, typer.Option("--passive", help="Rest orders at our touch (queue model) instead of "
+                                        "crossing the spread.")]
+_Enter = Annotated[float, typer.Option("--enter", help="Policy: enter when |p_up - p_down| >= this.")]
+_Exit = Annotated[float, typer.Option("--exit", help="Policy: leave a position when the edge falls below this.")]
+_Capital = Annotated[Optional[float], typer.Option(
+    "--capital", help="Account size, split over symbols (default: the notional of --max-position at each "
+    "symbol's first mid).")]
+_Bar = Annotated[float, typer.Option("--bar-seconds", help="Equity sampling for Sharpe, drawdown, VaR.")]
+_Out = Annotated[Path, typer.Option("--out", help="Reports folder; the run goes to <out>/<run-id>/.")]
+_RunId = Annotated[Optional[str], typer.Option("--run-id", help="Folder name (default: a hash of the inputs).")]
+_Spec = Annotated[Optional[Path], typer.Option("--spec", help="TOML file of FeatureSpec fields (windows...).")]
+
+
+def backtest(
+    source: Source = "synthetic", data: Data = None, levels: Levels = None, symbols: Symbols = None,
+    updates: Updates = None, seed: Seed = None, model: _Model = None, walk_forward: _WalkForward = False,
+    folds: _Folds = 4, horizon: _Horizon = 10, model_type: _ModelType = "lightgbm", fee_bps: _Fee = 0.0,
+    maker_fee_bps: _Maker = 0.0, slippage_bps: _Slip = 0.0, latency_ns: _LatNs = 0, latency_events: _LatEv = 0,
+    max_position: _MaxPos = 1.0, max_drawdown: _MaxDD = None, passive: _Passive = False, enter: _Enter = 0.2,
+    exit: _Exit = 0.0, capital: _Capital = None, bar_seconds: _Bar = 1.0, out: _Out = Path("reports"),
+    run_id: _RunId = None, spec: _Spec = None,
+) -> None:
+    """Replay events through features, model, policy and the paper executor at full speed, beside the
+    flat, buy-and-hold, SMA and OFI baselines on the same events and costs; write summary.json,
+    trades/fills/equity/signals Parquet and report.html to <out>/<run-id>/."""
+    from streamsig.backtest.outputs import write_outputs
+    from streamsig.backtest.runner import run_backtest
+    from streamsig.trading import ExecConfig
+
+    if model is not None and walk_forward:
+        raise DataError(model, None, "--model and --walk-forward exclude each other")
+    if model is not None and not (model / "card.json").exists():
+        raise DataError(model, None, "not a model folder (no card.json)")
+    feeds = open_data(source, data, levels, symbols, updates, seed)
+    fspec = feature_spec(levels or feeds[0].levels, spec)
+    exec_cfg = ExecConfig(fee_bps=fee_bps, maker_fee_bps=maker_fee_bps, slippage_bps=slippage_bps,
+                          order_latency_ns=latency_ns, order_latency_events=latency_events,
+                          max_position=max_position if max_position > 0 else math.inf)
+    policy = {"enter": enter, "exit": exit, "max_position": max_position, "unit": max_position}
+    kw = dict(exec_cfg=exec_cfg, policy_cfg=policy, capital=capital, max_drawdown=max_drawdown,
+              bar_ns=int(bar_seconds * 1e9), passive=passive)
+    t0 = time.perf_counter()
+    with progress() as prog:
+        task = prog.add_task("backtest", total=sum(f.size_hint or 0 for f in feeds) or None, rate="")
+        n = [0]
+
+        def tick(k: int) -> None:
+            n[0] += k
+            prog.update(task, advance=k, rate=f"{n[0] / (time.perf_counter() - t0):,.0f} events/s")
+
+        try:
+            if walk_forward:
+                from streamsig.backtest.walkforward import walk_forward_backtest
+
+                res = walk_forward_backtest(
+                    feeds, fspec, folds=folds, label={"horizon": horizon}, model_type=model_type,
+                    seed=seed or 0, models_dir=out / "models", on_progress=tick,
+                    on_stage=lambda s, d, t: prog.update(task, description=f"{s} {d}/{t}"), **kw)
+            else:
+                res = run_backtest(feeds, fspec, model_dir=model, on_progress=tick, **kw)
+        except ValueError as e:
+            raise DataError(model or source, None, str(e)) from None
+    folder = write_outputs(res, out, run_id)
+    _print_table(res)
+    console.print(f"{n[0]:,} events in {time.perf_counter() - t0:.1f} s; wrote {folder}/ "
+                  "(summary.json, trades/fills/equity/signals .parquet, report.html)")
+
+
+def _print_table(res: BacktestResult) -> None:
+    from rich.table import Table
+
+    t = Table(title="after costs")
+    for c in ("strategy", "P&L", "return", "Sharpe", "max DD", "round trips", "costs"):
+        t.add_column(c, justify="left" if c == "strategy" else "right")
+    for s, m in res.summaries().items():
+        cells = [("pnl", "{:,.2f}"), ("total_return", "{:.4%}"), ("sharpe", "{:.2f}"), ("max_drawdown", "{:.3%}"),
+                 ("n_trades", "{:,.0f}"), ("costs", "{:,.2f}")]
+        t.add_row(s, *("–" if m.get(k) is None else f.format(m[k]) for k, f in cells))
+    console.print(t)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``backtest`` command to ``app``."""
+    app.command("backtest")(backtest)

@@ -1,0 +1,84 @@
+"""One strategy trading one symbol: the paper trader's step, once per feature row.
+
+At each row (a consistent book), in this order, exactly as the live paper
+trader does (see :mod:`streamsig.trading`):
+
+1. the trades printed since the last row go to ``Executor.on_trade`` (they can
+   fill a resting passive order);
+2. ``Executor.on_book`` with the book at this row; its fills go to the
+   portfolio;
+3. the portfolio is marked at the row's mid; a tripped kill switch halts the
+   executor;
+4. the strategy's target, after the portfolio's risk limits, is submitted when
+   it differs from the last one submitted (a new order answers this row's
+   sequence and becomes active after the configured latency; market orders,
+   or passive ones resting at our touch when ``passive``).
+
+Nothing happens before the first row at or after ``start_ns`` with a two-sided
+book; the portfolio starts there (with ``capital``, or by default the notional
+of ``capital_units`` at that mid).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from streamsig.backtest.cursor import BookCursor
+from streamsig.book import events as E
+from streamsig.trading import ExecConfig, Executor, Fill, Portfolio
+
+
+class Lane:
+    """Executor + portfolio of one (strategy, symbol), and the per-row record of what it held."""
+
+    def __init__(self, strategy: str, symbol: str, exec_cfg: ExecConfig, capital: float | None,
+                 capital_units: float, max_drawdown: float | None, start_ns: int | None,
+                 passive: bool = False) -> None:
+        self.strategy, self.symbol = strategy, symbol
+        self.ex = Executor(exec_cfg, symbol)
+        self.pf: Portfolio | None = None
+        self._capital, self._units, self._max_dd = capital, capital_units, max_drawdown
+        self.start_ns = -(1 << 62) if start_ns is None else int(start_ns)
+        self.passive = passive
+        self.fills: list[Fill] = []
+        self.seq: list[int] = []
+        self.mid: list[float] = []
+        self.position: list[float] = []
+        self._sent = 0.0
+
+    def on_row(self, ts: int, seq: int, mid: float, target: float, cursor: BookCursor,
+               ev_index: int, events: np.ndarray, trades: np.ndarray) -> None:
+        """Advance by one feature row (``trades``: chunk indices of the TRADE events since the last row)."""
+        if ts < self.start_ns:
+            return
+        pf = self.pf
+        if pf is None:
+            if not math.isfinite(mid):
+                return
+            cap = self._capital if self._capital is not None else abs(self._units * mid)
+            pf = self.pf = Portfolio(cap, self._max_dd)
+        ex = self.ex
+        if ex.working:
+            for j in trades:
+                side = 1 if events["flags"][j] & E.BUY else -1
+                self._book(ex.on_trade(int(events["exch_ts"][j]), int(events["price"][j]),
+                                       float(events["size"][j]), side))
+            self._book(ex.on_book(ts, cursor.at(ev_index)))
+        else:
+            ex.on_book(ts, cursor.state)  # idle: counts the update, reads no book
+        pf.mark(ts, mid, self.symbol)
+        if pf.killed and not ex.halted:
+            ex.halt(ts)  # sends target 0 itself
+            self._sent = 0.0
+        tgt = pf.allow(target)
+        if tgt != self._sent and ex.submit(ts, seq, tgt, self.passive):
+            self._sent = tgt
+        self.seq.append(seq)
+        self.mid.append(mid)
+        self.position.append(ex.position)
+
+    def _book(self, fills: tuple[Fill, ...]) -> None:
+        for f in fills:
+            self.pf.on_fill(f)  # type: ignore[union-attr]
+            self.fills.append(f)
