@@ -16,7 +16,9 @@ with the scorers, and times:
 - ``lstm_batch_rows_per_s``: ``SequenceScorer.score_batch(windows)`` (exact:
   window by window), and ``lstm_batch_fast_rows_per_s`` with ``exact=False``.
 
-Every figure is the best of several repeats, all on one thread. The last line
+Everything runs on one thread. Per-row figures are the best mean over blocks of
+500 calls, batch figures the best of several repeats, so that bursts of load
+from other processes on the machine count as little as possible. The last line
 printed is one JSON object.
 """
 from __future__ import annotations
@@ -56,6 +58,20 @@ def best_seconds(fn: Callable[[], None], repeats: int) -> float:
     return min(times)
 
 
+def per_call(fn: Callable[[np.ndarray], object], rows: np.ndarray, repeats: int,
+             block: int = 500) -> float:
+    """Best mean seconds per ``fn(row)`` call over blocks of ``block`` rows."""
+    best = float("inf")
+    for _ in range(repeats):
+        for start in range(0, len(rows) - block + 1, block):
+            part = rows[start:start + block]
+            t = time.perf_counter()
+            for r in part:
+                fn(r)
+            best = min(best, (time.perf_counter() - t) / block)
+    return best
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="smaller data and fewer repeats (< 60 s)")
@@ -78,11 +94,7 @@ def main() -> None:
     scorer = Scorer(lgb_dir, FEATURES)
     buf = np.empty(3, dtype=np.float32)
 
-    def one_by_one() -> None:
-        for r in rows:
-            scorer.score_one(r, out=buf)
-
-    single = best_seconds(one_by_one, repeats) / n_rows
+    single = per_call(lambda r: scorer.score_one(r, out=buf), rows, repeats)
     batch = n_batch / best_seconds(lambda: scorer.score_batch(X), repeats)
     nat = n_batch / best_seconds(lambda: native.predict(X, num_threads=1), repeats)
 
@@ -92,11 +104,7 @@ def main() -> None:
     for r in rows[: seq.window]:
         seq.score_one(r, "SYN", out=buf)
 
-    def lstm_stream() -> None:
-        for r in rows:
-            seq.score_one(r, "SYN", out=buf)
-
-    lstm_single = best_seconds(lstm_stream, repeats) / n_rows
+    lstm_single = per_call(lambda r: seq.score_one(r, "SYN", out=buf), rows, repeats)
     lstm_batch = n_rows / best_seconds(lambda: seq.score_batch(W), repeats)
     lstm_fast = n_rows / best_seconds(lambda: seq.score_batch(W, exact=False), repeats)
 
