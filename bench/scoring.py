@@ -76,10 +76,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="smaller data and fewer repeats (< 60 s)")
     args = ap.parse_args()
-    n_train, n_rows, n_batch, repeats = (6000, 5000, 20000, 3) if args.quick else (30000, 50000, 200000, 5)
+    with tempfile.TemporaryDirectory(prefix="streamsig-bench-") as tmp:
+        print(json.dumps(run(args.quick, Path(tmp))))
 
+
+def run(quick: bool, out: Path) -> dict[str, float]:
+    """Train both models into ``out``, time the scorers, return the figures."""
+    n_train, n_rows, n_batch, repeats = (6000, 5000, 20000, 3) if quick else (30000, 50000, 200000, 5)
     df = planted_table(n_train, seed=0)
-    out = Path(tempfile.mkdtemp(prefix="streamsig-bench-"))
     lgb_dir = train_model(df, FEATURES, LABEL, "lightgbm", seed=0, out_dir=out, folds=2)
     lstm_dir = train_model(df.iloc[:3000], FEATURES, LABEL, "lstm", seed=0, out_dir=out, folds=2,
                            params={"epochs": 1})
@@ -111,7 +115,7 @@ def main() -> None:
     print(f"lightgbm: {card['params']['n_estimators']} rounds x 3 classes, "
           f"{card['params']['num_leaves']} leaves, {len(FEATURES)} features; "
           f"lstm: window {seq.window}, hidden {read_card(lstm_dir)['params']['hidden']}")
-    print(json.dumps({
+    return {
         "lightgbm_single_row_us": round(single * 1e6, 2),
         "lightgbm_batch_rows_per_s": round(batch),
         "lightgbm_native_batch_rows_per_s": round(nat),
@@ -119,7 +123,7 @@ def main() -> None:
         "lstm_single_row_us": round(lstm_single * 1e6, 2),
         "lstm_batch_rows_per_s": round(lstm_batch),
         "lstm_batch_fast_rows_per_s": round(lstm_fast),
-    }))
+    }
 
 
 if __name__ == "__main__":
