@@ -23,6 +23,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from streamsig.book.events import Reason
 from streamsig.engine import SignalEngine
 from streamsig.features import FeatureSpec
 from streamsig.serve import metrics as M
@@ -70,8 +73,14 @@ class Checkpoints:
 
 
 def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: str,
-                 state_dir: str | Path | None = None, checkpoint_s: float = 1.0):  # noqa: ANN201
-    """The worker's Faust app (agents registered); run it with ``run_worker`` or ``running``."""
+                 state_dir: str | Path | None = None, checkpoint_s: float = 1.0,
+                 max_batch: int = 256, batch_wait_s: float = 0.0005):  # noqa: ANN201
+    """The worker's Faust app (agents registered); run it with ``run_worker`` or ``running``.
+
+    Frames already waiting are taken together (up to ``max_batch``, waiting at
+    most ``batch_wait_s`` for more) and answered with one signal message per
+    symbol, which amortises the per-message cost of publishing.
+    """
     app = make_app(cfg, broker_commit_interval=10_000_000.0)
     topics = cfg.topics
     book = raw_topic(app, topics.book_events)
@@ -92,54 +101,63 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
             marks[symbol] = mark
         return eng
 
-    async def dead_letter(symbol: str, reason: str, seq: int, detail: str, raw: bytes | None) -> None:
-        M.DEAD_LETTERS.labels(reason).inc()
-        await dead.send(key=symbol.encode(), value=dead_letter_record(symbol, reason, seq, detail, raw))
+    def apply(value: bytes, out: dict[str, list], dead_out: list) -> None:
+        """Run one book frame through its engine; queue signals and dead letters."""
+        try:
+            fr = decode_frame(value)
+        except FrameError as exc:
+            try:
+                sym = peek_symbol(value)
+            except FrameError:
+                sym = "?"
+            dead_out.append((sym, "BAD_FRAME", -1, exc.reason, value))
+            return
+        if fr.tick_size <= 0:
+            dead_out.append((fr.symbol, "BAD_FRAME", fr.first_seq, "frame has no tick size", value))
+            return
+        sym = fr.symbol
+        eng = engine(sym, fr.tick_size)
+        res = eng.on_events(fr.events)
+        M.FRAMES.labels(sym).inc()
+        M.EVENTS.labels(sym).inc(fr.count - res.duplicates)
+        if res.duplicates:
+            M.DUPLICATES.labels(sym).inc(res.duplicates)
+        if res.resync_dropped:
+            M.RESYNC_DROPPED.labels(sym).inc(res.resync_dropped)
+        if res.gap:
+            M.GAPS.labels(sym).inc()
+            dead_out.append((sym, "GAP", int(fr.events["seq"][0]),
+                             "sequence gap: book waits for the next snapshot", None))
+        for i, r in zip(res.rejected.tolist(), res.reasons.tolist()):
+            dead_out.append((sym, Reason(r).name, int(fr.events["seq"][i]), f"event {i} of frame rejected",
+                             fr.events[i:i + 1].tobytes()))
+        sig = res.signals
+        mark = marks.get(sym, -1)
+        if len(sig) and sig["seq"][-1] > mark:
+            sig = sig[sig["seq"] > mark]
+            marks[sym] = int(sig["seq"][-1])
+            out.setdefault(sym, []).append((sig, fr.producer_ts_ns, eng.last_seq))
 
     @app.agent(book)
     async def process(stream):  # type: ignore[no-untyped-def]
-        async for value in stream:
-            try:
-                fr = decode_frame(value)
-            except FrameError as exc:
-                try:
-                    sym = peek_symbol(value)
-                except FrameError:
-                    sym = "?"
-                await dead_letter(sym, "BAD_FRAME", -1, exc.reason, value)
-                continue
-            if fr.tick_size <= 0:
-                await dead_letter(fr.symbol, "BAD_FRAME", fr.first_seq, "frame has no tick size", value)
-                continue
-            eng = engine(fr.symbol, fr.tick_size)
-            out = eng.on_events(fr.events)
-            sym = fr.symbol
-            M.FRAMES.labels(sym).inc()
-            M.EVENTS.labels(sym).inc(fr.count - out.duplicates)
-            if out.duplicates:
-                M.DUPLICATES.labels(sym).inc(out.duplicates)
-            if out.resync_dropped:
-                M.RESYNC_DROPPED.labels(sym).inc(out.resync_dropped)
-            if out.gap:
-                M.GAPS.labels(sym).inc()
-                await dead_letter(sym, "GAP", int(fr.events["seq"][0]),
-                                  "sequence gap: book waits for the next snapshot", None)
-            for i, r in zip(out.rejected.tolist(), out.reasons.tolist()):
-                from streamsig.book.events import Reason
-
-                await dead_letter(sym, Reason(r).name, int(fr.events["seq"][i]),
-                                  f"event {i} of frame rejected", fr.events[i:i + 1].tobytes())
-            sig = out.signals
-            mark = marks.get(sym, -1)
-            if len(sig) and sig["seq"][-1] > mark:
-                sig = sig[sig["seq"] > mark]
+        # frames arriving together are processed together: one signal message per symbol per batch
+        async for values in stream.take(max_batch, within=batch_wait_s):
+            out: dict[str, list] = {}
+            dead_out: list = []
+            for value in values:
+                apply(value, out, dead_out)
+            for sym, reason, seq, detail, raw in dead_out:
+                M.DEAD_LETTERS.labels(reason).inc()
+                await dead.send(key=sym.encode(), value=dead_letter_record(sym, reason, seq, detail, raw))
+            for sym, parts in out.items():
+                sig = np.concatenate([p[0] for p in parts]) if len(parts) > 1 else parts[0][0]
                 now = time.time_ns()
-                await signals.send(key=sym.encode(),
-                                   value=encode_signals(sym, model_id, sig, fr.producer_ts_ns, now, eng.last_seq))
-                marks[sym] = int(sig["seq"][-1])
+                await signals.send(key=sym.encode(), value=encode_signals(
+                    sym, model_id, sig, min(p[1] for p in parts), now, parts[-1][2]))
                 ckpts.published(sym, marks[sym])
                 M.SIGNALS.labels(sym, model_id).inc(len(sig))
-                M.LATENCY.labels(sym).observe(max(0.0, (now - fr.producer_ts_ns) / 1e9))
+                for _, pts, _ in parts:
+                    M.LATENCY.labels(sym).observe(max(0.0, (now - pts) / 1e9))
 
     async def save_and_commit() -> None:
         for sym, eng in list(engines.items()):
