@@ -68,9 +68,6 @@ def demo(
     from streamsig.stream.commands import default_model, load_strategy, parse_speed
     from streamsig.stream.demo import run_demo
 
-    if source == "synthetic" and data is None:
-        scenario = Path(__file__).resolve().parents[1] / "producers" / "synthetic.toml"
-        data = scenario if scenario.exists() else None
     feeds = open_data(source, data, levels, symbols, updates, seed)
     strat, model_id, spec = load_strategy(model or default_model(), "ofi", {"enter": 0.2, "max_position": 1.0})
     spec = spec or feature_spec(levels or feeds[0].levels)
@@ -96,14 +93,18 @@ def demo(
 from streamsig.stream import commands as _stream_commands  # noqa: E402
 
 _stream_commands.register(app)
+from streamsig.models import commands as _model_commands  # noqa: E402
+
+_model_commands.register(app)
 
 
 def main() -> None:
-    """Entry point: one-line errors for bad input, no tracebacks."""
+    """Entry point: one-line errors for bad input (files, options, models), no tracebacks."""
     try:
         app()
-    except DataError as exc:
-        console.print(f"[red]error:[/] {exc}")
+    except (DataError, ValueError, OSError) as exc:
+        console.print(f"[red]error:[/] {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+                      highlight=False)
         sys.exit(2)
 
 

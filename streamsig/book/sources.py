@@ -14,6 +14,8 @@ import numpy as np
 from streamsig.errors import DataError
 
 SOURCES = ("synthetic", "lobster", "crypto")
+#: the synthetic scenario used when ``--data`` is not given (three symbols, planted OFI signal)
+DEFAULT_SCENARIO = Path(__file__).resolve().parents[2] / "producers" / "synthetic.toml"
 
 
 @dataclass
@@ -40,6 +42,8 @@ def _synthetic(data: Path | None, levels: int | None, symbols: list[str] | None,
 
     from streamsig.book import synthetic as syn
 
+    if data is None and DEFAULT_SCENARIO.exists():
+        data = DEFAULT_SCENARIO
     cfg = syn.load_scenario(data) if data else syn.SyntheticConfig(symbols=("SYN0", "SYN1", "SYN2"))
     over: dict[str, object] = {}
     if levels:

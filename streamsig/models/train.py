@@ -55,7 +55,8 @@ def train_model(df: pd.DataFrame, features: Sequence[str], label_cfg: LabelConfi
                 model_type: str, seed: int = 0, out_dir: Path | str = "models",
                 folds: FoldSpec | dict[str, Any] | int = 5, trials: int = 0,
                 progress: Progress | None = None, *, params: dict[str, Any] | None = None,
-                final: str = "last_fold", source: str | None = None) -> Path:
+                final: str = "last_fold", source: str | None = None, name: str | None = None,
+                extra: dict[str, Any] | None = None) -> Path:
     """Train ``model_type`` on ``df`` and write ``out_dir/<model-id>/`` (model.onnx, card.json,
     report.html); returns that folder.
 
@@ -63,6 +64,8 @@ def train_model(df: pd.DataFrame, features: Sequence[str], label_cfg: LabelConfi
     ``baselines``, ``export``. ``source`` names the data in the card (default
     ``df.attrs["source"]``). ``params`` override the model's defaults
     (:data:`streamsig.models.estimators.DEFAULT_PARAMS`; ``window`` for lstm).
+    ``name`` is the folder name (default: the model id); ``extra`` adds card fields
+    (e.g. the feature spec the live stream must run).
     """
     if final not in ("last_fold", "all"):
         raise ValueError(f"final must be 'last_fold' or 'all', got {final!r}")
@@ -147,8 +150,9 @@ def train_model(df: pd.DataFrame, features: Sequence[str], label_cfg: LabelConfi
                  "input_dtype": "float32", "output": OUTPUT_NAME,
                  "parity_max_abs_diff": diff},
         "library_versions": library_versions(),
+        **(extra or {}),
     }
-    return _write(Path(out_dir), model_id, onnx_bytes, card,
+    return _write(Path(out_dir), name or model_id, onnx_bytes, card,
                   training_report(card, ds.y[wf.rows], wf.proba))
 
 
