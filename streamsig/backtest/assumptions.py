@@ -16,6 +16,21 @@ def _num(x: Any) -> str:
     return "none" if x is None else f"{x:g}" if isinstance(x, (int, float)) else str(x)
 
 
+def clock(ts_ns: int) -> str:
+    """An exchange timestamp for humans: UTC date-time, or time of day for LOBSTER's ns after midnight.
+
+    >>> clock(38_711_076_891_398), clock(1_704_067_200_000_000_000)
+    ('10:45:11.076 (after midnight)', '2024-01-01 00:00:00.000 UTC')
+    """
+    s, ms = divmod(int(ts_ns) // 1_000_000, 1000)
+    if ts_ns < 86_400_000_000_000 * 2:
+        return f"{s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d}.{ms:03d} (after midnight)"
+    import datetime as dt
+
+    t = dt.datetime.fromtimestamp(s, tz=dt.timezone.utc)
+    return f"{t:%Y-%m-%d %H:%M:%S}.{ms:03d} UTC"
+
+
 def assumptions(config: dict[str, Any]) -> list[str]:
     """Plain-language assumptions for a backtest ``config`` (as in ``BacktestResult.config``)."""
     ex = config.get("exec", {})
@@ -62,7 +77,7 @@ def assumptions(config: dict[str, Any]) -> list[str]:
         "their P&L. Baselines trade the same events with the same costs, latency and limits.",
     ]
     if config.get("start_ns") is not None:
-        out.append(f"Trading starts at exchange time {config['start_ns']} ns; earlier rows only warm up "
+        out.append(f"Trading starts at exchange time {clock(config['start_ns'])}; earlier rows only warm up "
                    "features and strategy state.")
     if config.get("walk_forward"):
         wf = config["walk_forward"]

@@ -23,6 +23,9 @@ _WalkForward = Annotated[bool, typer.Option(
 _Folds = Annotated[int, typer.Option("--folds", min=2, help="Walk-forward: number of time blocks.")]
 _Horizon = Annotated[int, typer.Option("--horizon", min=1, help="Walk-forward: label horizon in feature rows.")]
 _ModelType = Annotated[str, typer.Option("--model-type", help="Walk-forward: logreg | rf | lightgbm.")]
+_TrainFolds = Annotated[Optional[int], typer.Option(
+    "--train-folds", min=1, help="Walk-forward: folds of train_model's own evaluation inside each block "
+    "(default: its default; fewer for short samples).")]
 _Fee = Annotated[float, typer.Option("--fee-bps", help="Taker fee, basis points of notional.")]
 _Maker = Annotated[float, typer.Option("--maker-fee-bps", help="Maker fee for --passive fills (negative: rebate).")]
 _Slip = Annotated[float, typer.Option("--slippage-bps", help="Adverse price move on every market fill, bps.")]
@@ -43,13 +46,16 @@ _Capital = Annotated[Optional[float], typer.Option(
 _Bar = Annotated[float, typer.Option("--bar-seconds", help="Equity sampling for Sharpe, drawdown, VaR.")]
 _Out = Annotated[Path, typer.Option("--out", help="Reports folder; the run goes to <out>/<run-id>/.")]
 _RunId = Annotated[Optional[str], typer.Option("--run-id", help="Folder name (default: a hash of the inputs).")]
-_Spec = Annotated[Optional[Path], typer.Option("--spec", help="TOML file of FeatureSpec fields (windows...).")]
+_Spec = Annotated[Optional[Path], typer.Option(
+    "--spec", help="TOML file of FeatureSpec fields (windows...); default: the model card's spec if it has "
+    "one, else the defaults for --levels.")]
 
 
 def backtest(
     source: Source = "synthetic", data: Data = None, levels: Levels = None, symbols: Symbols = None,
     updates: Updates = None, seed: Seed = None, model: _Model = None, walk_forward: _WalkForward = False,
-    folds: _Folds = 4, horizon: _Horizon = 10, model_type: _ModelType = "lightgbm", fee_bps: _Fee = 0.0,
+    folds: _Folds = 4, horizon: _Horizon = 10, model_type: _ModelType = "lightgbm",
+    train_folds: _TrainFolds = None, fee_bps: _Fee = 0.0,
     maker_fee_bps: _Maker = 0.0, slippage_bps: _Slip = 0.0, latency_ns: _LatNs = 0, latency_events: _LatEv = 0,
     max_position: _MaxPos = 1.0, max_drawdown: _MaxDD = None, passive: _Passive = False, enter: _Enter = 0.2,
     exit: _Exit = 0.0, capital: _Capital = None, bar_seconds: _Bar = 1.0, out: _Out = Path("reports"),
@@ -67,7 +73,8 @@ def backtest(
     if model is not None and not (model / "card.json").exists():
         raise DataError(model, None, "not a model folder (no card.json)")
     feeds = open_data(source, data, levels, symbols, updates, seed)
-    fspec = feature_spec(levels or feeds[0].levels, spec)
+    fspec = (_card_spec(model) if model is not None and spec is None else None) or \
+        feature_spec(levels or feeds[0].levels, spec)
     exec_cfg = ExecConfig(fee_bps=fee_bps, maker_fee_bps=maker_fee_bps, slippage_bps=slippage_bps,
                           order_latency_ns=latency_ns, order_latency_events=latency_events,
                           max_position=max_position if max_position > 0 else math.inf)
@@ -89,7 +96,7 @@ def backtest(
 
                 res = walk_forward_backtest(
                     feeds, fspec, folds=folds, label={"horizon": horizon}, model_type=model_type,
-                    seed=seed or 0, models_dir=out / "models", on_progress=tick,
+                    train_folds=train_folds, seed=seed or 0, models_dir=out / "models", on_progress=tick,
                     on_stage=lambda s, d, t: prog.update(task, description=f"{s} {d}/{t}"), **kw)
             else:
                 res = run_backtest(feeds, fspec, model_dir=model, on_progress=tick, **kw)
@@ -99,6 +106,18 @@ def backtest(
     _print_table(res)
     console.print(f"{n[0]:,} events in {time.perf_counter() - t0:.1f} s; wrote {folder}/ "
                   "(summary.json, trades/fills/equity/signals .parquet, report.html)")
+
+
+def _card_spec(model: Path):  # noqa: ANN202 - FeatureSpec | None
+    """The feature spec a model card records (``feature_spec``), if it records one."""
+    import json
+
+    from streamsig.features import FeatureSpec
+
+    fs = json.loads((model / "card.json").read_text()).get("feature_spec")
+    if not fs:
+        return None
+    return FeatureSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in fs.items()})
 
 
 def _print_table(res: BacktestResult) -> None:

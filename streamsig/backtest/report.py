@@ -29,8 +29,8 @@ COLUMNS = [("pnl", "P&L", "{:,.2f}"), ("total_return", "return", "{:.4%}"), ("sh
            ("fees", "fees", "{:,.2f}"), ("costs", "costs paid", "{:,.2f}")]
 EDGES = np.linspace(-1.0, 1.0, 11)
 
-_CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
-table{border-collapse:collapse;font-size:13px;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}
+_CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222}
+table{border-collapse:collapse;font-size:12px;margin:1em 0}td,th{border:1px solid #ccc;padding:2px 5px;text-align:right}
 th{background:#f2f2f2}td:first-child,th:first-child{text-align:left}tr.primary{font-weight:bold}
 img{max-width:100%;display:block;margin:0.5em 0}li{margin:0.3em 0}.note{color:#666;font-size:13px}"""
 _SCRIPT = ("<script>window.addEventListener('load',function(){var n=0;for(var i of document.images)"

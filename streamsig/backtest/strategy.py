@@ -91,7 +91,8 @@ class ModelStrategy:
     def start(self, symbol: str, spec: FeatureSpec) -> _ModelTrader:
         missing = [f for f in self.scorer.features if f not in spec.names]
         if missing:
-            raise ValueError(f"the feature spec lacks model features {missing}: pass the spec the model was trained with")
+            raise ValueError(f"the feature spec lacks model features {missing}: "
+                             "pass the spec the model was trained with")
         return _ModelTrader(self.scorer, spec.select(list(self.scorer.features)), SignalPolicy(**self.policy))
 
 

@@ -53,12 +53,14 @@ def walk_forward_backtest(feeds: Sequence[Feed], spec: FeatureSpec, folds: int =
                           label: dict[str, Any] | None = None, model_type: str = "lightgbm",
                           features: Sequence[str] | None = None, seed: int = 0,
                           models_dir: str | Path = "models", policy_cfg: dict[str, Any] | None = None,
+                          train_folds: int | None = None,
                           on_stage: Callable[[str, int, int], None] | None = None,
                           **run_kw: Any) -> BacktestResult:
     """Train ``folds - 1`` models and trade each on the next block (see module doc).
 
     ``label`` is a :class:`~streamsig.labels.LabelConfig` dict (default horizon 10
-    rows); models are written under ``models_dir``. ``on_stage(stage, done,
+    rows); models are written under ``models_dir``; ``train_folds`` overrides
+    ``train_model``'s own walk-forward folds inside each block (for short samples). ``on_stage(stage, done,
     total)`` reports ``features``, ``train`` and ``trade``; other keyword arguments
     go to :func:`run_backtest`. The result's ``config["walk_forward"]`` lists the
     folds, their start times and model ids.
@@ -82,7 +84,8 @@ def walk_forward_backtest(feeds: Sequence[Feed], spec: FeatureSpec, folds: int =
         sel = (ts >= edges[k] if edges[k] is not None else np.ones(len(ts), bool)) & (ts < edges[k + 1])
         part = df[sel].reset_index(drop=True)
         part.attrs["source"] = f"walk-forward block {k}"
-        md = train_model(part, feats, label, model_type, seed=seed, out_dir=models_dir)
+        more = {} if train_folds is None else {"folds": train_folds}
+        md = train_model(part, feats, label, model_type, seed=seed, out_dir=models_dir, **more)
         scorers.append(Scorer(md))
         ids.append(md.name)
     say("train", folds - 1, folds - 1)
@@ -93,7 +96,8 @@ def walk_forward_backtest(feeds: Sequence[Feed], spec: FeatureSpec, folds: int =
     res.model = {"id": "walk-forward", "type": model_type, "features": feats, "label": label,
                  "importance": _mean_importance(scorers), "fold_models": ids}
     res.config["walk_forward"] = {"folds": folds, "starts_ns": starts.tolist(), "models": ids,
-                                  "model_type": model_type, "features": feats, "label": label, "seed": seed}
+                                  "model_type": model_type, "features": feats, "label": label, "seed": seed,
+                                  "train_folds": train_folds}
     return res
 
 
