@@ -96,6 +96,9 @@ _stream_commands.register(app)
 from streamsig.models import commands as _model_commands  # noqa: E402
 
 _model_commands.register(app)
+from streamsig.backtest import commands as _backtest_commands  # noqa: E402
+
+_backtest_commands.register(app)
 
 
 def main() -> None:
