@@ -47,3 +47,24 @@ def test_live_frames_equal_batch_on_lobster() -> None:
     st = FeatureState(spec, feed.tick_size)
     rows = [st.update(ev[i:i + 64])[0] for i in range(0, len(ev), 64)]
     np.testing.assert_array_equal(np.concatenate(rows), batch)
+
+
+def test_leakage_guard_passes_the_kernel_and_fails_a_planted_leak() -> None:
+    """The guard re-runs the real feature pipeline on prefixes of the real events."""
+    from streamsig.labels import LabelConfig, check_no_leakage
+
+    feed = open_feeds("lobster", need(AAPL10))[0]
+    ev = feed.read_all()
+    spec = FeatureSpec(levels=10)
+
+    def kernel_features(e: np.ndarray):
+        return compute_features(e, spec, feed.tick_size, "AAPL").to_pandas()
+
+    def leaky(e: np.ndarray):
+        df = kernel_features(e)
+        df["next_mid_move"] = np.sign(df["mid"].shift(-10) - df["mid"])  # reads 10 rows ahead
+        return df
+
+    assert check_no_leakage(ev, kernel_features, label_cfg=LabelConfig(horizon=10)).ok
+    report = check_no_leakage(ev, leaky, label_cfg=LabelConfig(horizon=10))
+    assert list(report.leaky) == ["next_mid_move"]
