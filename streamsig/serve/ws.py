@@ -1,0 +1,374 @@
+"""The websocket signal server: the ``signals`` and ``pnl`` topics, fanned out to clients as JSON.
+
+Protocol (version 1, details in ``docs/observability.md``):
+
+* connect to ``ws://HOST:PORT/?token=TOKEN``; a missing or unknown token is
+  answered with close code 4401;
+* the server greets with ``{"type": "hello", "protocol": 1}``;
+* ``{"op": "subscribe", "symbols": ["BTCUSDT"] | "*", "all": false}`` and
+  ``{"op": "unsubscribe", "symbols": [...] | "*"}`` are acknowledged with
+  ``subscribed`` / ``unsubscribed``; a bad request gets ``{"type": "error"}``;
+* ``{"type": "signal", ...}`` carries one signal record: by default only the
+  records where the target position changes plus the last record of each
+  frame; with ``"all": true`` every record. ``{"type": "pnl", ...}`` is the
+  paper trader's P&L record.
+
+The fan-out never waits for a client: each client has a bounded queue drained
+by its own writer task, and a client whose queue is full is closed with code
+4408 ("slow consumer") while the others carry on.
+
+>>> SignalServer(None, tokens=["t"]).port
+8765
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+
+from streamsig.serve.metrics import WS_CLIENTS, WS_DROPPED, WS_SENT
+from streamsig.stream.frames import FrameError
+from streamsig.stream.sigframes import SignalFrame, decode_signals, signal_dicts, to_json
+from streamsig.stream.topics import Topics
+
+PROTOCOL = 1
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_SLOW_CONSUMER = 4408
+ALL_SYMBOLS = "*"
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(eq=False)
+class _Client:
+    ws: ServerConnection
+    queue: asyncio.Queue[str]
+    subs: dict[str, bool] = field(default_factory=dict)  # symbol or "*" -> wants every record
+    writer: asyncio.Task[None] | None = None
+    dropped: bool = False
+
+    def wants(self, symbol: str | None) -> bool | None:
+        """None: not subscribed; else whether every record (not just changes) is wanted."""
+        if symbol is None:
+            return True
+        mode = self.subs.get(symbol)
+        return self.subs.get(ALL_SYMBOLS) if mode is None else mode
+
+
+def token_from_path(path: str) -> str | None:
+    """The ``token`` query parameter of a request path.
+
+    >>> token_from_path("/?token=abc&x=1"), token_from_path("/")
+    ('abc', None)
+    """
+    values = parse_qs(urlsplit(path).query).get("token")
+    return values[0] if values else None
+
+
+def parse_command(raw: str | bytes, subs: dict[str, bool]) -> dict[str, Any]:
+    """Apply one client message to ``subs`` (changed in place); return the reply.
+
+    >>> subs = {}
+    >>> parse_command('{"op": "subscribe", "symbols": ["B", "A"], "all": true}', subs)
+    {'type': 'subscribed', 'symbols': ['A', 'B'], 'all': True}
+    >>> parse_command('{"op": "unsubscribe", "symbols": "*"}', subs), subs
+    ({'type': 'unsubscribed', 'symbols': []}, {})
+    >>> parse_command('{"op": "buy"}', subs)["type"]
+    'error'
+    """
+    try:
+        msg = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return {"type": "error", "error": "message is not JSON"}
+    if not isinstance(msg, dict):
+        return {"type": "error", "error": "message must be a JSON object"}
+    op = msg.get("op")
+    if op not in ("subscribe", "unsubscribe"):
+        return {"type": "error", "error": f"unknown op {op!r}; use subscribe or unsubscribe"}
+    symbols = msg.get("symbols")
+    if symbols == ALL_SYMBOLS:
+        symbols = [ALL_SYMBOLS]
+    if not (isinstance(symbols, list) and symbols and all(isinstance(s, str) and s for s in symbols)):
+        return {"type": "error", "error": 'symbols must be "*" or a non-empty list of symbol strings'}
+    if op == "subscribe":
+        every = msg.get("all", False)
+        if not isinstance(every, bool):
+            return {"type": "error", "error": "all must be true or false"}
+        for s in symbols:
+            subs[s] = every
+        return {"type": "subscribed", "symbols": sorted(subs), "all": every}
+    if ALL_SYMBOLS in symbols:
+        subs.clear()
+    for s in symbols:
+        subs.pop(s, None)
+    return {"type": "unsubscribed", "symbols": sorted(subs)}
+
+
+class SignalServer:
+    """Websocket fan-out of the ``signals`` and ``pnl`` topics (see the module doc).
+
+    ``bootstrap`` None runs without Kafka (messages come only from
+    :meth:`broadcast`). ``port`` 0 picks a free port (read :attr:`port` after
+    :meth:`start`). Without ``from_beginning`` the server starts at the end of
+    each partition as it is when :meth:`start` returns. Missing topics are
+    created with ``partitions`` partitions.
+    """
+
+    def __init__(self, bootstrap: str | None, topics: Topics | None = None, host: str = "127.0.0.1",
+                 port: int = 8765, tokens: Iterable[str] = (), queue_size: int = 1000, *,
+                 from_beginning: bool = False, partitions: int = 4, close_timeout_s: float = 5.0,
+                 fetch_max_wait_ms: int = 50) -> None:
+        self.tokens = [t for t in tokens if t]
+        if not self.tokens:
+            raise ValueError("at least one non-empty token is required")
+        if queue_size < 1:
+            raise ValueError(f"queue_size must be >= 1, got {queue_size}")
+        self.bootstrap, self.topics = bootstrap, topics or Topics()
+        self.host, self.port, self.queue_size = host, port, queue_size
+        self.from_beginning, self.partitions = from_beginning, partitions
+        self.close_timeout_s, self.fetch_max_wait_ms = close_timeout_s, fetch_max_wait_ms
+        self._clients: set[_Client] = set()
+        self._last_target: dict[tuple[str, str], float] = {}
+        self._server: Server | None = None
+        self._consumer: Any = None
+        self._consume_task: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[Any]] = set()
+
+    @property
+    def n_clients(self) -> int:
+        """Authenticated clients currently receiving messages."""
+        return len(self._clients)
+
+    # ---- lifecycle ------------------------------------------------------------------------
+    async def start(self) -> "SignalServer":
+        """Position the Kafka consumer (if any), then accept websocket connections."""
+        if self.bootstrap:
+            await self._start_consumer()
+        try:
+            self._server = await serve(self._handle, self.host, self.port, compression=None,
+                                       max_size=65536, close_timeout=self.close_timeout_s)
+        except BaseException:
+            await self._stop_consumer()
+            raise
+        self.port = int(self._server.sockets[0].getsockname()[1])
+        return self
+
+    async def stop(self) -> None:
+        """Stop consuming, close every connection (code 1001) and the listening socket."""
+        await self._stop_consumer()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+
+    async def __aenter__(self) -> "SignalServer":
+        return await self.start()
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.stop()
+
+    # ---- fan-out --------------------------------------------------------------------------
+    def broadcast(self, msg: dict[str, Any], detail: bool = False) -> int:
+        """Queue ``msg`` for every client subscribed to its ``symbol``; return how many got it.
+
+        A message without ``symbol`` goes to every client. ``detail`` messages go
+        only to clients that subscribed with ``"all": true``. Never waits.
+        """
+        symbol = msg.get("symbol")
+        text: str | None = None
+        sent = 0
+        for c in list(self._clients):
+            mode = c.wants(symbol)
+            if mode is None or (detail and not mode):
+                continue
+            if text is None:
+                try:
+                    text = to_json(msg)
+                except (TypeError, ValueError) as exc:
+                    log.warning("message not sent (not JSON-safe: %s): %r", exc, msg)
+                    return 0
+            sent += self._offer(c, text)
+        return sent
+
+    def publish_signals(self, frame: SignalFrame, received_ns: int | None = None) -> int:
+        """Broadcast a signal frame's records (changes and the last record to everyone); return deliveries."""
+        key = (frame.symbol, frame.model_id)
+        if not any(c.wants(frame.symbol) is not None for c in self._clients):
+            if len(frame.records):  # nobody listens: only remember where the target stands
+                self._last_target[key] = float(frame.records["target"][-1])
+            return 0
+        recs = signal_dicts(frame)
+        prev = self._last_target.get(key)
+        now = time.time_ns() if received_ns is None else received_ns
+        sent = 0
+        for i, rec in enumerate(recs):
+            rec["server_ts_ns"] = now
+            key_record = i == len(recs) - 1 or prev is None or rec["target"] != prev
+            prev = rec["target"]
+            sent += self.broadcast(rec, detail=not key_record)
+        if prev is not None:
+            self._last_target[key] = prev
+        return sent
+
+    def publish_pnl(self, rec: dict[str, Any]) -> int:
+        """Broadcast one P&L record from the trader; return deliveries."""
+        return self.broadcast({**rec, "type": "pnl"})
+
+    def _offer(self, c: _Client, text: str) -> bool:
+        if c.dropped:
+            return False
+        try:
+            c.queue.put_nowait(text)
+        except asyncio.QueueFull:
+            self._drop(c)
+            return False
+        return True
+
+    def _drop(self, c: _Client) -> None:
+        c.dropped = True
+        self._clients.discard(c)
+        WS_DROPPED.inc()
+        if c.writer is not None:
+            c.writer.cancel()
+        log.warning("dropping slow websocket client %s (queue of %d full)", c.ws.remote_address, self.queue_size)
+        self._spawn(self._close(c.ws, CLOSE_SLOW_CONSUMER, "slow consumer"))
+
+    async def _close(self, ws: ServerConnection, code: int, reason: str) -> None:
+        # close() first drains what is already buffered, which a stalled client never reads
+        try:
+            await asyncio.wait_for(ws.close(code, reason), self.close_timeout_s)
+        except asyncio.TimeoutError:
+            ws.transport.abort()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # ---- one connection -------------------------------------------------------------------
+    def _authorized(self, path: str) -> bool:
+        token = token_from_path(path) or ""
+        return any(hmac.compare_digest(token.encode(), t.encode()) for t in self.tokens)
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        path = ws.request.path if ws.request is not None else ""
+        if not self._authorized(path):
+            await ws.close(CLOSE_UNAUTHORIZED, "unauthorized: missing or wrong token")
+            return
+        c = _Client(ws, asyncio.Queue(self.queue_size))
+        c.writer = asyncio.create_task(self._write(c))
+        self._offer(c, to_json({"type": "hello", "protocol": PROTOCOL}))
+        self._clients.add(c)
+        WS_CLIENTS.inc()
+        try:
+            async for raw in ws:
+                if not self._offer(c, to_json(parse_command(raw, c.subs))):
+                    break
+        except ConnectionClosed:
+            pass
+        finally:
+            self._clients.discard(c)
+            WS_CLIENTS.dec()
+            c.writer.cancel()
+            if c.dropped:  # let the 4408 close finish before the library closes with 1000
+                await ws.wait_closed()
+
+    async def _write(self, c: _Client) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                text = await c.queue.get()
+                await c.ws.send(text)
+                WS_SENT.inc()
+
+    # ---- Kafka ----------------------------------------------------------------------------
+    async def _start_consumer(self) -> None:
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        from streamsig.stream.topics import ensure_topics
+
+        assert self.bootstrap is not None
+        counts = await ensure_topics(self.bootstrap, (self.topics.signals, self.topics.pnl), self.partitions)
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
+                                    auto_offset_reset="earliest" if self.from_beginning else "latest",
+                                    fetch_max_wait_ms=self.fetch_max_wait_ms)
+        await consumer.start()
+        try:
+            tps = [TopicPartition(t, p) for t, n in counts.items() for p in range(n)]
+            consumer.assign(tps)
+            if self.from_beginning:
+                await consumer.seek_to_beginning(*tps)
+            else:
+                await consumer.seek_to_end(*tps)
+            for tp in tps:  # resolve every position now: "latest" means "when start() returned"
+                await consumer.position(tp)
+        except BaseException:
+            await consumer.stop()
+            raise
+        self._consumer = consumer
+        self._consume_task = asyncio.create_task(self._consume())
+
+    async def _stop_consumer(self) -> None:
+        task, self._consume_task = self._consume_task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            await consumer.stop()
+
+    async def _consume(self) -> None:
+        while True:
+            try:
+                batch = await self._consumer.getmany(timeout_ms=500)
+            except Exception:  # noqa: BLE001 - keep serving; aiokafka reconnects on the next call
+                log.exception("Kafka fetch failed; retrying in 1 s")
+                await asyncio.sleep(1.0)
+                continue
+            now = time.time_ns()
+            for msgs in batch.values():
+                for m in msgs:
+                    self.on_record(m.topic, m.value, now)
+
+    def on_record(self, topic: str, value: bytes, received_ns: int | None = None) -> int:
+        """Fan out one Kafka record of the ``signals`` or ``pnl`` topic; return deliveries."""
+        try:
+            if topic == self.topics.signals:
+                return self.publish_signals(decode_signals(value), received_ns)
+            rec = json.loads(value)
+            if not isinstance(rec, dict):
+                raise ValueError("P&L record is not a JSON object")
+            return self.publish_pnl(rec)
+        except (FrameError, ValueError, UnicodeDecodeError) as exc:
+            log.warning("skipping a bad record on %s: %s", topic, exc)
+            return 0
+
+
+async def run_server(bootstrap: str | None, topics: Topics, host: str, port: int, tokens: Iterable[str],
+                     queue_size: int = 1000, *, from_beginning: bool = False, partitions: int = 4,
+                     stop: asyncio.Event | None = None,
+                     on_ready: Callable[[SignalServer], None] | None = None) -> None:
+    """Run a :class:`SignalServer` until ``stop`` is set (or the task is cancelled).
+
+    ``on_ready`` is called once the server is consuming and accepting connections.
+    """
+    stop = stop or asyncio.Event()
+    async with SignalServer(bootstrap, topics, host, port, tokens, queue_size, from_beginning=from_beginning,
+                            partitions=partitions) as server:
+        if on_ready is not None:
+            on_ready(server)
+        await stop.wait()
