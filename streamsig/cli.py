@@ -99,6 +99,9 @@ _model_commands.register(app)
 from streamsig.backtest import commands as _backtest_commands  # noqa: E402
 
 _backtest_commands.register(app)
+from streamsig.serve import commands as _serve_commands  # noqa: E402
+
+_serve_commands.register(app)
 
 
 def main() -> None:

@@ -5,6 +5,8 @@ dashboards in ``dashboards/`` use only the names defined here.
 """
 from __future__ import annotations
 
+import os
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -42,7 +44,11 @@ WS_DROPPED = Counter("streamsig_websocket_clients_dropped", "Slow websocket clie
                      registry=REGISTRY)
 
 
-def serve_metrics(port: int, addr: str = "127.0.0.1") -> None:
-    """Serve ``/metrics`` for this process's registry on ``addr:port`` (0 disables)."""
+def serve_metrics(port: int, addr: str | None = None) -> None:
+    """Serve ``/metrics`` for this process's registry on ``addr:port`` (0 disables).
+
+    The address defaults to ``STREAMSIG_METRICS_ADDR`` or loopback (containers set 0.0.0.0).
+    """
     if port:
-        start_http_server(port, addr=addr, registry=REGISTRY)
+        start_http_server(port, addr=addr or os.environ.get("STREAMSIG_METRICS_ADDR", "127.0.0.1"),
+                          registry=REGISTRY)

@@ -81,10 +81,8 @@ def _caught_up(worker: Any, trader: Any, sent: Any) -> bool:
 
 
 async def _start_ws(stack: contextlib.AsyncExitStack, bootstrap: str, cfg: Any, port: int, token: str) -> Any:
-    try:
-        from streamsig.serve.ws import SignalServer
-    except ImportError:
-        return None
+    from streamsig.serve.ws import SignalServer
+
     server = SignalServer(bootstrap, cfg.topics, "127.0.0.1", port, [token])
     await stack.enter_async_context(server)
     return server
