@@ -117,7 +117,7 @@ def _card_spec(model: Path):  # noqa: ANN202 - FeatureSpec | None
     fs = json.loads((model / "card.json").read_text()).get("feature_spec")
     if not fs:
         return None
-    return FeatureSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in fs.items()})
+    return FeatureSpec.from_dict(fs)
 
 
 def _print_table(res: BacktestResult) -> None:

@@ -96,7 +96,7 @@ def run_backtest(feeds: Sequence[Feed], spec: FeatureSpec, model_dir: str | Path
                           "rejects": {E.Reason(i).name: int(c) for i, c in enumerate(rejects) if i and c}}
         for lane in lanes:
             res.lanes[(lane.strategy, key)] = lane_record(lane)
-    res.config = {"spec": spec_dict(spec), "exec": exec_dict(exec_cfg), "policy": policy_cfg,
+    res.config = {"spec": spec.to_dict(), "exec": exec_dict(exec_cfg), "policy": policy_cfg,
                   "capital": capital, "max_drawdown": max_drawdown, "start_ns": start_ns,
                   "bar_ns": int(bar_ns), "size": size, "passive": passive}
     return res
@@ -144,14 +144,6 @@ def _signals(seq: np.ndarray, ts: np.ndarray, probs: np.ndarray | None, targets:
     p = np.full((len(seq), 3), np.nan) if probs is None else probs
     out["p_down"], out["p_flat"], out["p_up"] = p[:, 0], p[:, 1], p[:, 2]
     return out
-
-
-def spec_dict(spec: FeatureSpec) -> dict[str, Any]:
-    """The feature spec's parameters (JSON-safe)."""
-    return {"levels": spec.levels, "depth_ks": list(spec.depth_ks), "ofi_windows": list(spec.ofi_windows),
-            "ret_rows": list(spec.ret_rows), "rv_rows": list(spec.rv_rows),
-            "time_windows": list(spec.time_windows), "trade_window": spec.trade_window,
-            "capacity": spec.book_capacity}
 
 
 def exec_dict(cfg: ExecConfig) -> dict[str, Any]:

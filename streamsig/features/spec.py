@@ -107,6 +107,24 @@ class FeatureSpec:
             n += [f"ret_{_fmt_seconds(s)}", f"rv_{_fmt_seconds(s)}"]
         return n
 
+    def to_dict(self) -> dict:
+        """The spec's parameters, JSON-safe (model cards and reports record them).
+
+        >>> FeatureSpec.from_dict(FeatureSpec(levels=3).to_dict()) == FeatureSpec(levels=3)
+        True
+        """
+        return {"levels": self.levels, "depth_ks": list(self.depth_ks), "ofi_windows": list(self.ofi_windows),
+                "ret_rows": list(self.ret_rows), "rv_rows": list(self.rv_rows),
+                "time_windows": list(self.time_windows), "trade_window": self.trade_window,
+                "capacity": self.capacity, "time_capacity": self.time_capacity,
+                "imb_buckets": self.imb_buckets,
+                "microprice_table": None if self.microprice_table is None else list(self.microprice_table)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "FeatureSpec":
+        """The spec :meth:`to_dict` (or a TOML/JSON of its fields) describes."""
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
     @property
     def n_features(self) -> int:
         return len(self.names)

@@ -20,14 +20,6 @@ DEFAULT_FEATURES = ["spread_ticks", "qimb_1", "depth_imb_1", "depth_imb_5", "ofi
 models_app = typer.Typer(help="Inspect trained models.", no_args_is_help=True)
 
 
-def spec_dict(spec) -> dict:  # noqa: ANN001
-    """The FeatureSpec fields a card records, so the stream can rebuild the same kernel."""
-    return {"levels": spec.levels, "depth_ks": list(spec.depth_ks), "ofi_windows": list(spec.ofi_windows),
-            "ret_rows": list(spec.ret_rows), "rv_rows": list(spec.rv_rows),
-            "time_windows": list(spec.time_windows), "trade_window": spec.trade_window,
-            "capacity": spec.capacity, "time_capacity": spec.time_capacity}
-
-
 def _frame(feeds, spec, label: str):  # noqa: ANN001, ANN202
     from streamsig.features.table import feature_frame
 
@@ -81,7 +73,7 @@ def register(app: typer.Typer) -> None:
 
             path = train_model(df, feats, cfg, model_type, seed=model_seed, out_dir=out, folds=folds,
                                trials=trials, progress=say, name=name,
-                               extra={"feature_spec": spec_dict(spec)})
+                               extra={"feature_spec": spec.to_dict()})
         card = json.loads((path / "card.json").read_text())
         show_metrics(card)
         if mlflow:

@@ -46,7 +46,7 @@ def load_strategy(model: Path | None, strategy: str, policy: dict[str, Any]) -> 
         if fs:
             from streamsig.features import FeatureSpec
 
-            spec = FeatureSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in fs.items()})
+            spec = FeatureSpec.from_dict(fs)
         return ModelStrategy(scorer, policy), scorer.model_id, spec
     size = float(policy.get("max_position", 1.0))
     rules = {"ofi": OfiRule(size=size), "sma": Sma(size=size)}
@@ -128,25 +128,13 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run the Faust worker: book frames -> features -> model -> signals (+ dead letters)."""
         from streamsig.features import FeatureSpec
-        from streamsig.serve.metrics import serve_metrics
-        from streamsig.stream.broker import resolve_kafka
-        from streamsig.stream.config import run_worker
-        from streamsig.stream.topics import ensure_topics
         from streamsig.stream.worker import build_worker
 
         policy = {"enter": enter, "exit": exit_, "max_position": max_position}
         strat, model_id, spec = load_strategy(model or default_model(), strategy, policy)
         spec = spec or FeatureSpec(levels=levels or 10)
-        bootstrap, brk = resolve_kafka(kafka)
-        try:
-            cfg = stream_config(bootstrap, prefix, partitions)
-            asyncio.run(ensure_topics(bootstrap, cfg.topics.all(), cfg.partitions))
-            serve_metrics(metrics_port)
-            console.print(f"worker: model {model_id} on {bootstrap}, metrics on :{metrics_port}")
-            run_worker(build_worker(cfg, spec, strat, model_id, state_dir))
-        finally:
-            if brk is not None:
-                brk.stop()
+        run_app(kafka, prefix, partitions, metrics_port, f"worker: model {model_id}",
+                lambda cfg: build_worker(cfg, spec, strat, model_id, state_dir))
 
     @app.command()
     def trade(
@@ -161,25 +149,34 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run the paper trader: signals + book -> fills and P&L (costs, latency, risk limits)."""
         from streamsig.features import FeatureSpec
-        from streamsig.serve.metrics import serve_metrics
-        from streamsig.stream.broker import resolve_kafka
-        from streamsig.stream.config import run_worker
-        from streamsig.stream.topics import ensure_topics
         from streamsig.stream.trader import build_trader
         from streamsig.trading import ExecConfig
 
         ex = ExecConfig(fee_bps=fee_bps, slippage_bps=slippage_bps, signal_latency_ns=latency_ns,
                         signal_latency_events=latency_events, max_position=max_position)
-        bootstrap, brk = resolve_kafka(kafka)
-        try:
-            cfg = stream_config(bootstrap, prefix, partitions)
-            asyncio.run(ensure_topics(bootstrap, cfg.topics.all(), cfg.partitions))
-            serve_metrics(metrics_port)
-            console.print(f"trader on {bootstrap}, metrics on :{metrics_port}")
-            run_worker(build_trader(cfg, FeatureSpec(levels=levels or 10), ex, max_position, None, max_drawdown))
-        finally:
-            if brk is not None:
-                brk.stop()
+        run_app(kafka, prefix, partitions, metrics_port, "trader",
+                lambda cfg: build_trader(cfg, FeatureSpec(levels=levels or 10), ex, max_position, None,
+                                         max_drawdown))
+
+
+def run_app(kafka: str | None, prefix: str, partitions: int, metrics_port: int, what: str,
+            build: Any) -> None:
+    """Resolve the broker, create topics, serve metrics and run ``build(cfg)``'s Faust app until stopped."""
+    from streamsig.serve.metrics import serve_metrics
+    from streamsig.stream.broker import resolve_kafka
+    from streamsig.stream.config import run_worker
+    from streamsig.stream.topics import ensure_topics
+
+    bootstrap, brk = resolve_kafka(kafka)
+    try:
+        cfg = stream_config(bootstrap, prefix, partitions)
+        asyncio.run(ensure_topics(bootstrap, cfg.topics.all(), cfg.partitions))
+        serve_metrics(metrics_port)
+        console.print(f"{what} on {bootstrap}, metrics on :{metrics_port}")
+        run_worker(build(cfg))
+    finally:
+        if brk is not None:
+            brk.stop()
 
 
 def parse_speed(speed: str) -> float | None:
