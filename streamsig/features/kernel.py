@@ -64,6 +64,15 @@ def _write_row(ist, fst, ipar, fpar, out, r, ts):
     sb = 0 if spread_ticks <= 1 else 1
     row[5] = mid + spread * fpar[f_tab + sb * nimb + ib]
     row[6] = (qb - qa) / q
+    bpx = ist[o_bpx:o_bpx + L]
+    apx = ist[o_apx:o_apx + L]
+    bsz = fst[o_bsz:o_bsz + L]
+    asz = fst[o_asz:o_asz + L]
+    pbpx = ist[o_pbpx:o_pbpx + L]
+    papx = ist[o_papx:o_papx + L]
+    pbsz = fst[o_pbsz:o_pbsz + L]
+    pasz = fst[o_pasz:o_pasz + L]
+    ofi_w = fpar[f_w:f_w + L]
     # depth, imbalance and depth VWAP over the best k levels, one cumulative pass
     c_vwap = 7 + 3 * nks + L + 1 + 2 * now
     db = 0.0
@@ -74,13 +83,13 @@ def _write_row(ist, fst, ipar, fpar, out, r, ts):
     kmax = ipar[p_ks + nks - 1]
     for m in range(kmax):
         if m < nbid:
-            x = fst[o_bsz + m]
+            x = bsz[m]
             db += x
-            nbp += ist[o_bpx + m] * x
+            nbp += bpx[m] * x
         if m < nask:
-            x = fst[o_asz + m]
+            x = asz[m]
             da += x
-            nap += ist[o_apx + m] * x
+            nap += apx[m] * x
         if m + 1 == ipar[p_ks + j]:
             c = 7 + 3 * j
             row[c] = db
@@ -98,26 +107,26 @@ def _write_row(ist, fst, ipar, fpar, out, r, ts):
     for m in range(L):
         bb, qbb, aa, qaa = 0, 0.0, 0, 0.0
         if m < nbid:
-            bb, qbb = ist[o_bpx + m], fst[o_bsz + m]
+            bb, qbb = bpx[m], bsz[m]
         if m < nask:
-            aa, qaa = ist[o_apx + m], fst[o_asz + m]
+            aa, qaa = apx[m], asz[m]
         e = 0.0
         if have_prev:
             # branch-free: a missing level (size 0) counts as an unchanged price
-            pb, pa = ist[o_pbpx + m], ist[o_papx + m]
-            qpb, qpa = fst[o_pbsz + m], fst[o_pasz + m]
+            pb, pa = pbpx[m], papx[m]
+            qpb, qpa = pbsz[m], pasz[m]
             mb = (qbb == 0.0) | (qpb == 0.0)
             ma = (qaa == 0.0) | (qpa == 0.0)
             e = (((bb >= pb) | mb) * qbb - ((bb <= pb) | mb) * qpb
                  - ((aa <= pa) | ma) * qaa + ((aa >= pa) | ma) * qpa)
-        ist[o_pbpx + m] = bb
-        fst[o_pbsz + m] = qbb
-        ist[o_papx + m] = aa
-        fst[o_pasz + m] = qaa
+        pbpx[m] = bb
+        pbsz[m] = qbb
+        papx[m] = aa
+        pasz[m] = qaa
         row[c + m] = e
         if m == 0:
             e1 = e
-        ofi_dw += e * fpar[f_w + m]
+        ofi_dw += e * ofi_w[m]
     ist[S.I_HAVE_PREV] = 1
     c += L
     row[c] = ofi_dw
