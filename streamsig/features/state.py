@@ -76,10 +76,17 @@ class FeatureState:
         self._one_reason = np.empty(1, np.uint8)
 
     # ---- drivers --------------------------------------------------------------------
-    def update(self, events: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Apply events; returns ``(rows[n, F], event_index[n], reasons[len(events)])``."""
+    def update(self, events: np.ndarray, out: np.ndarray | None = None
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Apply events; returns ``(rows[n, F], event_index[n], reasons[len(events)])``.
+
+        With ``out`` (float64, F columns, at least one row per end-of-batch
+        event) the rows are written there and returned as a view of it: a
+        reused buffer saves the page faults of a fresh allocation per chunk.
+        """
         n_eob = int(np.count_nonzero(events["flags"] & E.EOB))
-        out = np.empty((n_eob, self.spec.n_features), np.float64)
+        if out is None or len(out) < n_eob:
+            out = np.empty((n_eob, self.spec.n_features), np.float64)
         idx = np.empty(n_eob, np.int64)
         reasons = np.zeros(len(events), np.uint8)
         n = _run(events, self.istate, self.fstate, self.ipar, self.fpar, out, idx, reasons)
@@ -169,9 +176,11 @@ class FeatureTable:
 
 
 def compute_features(events: np.ndarray, spec: FeatureSpec, tick_size: float,
-                     symbol: str = "", state: FeatureState | None = None) -> FeatureTable:
-    """Batch path: run the kernel once over ``events`` (optionally continuing ``state``)."""
+                     symbol: str = "", state: FeatureState | None = None,
+                     out: np.ndarray | None = None) -> FeatureTable:
+    """Batch path: run the kernel once over ``events`` (optionally continuing ``state``;
+    ``out`` as in :meth:`FeatureState.update`)."""
     st = state or FeatureState(spec, tick_size)
-    rows, idx, reasons = st.update(events)
+    rows, idx, reasons = st.update(events, out)
     counts = np.bincount(reasons, minlength=len(E.Reason))
     return FeatureTable(spec.names, rows, events["exch_ts"][idx], events["seq"][idx], symbol, counts)

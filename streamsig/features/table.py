@@ -11,12 +11,19 @@ from streamsig.features.spec import FeatureSpec
 from streamsig.features.state import FeatureState, FeatureTable, compute_features
 
 
-def iter_tables(feed: Feed, spec: FeatureSpec,
-                on_chunk: Callable[[int], None] | None = None) -> Iterator[FeatureTable]:
-    """Run the kernel chunk by chunk over one feed (state carried across chunks)."""
+def iter_tables(feed: Feed, spec: FeatureSpec, on_chunk: Callable[[int], None] | None = None,
+                reuse: bool = False) -> Iterator[FeatureTable]:
+    """Run the kernel chunk by chunk over one feed (state carried across chunks).
+
+    With ``reuse`` every table's values live in one buffer that the next chunk
+    overwrites (for consumers that copy them out at once, like the Parquet writer).
+    """
     st = FeatureState(spec, feed.tick_size)
+    buf = np.empty((0, spec.n_features))
     for ev in feed.chunks():
-        yield compute_features(ev, spec, feed.tick_size, feed.symbol, state=st)
+        if reuse and len(buf) < len(ev):
+            buf = np.empty((len(ev), spec.n_features))
+        yield compute_features(ev, spec, feed.tick_size, feed.symbol, state=st, out=buf if reuse else None)
         if on_chunk:
             on_chunk(len(ev))
 
@@ -46,7 +53,7 @@ def write_parquet(feeds: list[Feed], spec: FeatureSpec, out: str | Path,
     rejects = np.zeros(16, np.int64)
     with pq.ParquetWriter(out, schema) as w:
         for feed in feeds:
-            for t in iter_tables(feed, spec, on_chunk):
+            for t in iter_tables(feed, spec, on_chunk, reuse=True):
                 rejects[:len(t.rejects)] += t.rejects
                 if not len(t.values):
                     continue
