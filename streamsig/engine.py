@@ -46,16 +46,27 @@ class EngineOutput:
     duplicates: int  #: events skipped as already applied (redelivered, or periodic snapshots)
     resync_dropped: int  #: events dropped while waiting for a snapshot
     gap: bool  #: this frame opened a sequence gap (the book waits for a snapshot)
+    challenger: np.ndarray | None = None  #: the online challenger's signals (SIGNAL_DTYPE), if enabled
 
 
 class SignalEngine:
     """Feature state + strategy of one symbol (see module doc)."""
 
-    def __init__(self, symbol: str, spec: FeatureSpec, tick_size: float, strategy: Any) -> None:
+    def __init__(self, symbol: str, spec: FeatureSpec, tick_size: float, strategy: Any,
+                 challenger: Any = None, challenger_policy: dict[str, Any] | None = None) -> None:
         self.symbol, self.spec, self.tick_size = symbol, spec, tick_size
         self.state = FeatureState(spec, tick_size)
         self.strategy = strategy
         self.trader = strategy.start(symbol, spec)
+        #: an online model (``streamsig.models.OnlineChallenger``) scored beside the champion;
+        #: it learns each row only once that row's label has matured
+        self.challenger = challenger
+        if challenger is not None:
+            from streamsig.trading import SignalPolicy
+
+            self._ch_cols = spec.select(list(challenger.features))
+            self._ch_policy = SignalPolicy(**(challenger_policy or {}))
+            self._imid = spec.index("mid")
 
     @property
     def last_seq(self) -> int:
@@ -81,7 +92,18 @@ class SignalEngine:
         skip_dup = skip + int(np.count_nonzero(reasons == _DUP))
         gap = (not was_waiting and self.state.needs_snapshot
                and not np.any(reasons == int(E.Reason.CROSSED)))
-        return EngineOutput(sig, rows, bad + skip, reasons[bad], skip_dup, n_resync, gap)
+        ch = self._challenge(rows, sig) if self.challenger is not None else None
+        return EngineOutput(sig, rows, bad + skip, reasons[bad], skip_dup, n_resync, gap, ch)
+
+    def _challenge(self, rows: np.ndarray, sig: np.ndarray) -> np.ndarray:
+        out = sig.copy()
+        x = np.nan_to_num(rows[:, self._ch_cols], nan=0.0, posinf=0.0, neginf=0.0)  # warm-up NaN -> 0
+        for i in range(len(rows)):
+            p = self.challenger.process_one(x[i], mid=float(rows[i, self._imid]), ts_ns=int(sig["ts_ns"][i]),
+                                            symbol=self.symbol)
+            out["p_down"][i], out["p_flat"][i], out["p_up"][i] = p[0], p[1], p[2]
+            out["target"][i] = self._ch_policy.target(p)
+        return out
 
     # ---- checkpoints -------------------------------------------------------------------
     def checkpoint(self) -> dict[str, Any]:
@@ -96,8 +118,12 @@ class SignalEngine:
         else:
             strat = {"attrs": {k: (v.copy() if isinstance(v, np.ndarray) else v)
                                for k, v in vars(self.trader).items()}}
-        return {"symbol": self.symbol, "tick_size": self.tick_size, "state": self.state.to_bytes(),
-                "strategy": strat}
+        ck = {"symbol": self.symbol, "tick_size": self.tick_size, "state": self.state.to_bytes(),
+              "strategy": strat}
+        if self.challenger is not None:
+            ck["challenger"] = self.challenger.state_bytes()
+            ck["challenger_policy"] = self._ch_policy.state()
+        return ck
 
     def restore(self, ck: dict[str, Any]) -> None:
         """Resume from :meth:`checkpoint` output (same spec and strategy)."""
@@ -107,3 +133,8 @@ class SignalEngine:
             self.trader.policy.restore(strat["policy"])
         elif "attrs" in strat:
             vars(self.trader).update(strat["attrs"])
+        if self.challenger is not None and ck.get("challenger") is not None:
+            from streamsig.models import OnlineChallenger
+
+            self.challenger = OnlineChallenger.from_bytes(ck["challenger"])
+            self._ch_policy.restore(ck["challenger_policy"])

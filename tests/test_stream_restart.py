@@ -100,3 +100,24 @@ async def test_two_workers_share_partitions(stream_config, tmp_path) -> None:
     offline = run_backtest(feeds(), SPEC, strategy=OfiRule(), baselines=[]).signals
     for sym in SYMS:
         assert live[sym].tobytes() == offline[sym].tobytes()
+
+
+def test_engine_runs_an_online_challenger_beside_the_champion() -> None:
+    """The challenger scores every row, learns a row only once its label matures, and checkpoints."""
+    from streamsig.engine import SignalEngine
+    from streamsig.models import OnlineChallenger
+
+    feed = open_feeds("synthetic", symbols=["CH"], n_updates=1200, seed=4)[0]
+    ev = feed.read_all()
+    feats = ["qimb_1", "ofi_1_sum_50", "ret_10"]
+    eng = SignalEngine("CH", SPEC, feed.tick_size, OfiRule(), OnlineChallenger(feats, {"horizon": 50}))
+    cut = int(np.flatnonzero(ev["seq"] == 600)[0])
+    out = eng.on_events(ev[:cut])
+    ch = out.challenger
+    assert ch is not None and ch["seq"].tolist() == out.signals["seq"].tolist()
+    assert eng.challenger.learned == len(ch) - 50  # every row older than the horizon, no younger one
+    assert np.isfinite(ch["p_up"][-100:]).all()
+    twin = SignalEngine("CH", SPEC, feed.tick_size, OfiRule(), OnlineChallenger(feats, {"horizon": 50}))
+    twin.restore(eng.checkpoint())
+    a, b = eng.on_events(ev[cut:]).challenger, twin.on_events(ev[cut:]).challenger
+    assert a.tobytes() == b.tobytes()

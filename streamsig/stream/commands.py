@@ -55,6 +55,19 @@ def load_strategy(model: Path | None, strategy: str, policy: dict[str, Any]) -> 
     return rules[strategy], strategy, None
 
 
+def online_factory(model: Path | None, spec: Any) -> Any:
+    """A callable making a fresh online challenger on the champion's features and label."""
+    from streamsig.models import OnlineChallenger
+    from streamsig.models.commands import DEFAULT_FEATURES
+
+    if model is not None:
+        card = json.loads((model / "card.json").read_text())
+        feats, label = card["features"], {k: v for k, v in card["label"].items() if k != "description"}
+    else:
+        feats, label = [f for f in DEFAULT_FEATURES if f in spec.names], {"horizon": 50}
+    return lambda: OnlineChallenger(feats, label)
+
+
 def default_model() -> Path | None:
     """The committed default model (``models/default``), if this checkout has one."""
     here = Path(__file__).resolve().parents[2] / "models" / "default"
@@ -124,6 +137,7 @@ def register(app: typer.Typer) -> None:
         exit_: Annotated[float, typer.Option("--exit", help="Policy: exit back to flat below this (hysteresis).")] = 0.0,
         max_position: Annotated[float, typer.Option("--max-position", help="Policy: largest position in units.")] = 1.0,
         state_dir: Annotated[Path, typer.Option("--state-dir", help="Where per-symbol checkpoints are kept.")] = Path(".streamsig/worker"),
+        challenger: Annotated[bool, typer.Option("--challenger", help="Also run an online (river) model per symbol, learning each row once its label matures; its signals go to <signals>-challenger.")] = False,
         metrics_port: MetricsPort = 9101,
     ) -> None:
         """Run the Faust worker: book frames -> features -> model -> signals (+ dead letters)."""
@@ -133,8 +147,9 @@ def register(app: typer.Typer) -> None:
         policy = {"enter": enter, "exit": exit_, "max_position": max_position}
         strat, model_id, spec = load_strategy(model or default_model(), strategy, policy)
         spec = spec or FeatureSpec(levels=levels or 10)
+        make_ch = online_factory(model or default_model(), spec) if challenger else None
         run_app(kafka, prefix, partitions, metrics_port, f"worker: model {model_id}",
-                lambda cfg: build_worker(cfg, spec, strat, model_id, state_dir))
+                lambda cfg: build_worker(cfg, spec, strat, model_id, state_dir, challenger=make_ch))
 
     @app.command()
     def trade(
@@ -170,7 +185,8 @@ def run_app(kafka: str | None, prefix: str, partitions: int, metrics_port: int, 
     bootstrap, brk = resolve_kafka(kafka)
     try:
         cfg = stream_config(bootstrap, prefix, partitions)
-        asyncio.run(ensure_topics(bootstrap, cfg.topics.all(), cfg.partitions))
+        topics = cfg.topics.all() + (cfg.topics.signals + "-challenger",)
+        asyncio.run(ensure_topics(bootstrap, topics, cfg.partitions))
         serve_metrics(metrics_port)
         console.print(f"{what} on {bootstrap}, metrics on :{metrics_port}")
         run_worker(build(cfg))

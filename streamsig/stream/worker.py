@@ -74,18 +74,24 @@ class Checkpoints:
 
 def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: str,
                  state_dir: str | Path | None = None, checkpoint_s: float = 1.0,
-                 max_batch: int = 256, batch_wait_s: float = 0.0005):  # noqa: ANN201
+                 max_batch: int = 256, batch_wait_s: float = 0.0005,
+                 challenger: Any = None):  # noqa: ANN201
     """The worker's Faust app (agents registered); run it with ``run_worker`` or ``running``.
 
     Frames already waiting are taken together (up to ``max_batch``, waiting at
     most ``batch_wait_s`` for more) and answered with one signal message per
     symbol, which amortises the per-message cost of publishing.
+
+    ``challenger`` (a callable returning a fresh ``OnlineChallenger``) runs an
+    online model per symbol beside the champion; its signals go to
+    ``<signals>-challenger`` with model id ``<model_id>+online``.
     """
     app = make_app(cfg, broker_commit_interval=10_000_000.0)
     topics = cfg.topics
     book = raw_topic(app, topics.book_events)
     signals = raw_topic(app, topics.signals)
     dead = raw_topic(app, topics.dead_letter)
+    ch_topic = raw_topic(app, topics.signals + "-challenger") if challenger else None
     engines: dict[str, SignalEngine] = {}
     marks: dict[str, int] = {}
     ckpts = Checkpoints(state_dir)
@@ -94,7 +100,8 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
     def engine(symbol: str, tick: float) -> SignalEngine:
         eng = engines.get(symbol)
         if eng is None:
-            eng = engines[symbol] = SignalEngine(symbol, spec, tick, strategy)
+            eng = engines[symbol] = SignalEngine(symbol, spec, tick, strategy,
+                                                 challenger() if challenger else None)
             ck, mark = ckpts.load(symbol)
             if ck is not None:
                 eng.restore(ck)
@@ -137,6 +144,9 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
             sig = sig[sig["seq"] > mark]
             marks[sym] = int(sig["seq"][-1])
             out.setdefault(sym, []).append((sig, fr.producer_ts_ns, eng.last_seq))
+            if res.challenger is not None:
+                out.setdefault("\0ch:" + sym, []).append((res.challenger[res.challenger["seq"] > mark],
+                                                         fr.producer_ts_ns, eng.last_seq))
 
     @app.agent(book)
     async def process(stream):  # type: ignore[no-untyped-def]
@@ -149,9 +159,15 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
             for sym, reason, seq, detail, raw in dead_out:
                 M.DEAD_LETTERS.labels(reason).inc()
                 await dead.send(key=sym.encode(), value=dead_letter_record(sym, reason, seq, detail, raw))
-            for sym, parts in out.items():
+            for key, parts in out.items():
                 sig = np.concatenate([p[0] for p in parts]) if len(parts) > 1 else parts[0][0]
                 now = time.time_ns()
+                if key.startswith("\0ch:"):
+                    sym = key[4:]
+                    await ch_topic.send(key=sym.encode(), value=encode_signals(
+                        sym, model_id + "+online", sig, min(p[1] for p in parts), now, parts[-1][2]))
+                    continue
+                sym = key
                 await signals.send(key=sym.encode(), value=encode_signals(
                     sym, model_id, sig, min(p[1] for p in parts), now, parts[-1][2]))
                 ckpts.published(sym, marks[sym])
