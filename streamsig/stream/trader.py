@@ -140,12 +140,15 @@ def build_trader(cfg, spec: FeatureSpec, exec_cfg: ExecConfig, size: float = 1.0
     book, signals = raw_topic(app, t.book_events), raw_topic(app, t.signals)
     fills_t, pnl_t = raw_topic(app, t.fills), raw_topic(app, t.pnl)
     traders: dict[str, LiveTrader] = {}
+    early: dict[str, list] = {}  # signal frames that arrived before the symbol's first book frame
     app.streamsig_traders = traders
 
     def trader(symbol: str, tick: float) -> LiveTrader:
         tr = traders.get(symbol)
         if tr is None:
             tr = traders[symbol] = LiveTrader(symbol, spec, tick, exec_cfg, size, capital, max_drawdown, model)
+            for sf in early.pop(symbol, []):
+                tr.on_signals(sf)
         return tr
 
     async def publish(tr: LiveTrader, fills: list[Fill]) -> None:
@@ -186,8 +189,9 @@ def build_trader(cfg, spec: FeatureSpec, exec_cfg: ExecConfig, size: float = 1.0
             except FrameError:
                 continue
             tr = traders.get(sf.symbol)
-            if tr is None:
-                continue  # no book yet: signals are kept by the book side's later frames
+            if tr is None:  # the book side has not seen this symbol yet: keep the targets
+                early.setdefault(sf.symbol, []).append(sf)
+                continue
             tr.on_signals(sf)
             await publish(tr, tr.drain())
 
