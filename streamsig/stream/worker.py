@@ -17,6 +17,7 @@ published twice.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import pickle  # noqa: S403 - only our own checkpoint dicts (bytes + plain numbers), never models
 import time
@@ -25,13 +26,15 @@ from typing import Any
 
 import numpy as np
 
-from streamsig.book.events import Reason
+from streamsig.book.events import EOB, Reason
 from streamsig.engine import SignalEngine
 from streamsig.features import FeatureSpec
 from streamsig.serve import metrics as M
 from streamsig.stream.config import StreamConfig, make_app, raw_topic
-from streamsig.stream.frames import FrameError, dead_letter_record, decode_frame, peek_symbol
+from streamsig.stream.frames import FrameError, dead_letter_record, decode_frame, encode_frame, peek_symbol
 from streamsig.stream.sigframes import encode_signals
+
+log = logging.getLogger(__name__)
 
 
 class Checkpoints:
@@ -72,6 +75,29 @@ class Checkpoints:
             self._path(symbol, "published").write_text(str(seq))
 
 
+def fresh_events(frames: list, last_closed: int) -> tuple[np.ndarray, int]:
+    """One symbol's frames as one event array, each frame's redelivered prefix removed.
+
+    A frame's leading events at or below the last closed update (of the engine,
+    or of the frames before it in this batch) were applied already; a frame
+    that continues an update split across frames keeps its events.
+    """
+    parts, skipped = [], 0
+    for f in frames:
+        e = f.events
+        fresh = e["seq"] > last_closed
+        k = int(np.argmax(fresh)) if fresh.any() else len(e)
+        skipped += k
+        if k < len(e):
+            parts.append(e[k:])
+            eob = np.flatnonzero(e["flags"][k:] & EOB)
+            if len(eob):
+                last_closed = max(last_closed, int(e["seq"][k + eob[-1]]))
+    if not parts:
+        return frames[0].events[:0], skipped
+    return (parts[0] if len(parts) == 1 else np.concatenate(parts)), skipped
+
+
 def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: str,
                  state_dir: str | Path | None = None, checkpoint_s: float = 1.0,
                  max_batch: int = 256, batch_wait_s: float = 0.0005,
@@ -108,8 +134,8 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
             marks[symbol] = mark
         return eng
 
-    def apply(value: bytes, out: dict[str, list], dead_out: list) -> None:
-        """Run one book frame through its engine; queue signals and dead letters."""
+    def decode(value: bytes, frames: dict[str, list], dead_out: list) -> None:
+        """Decode one message into its symbol's list of frames, or queue a dead letter."""
         try:
             fr = decode_frame(value)
         except FrameError as exc:
@@ -122,58 +148,69 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
         if fr.tick_size <= 0:
             dead_out.append((fr.symbol, "BAD_FRAME", fr.first_seq, "frame has no tick size", value))
             return
-        sym = fr.symbol
-        eng = engine(sym, fr.tick_size)
-        res = eng.on_events(fr.events)
-        M.FRAMES.labels(sym).inc()
-        M.EVENTS.labels(sym).inc(fr.count - res.duplicates)
-        if res.duplicates:
-            M.DUPLICATES.labels(sym).inc(res.duplicates)
+        frames.setdefault(fr.symbol, []).append(fr)
+
+    def apply(sym: str, frs: list, out: dict[str, list], dead_out: list) -> None:
+        """Run one symbol's waiting frames through its engine in one call; queue signals and dead letters."""
+        eng = engine(sym, frs[0].tick_size)
+        ev, skipped = fresh_events(frs, eng.last_seq)
+        pts = [f.producer_ts_ns for f in frs]
+        res = eng.on_events(ev)
+        M.FRAMES.labels(sym).inc(len(frs))
+        M.EVENTS.labels(sym).inc(len(ev) - res.duplicates)
+        if res.duplicates + skipped:
+            M.DUPLICATES.labels(sym).inc(res.duplicates + skipped)
         if res.resync_dropped:
             M.RESYNC_DROPPED.labels(sym).inc(res.resync_dropped)
         if res.gap:
             M.GAPS.labels(sym).inc()
-            dead_out.append((sym, "GAP", int(fr.events["seq"][0]),
-                             "sequence gap: book waits for the next snapshot", None))
+            dead_out.append((sym, "GAP", int(ev["seq"][0]), "sequence gap: book waits for the next snapshot", None))
         for i, r in zip(res.rejected.tolist(), res.reasons.tolist()):
-            dead_out.append((sym, Reason(r).name, int(fr.events["seq"][i]), f"event {i} of frame rejected",
-                             fr.events[i:i + 1].tobytes()))
+            dead_out.append((sym, Reason(r).name, int(ev["seq"][i]), "event rejected", ev[i:i + 1].tobytes()))
         sig = res.signals
         mark = marks.get(sym, -1)
         if len(sig) and sig["seq"][-1] > mark:
             sig = sig[sig["seq"] > mark]
             marks[sym] = int(sig["seq"][-1])
-            out.setdefault(sym, []).append((sig, fr.producer_ts_ns, eng.last_seq))
+            out[sym] = (sig, pts, eng.last_seq)
             if res.challenger is not None:
-                out.setdefault("\0ch:" + sym, []).append((res.challenger[res.challenger["seq"] > mark],
-                                                         fr.producer_ts_ns, eng.last_seq))
+                out["\0ch:" + sym] = (res.challenger[res.challenger["seq"] > mark], pts, eng.last_seq)
 
     @app.agent(book)
     async def process(stream):  # type: ignore[no-untyped-def]
-        # frames arriving together are processed together: one signal message per symbol per batch
+        # frames waiting together are processed together: per symbol one engine call and one
+        # signal message, so the per-frame cost falls as the backlog grows
         async for values in stream.take(max_batch, within=batch_wait_s):
-            out: dict[str, list] = {}
+            frames: dict[str, list] = {}
+            out: dict[str, tuple] = {}
             dead_out: list = []
             for value in values:
-                apply(value, out, dead_out)
+                decode(value, frames, dead_out)
+            for sym, frs in frames.items():
+                try:
+                    apply(sym, frs, out, dead_out)
+                except Exception as exc:  # noqa: BLE001 - input must never stop the stream
+                    log.exception("frames of %s failed", sym)
+                    for f in frs:
+                        dead_out.append((sym, "INTERNAL_ERROR", f.first_seq, f"{type(exc).__name__}: {exc}",
+                                         encode_frame(sym, np.ascontiguousarray(f.events), f.producer_ts_ns,
+                                                      f.tick_size)))
             for sym, reason, seq, detail, raw in dead_out:
                 M.DEAD_LETTERS.labels(reason).inc()
                 await dead.send(key=sym.encode(), value=dead_letter_record(sym, reason, seq, detail, raw))
-            for key, parts in out.items():
-                sig = np.concatenate([p[0] for p in parts]) if len(parts) > 1 else parts[0][0]
+            for key, (sig, pts, last) in out.items():
                 now = time.time_ns()
                 if key.startswith("\0ch:"):
                     sym = key[4:]
                     await ch_topic.send(key=sym.encode(), value=encode_signals(
-                        sym, model_id + "+online", sig, min(p[1] for p in parts), now, parts[-1][2]))
+                        sym, model_id + "+online", sig, min(pts), now, last))
                     continue
                 sym = key
-                await signals.send(key=sym.encode(), value=encode_signals(
-                    sym, model_id, sig, min(p[1] for p in parts), now, parts[-1][2]))
+                await signals.send(key=sym.encode(), value=encode_signals(sym, model_id, sig, min(pts), now, last))
                 ckpts.published(sym, marks[sym])
                 M.SIGNALS.labels(sym, model_id).inc(len(sig))
-                for _, pts, _ in parts:
-                    M.LATENCY.labels(sym).observe(max(0.0, (now - pts) / 1e9))
+                for p in pts:
+                    M.LATENCY.labels(sym).observe(max(0.0, (now - p) / 1e9))
 
     async def save_and_commit() -> None:
         for sym, eng in list(engines.items()):
