@@ -62,3 +62,41 @@ async def test_bad_events_are_dead_lettered_and_the_stream_goes_on(stream_config
         assert _count(r) == before[r] + 1, r
     seqs = np.concatenate([decode_signals(v).records["seq"] for _, v in sig])
     assert seqs[-1] == want_last and 201 in seqs and 202 in seqs  # rows kept coming after the rejects
+
+
+async def test_crossed_book_is_dead_lettered_and_healed_by_the_next_snapshot(stream_config, tmp_path) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    from streamsig.book.book import Book
+
+    cfg = stream_config
+    await ensure_topics(cfg.bootstrap, cfg.topics.all(), cfg.partitions)
+    feed = open_feeds("synthetic", symbols=["XX"], n_updates=300, seed=8)[0]
+    ev = feed.read_all()
+    head, tail = ev[ev["seq"] < 100], ev[ev["seq"] >= 100].copy()
+    book = Book(capacity=64)
+    book.apply(head)
+    crossed = np.repeat(head[-1], 1)
+    crossed["flags"], crossed["seq"] = E.DEPTH | E.BUY | E.EOB, 100
+    crossed["price"], crossed["size"] = book.best_ask() + 1, 3.0  # a bid above the best ask
+    book.apply(tail[tail["seq"] < 150])
+    snap = book.snapshot_events(151, int(tail[tail["seq"] < 150]["exch_ts"][-1]))  # resync point
+    later = tail[tail["seq"] >= 150]
+    later["seq"] += 2
+    before = _count("CROSSED")
+    async with running(build_worker(cfg, FeatureSpec(levels=10), OfiRule(), "ofi", tmp_path), ready_timeout_s=30):
+        p = AIOKafkaProducer(bootstrap_servers=cfg.bootstrap)
+        await p.start()
+        t, k, tick = cfg.topics.book_events, b"XX", feed.tick_size
+        for part in (head, crossed, tail[tail["seq"] < 150], snap, later):
+            await p.send_and_wait(t, encode_frame("XX", np.ascontiguousarray(part), 1, tick), key=k)
+        await p.stop()
+        want = int(later["seq"][-1])
+        sig = await collect(cfg.bootstrap, cfg.topics.signals,
+                            lambda m: any(decode_signals(v).last_seq == want for _, v in m))
+        dead = await collect(cfg.bootstrap, cfg.topics.dead_letter, lambda m: len(m) >= 1, timeout=10)
+    assert [parse_dead_letter(v)["reason"] for _, v in dead] == ["CROSSED"]
+    assert _count("CROSSED") == before + 1
+    seqs = np.concatenate([decode_signals(v).records["seq"] for _, v in sig])
+    assert seqs.max() == want and 151 in seqs  # the snapshot's row, then the stream goes on
+    assert not any(100 <= q < 151 for q in seqs.tolist())  # nothing from the untrusted book
