@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from streamsig.cliopts import Data, Levels, Seed, Source, Symbols, Updates, console, feature_spec, open_data, progress
+from streamsig.cliopts import Data, Levels, Seed, Source, Symbols, Updates, feature_spec, open_data, progress
 from streamsig.errors import DataError
 
 #: scale-free book features a model gets unless ``--features`` says otherwise

@@ -218,7 +218,3 @@ def status_line(worker_app: Any, trader_app: Any) -> str:
         parts.append(f"{sym} seq {eng.last_seq} pos {rec.get('position', 0):+g} "
                      f"pnl {pnl if pnl is not None else 0:+.2f}")
     return " | ".join(parts) or "waiting for data..."
-
-
-def dumps(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True)

@@ -13,7 +13,6 @@ Passive (queue) orders are not used live.
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import replace
 from typing import Any
@@ -196,7 +195,3 @@ def build_trader(cfg, spec: FeatureSpec, exec_cfg: ExecConfig, size: float = 1.0
             await publish(tr, tr.drain())
 
     return app
-
-
-def pnl_line(rec: dict[str, Any]) -> str:
-    return json.dumps(rec, sort_keys=True)

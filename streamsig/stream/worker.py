@@ -16,7 +16,6 @@ published twice.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import pickle  # noqa: S403 - only our own checkpoint dicts (bytes + plain numbers), never models
@@ -235,13 +234,3 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
 
     app.streamsig_save = save_and_commit
     return app
-
-
-def status(app: Any) -> dict[str, Any]:
-    """A one-glance summary of a running worker."""
-    engines = getattr(app, "streamsig_engines", {})
-    return {s: {"last_seq": e.last_seq, "waiting_snapshot": e.state.needs_snapshot} for s, e in engines.items()}
-
-
-def dumps_status(app: Any) -> str:
-    return json.dumps(status(app), sort_keys=True)
