@@ -34,8 +34,10 @@ class Lane:
 
     def __init__(self, strategy: str, symbol: str, exec_cfg: ExecConfig, capital: float | None,
                  capital_units: float, max_drawdown: float | None, start_ns: int | None,
-                 passive: bool = False) -> None:
+                 passive: bool = False, record: bool = True) -> None:
+        """``record=False`` (the long-running live trader) keeps no per-row history or equity curve."""
         self.strategy, self.symbol = strategy, symbol
+        self.record = record
         self.ex = Executor(exec_cfg, symbol)
         self.pf: Portfolio | None = None
         self._capital, self._units, self._max_dd = capital, capital_units, max_drawdown
@@ -57,7 +59,7 @@ class Lane:
             if not math.isfinite(mid):
                 return
             cap = self._capital if self._capital is not None else abs(self._units * mid)
-            pf = self.pf = Portfolio(cap, self._max_dd)
+            pf = self.pf = Portfolio(cap, self._max_dd, keep_curve=self.record)
         ex = self.ex
         if ex.working:
             for j in trades:
@@ -74,9 +76,10 @@ class Lane:
         tgt = pf.allow(target)
         if tgt != self._sent and ex.submit(ts, seq, tgt, self.passive):
             self._sent = tgt
-        self.seq.append(seq)
-        self.mid.append(mid)
-        self.position.append(ex.position)
+        if self.record:
+            self.seq.append(seq)
+            self.mid.append(mid)
+            self.position.append(ex.position)
 
     def _book(self, fills: tuple[Fill, ...]) -> None:
         for f in fills:

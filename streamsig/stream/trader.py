@@ -40,7 +40,7 @@ class LiveTrader:
         self.state = FeatureState(spec, tick_size)
         self.cursor = BookCursor(spec, tick_size)
         self.lane = Lane(strategy, symbol, replace(exec_cfg, tick_size=tick_size), capital, size,
-                         max_drawdown, None, False)
+                         max_drawdown, None, False, record=False)
         self.imid = spec.index("mid")
         self._events: list[np.ndarray] = []
         self._book_seq = -1  # last book sequence buffered
@@ -106,6 +106,7 @@ class LiveTrader:
         if pf is not None:
             self.stats.update(pf.equity)
         new = self.lane.fills[n_before:]
+        self.lane.fills.clear()  # published by the caller; a long-running trader keeps no history
         self.n_fills += len(new)
         return list(new)
 
