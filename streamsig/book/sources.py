@@ -58,12 +58,7 @@ def _synthetic(data: Path | None, levels: int | None, symbols: list[str] | None,
     feeds = []
     for i, sym in enumerate(cfg.symbols):
         def chunks(i: int = i) -> Iterator[np.ndarray]:
-            st = syn._SymbolState(cfg, i)
-            left = cfg.n_updates
-            while left > 0:
-                n = min(left, 100_000)
-                yield st.take(n)
-                left -= n
+            return syn.iter_symbol(cfg, i)
         feeds.append(Feed(sym, cfg.tick_size, cfg.levels, f"synthetic:{sym}", chunks, cfg.n_updates))
     return feeds
 

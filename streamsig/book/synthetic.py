@@ -98,7 +98,7 @@ from streamsig.book.events import describe_flags  # noqa: F401 - used by the doc
 from streamsig.errors import DataError
 
 __all__ = [
-    "MID_MODES", "SyntheticConfig", "generate", "generate_symbol", "iter_chunks",
+    "MID_MODES", "SyntheticConfig", "generate", "generate_symbol", "iter_chunks", "iter_symbol",
     "load_scenario",
 ]
 
@@ -527,6 +527,13 @@ def generate_symbol(cfg: SyntheticConfig, symbol_index: int) -> np.ndarray:
         raise IndexError(f"symbol_index {symbol_index} out of range"
                          f" for {len(cfg.symbols)} symbols")
     return _SymbolState(cfg, symbol_index).take(cfg.n_updates)
+
+
+def iter_symbol(cfg: SyntheticConfig, symbol_index: int, chunk_updates: int = 100_000) -> Iterator[np.ndarray]:
+    """One symbol's updates in chunks of ``chunk_updates`` (concatenated: ``generate_symbol``)."""
+    state = _SymbolState(cfg, symbol_index)
+    for start in range(0, cfg.n_updates, chunk_updates):
+        yield state.take(min(chunk_updates, cfg.n_updates - start))
 
 
 def generate(cfg: SyntheticConfig) -> dict[str, np.ndarray]:
