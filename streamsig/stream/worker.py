@@ -99,7 +99,7 @@ def fresh_events(frames: list, last_closed: int) -> tuple[np.ndarray, int]:
 
 def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: str,
                  state_dir: str | Path | None = None, checkpoint_s: float = 1.0,
-                 max_batch: int = 256, batch_wait_s: float = 0.0005,
+                 max_batch: int = 1024, batch_wait_s: float = 0.0005,
                  challenger: Any = None):  # noqa: ANN201
     """The worker's Faust app (agents registered); run it with ``run_worker`` or ``running``.
 
