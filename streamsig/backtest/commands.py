@@ -110,14 +110,9 @@ def backtest(
 
 def _card_spec(model: Path):  # noqa: ANN202 - FeatureSpec | None
     """The feature spec a model card records (``feature_spec``), if it records one."""
-    import json
+    from streamsig.models.card import card_feature_spec, read_card
 
-    from streamsig.features import FeatureSpec
-
-    fs = json.loads((model / "card.json").read_text()).get("feature_spec")
-    if not fs:
-        return None
-    return FeatureSpec.from_dict(fs)
+    return card_feature_spec(read_card(model))
 
 
 def _print_table(res: BacktestResult) -> None:

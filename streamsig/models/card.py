@@ -107,3 +107,11 @@ def read_card(model_dir: Path | str) -> dict[str, Any]:
     if card["card_version"] != CARD_VERSION:
         raise ValueError(f"{path}: card version {card['card_version']} is not {CARD_VERSION}")
     return card
+
+
+def card_feature_spec(card: dict[str, Any]):  # noqa: ANN201 - FeatureSpec | None
+    """The feature spec a card records (``feature_spec``), or None for a card without one."""
+    from streamsig.features import FeatureSpec
+
+    fs = card.get("feature_spec")
+    return FeatureSpec.from_dict(fs) if fs else None

@@ -89,9 +89,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Score new data with a saved model; metrics beside the baselines, and an HTML report."""
         from streamsig.models import evaluate_model
-        from streamsig.stream.commands import load_strategy
+        from streamsig.models.card import card_feature_spec, read_card
 
-        _, _, spec = load_strategy(model, "", {})
+        spec = card_feature_spec(read_card(model))
         feeds = open_data(source, data, levels, symbols, updates, seed)
         spec = spec or feature_spec(levels or feeds[0].levels)
         res = evaluate_model(model, _frame(feeds, spec, "features"), report_path=report)

@@ -40,14 +40,10 @@ def load_strategy(model: Path | None, strategy: str, policy: dict[str, Any]) -> 
 
         if not (model / "card.json").exists():
             raise DataError(model, None, "not a model folder (no card.json)")
-        scorer = Scorer(model)
-        spec = None
-        fs = scorer.card.get("feature_spec")
-        if fs:
-            from streamsig.features import FeatureSpec
+        from streamsig.models.card import card_feature_spec
 
-            spec = FeatureSpec.from_dict(fs)
-        return ModelStrategy(scorer, policy), scorer.model_id, spec
+        scorer = Scorer(model)
+        return ModelStrategy(scorer, policy), scorer.model_id, card_feature_spec(scorer.card)
     size = float(policy.get("max_position", 1.0))
     rules = {"ofi": OfiRule(size=size), "sma": Sma(size=size)}
     if strategy not in rules:
