@@ -23,13 +23,13 @@ import numpy as np
 
 from streamsig.book.sources import open_feeds
 from streamsig.features import FeatureSpec
-from streamsig.stream.broker import resolve_kafka
-from streamsig.stream.commands import default_model, load_strategy, stream_config
-from streamsig.stream.config import running
-from streamsig.stream.producer import produce
-from streamsig.stream.sigframes import decode_signals
-from streamsig.stream.topics import ensure_topics
-from streamsig.stream.worker import build_worker
+from streamsig.live.broker import resolve_kafka
+from streamsig.cli.live import default_model, load_strategy, stream_config
+from streamsig.live.config import running
+from streamsig.live.producer import produce
+from streamsig.wire.signals import decode_signals
+from streamsig.wire.topics import ensure_topics
+from streamsig.live.worker import build_worker
 
 
 async def _signals_consumer(bootstrap: str, topic: str):

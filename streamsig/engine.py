@@ -2,7 +2,7 @@
 
 ``SignalEngine`` is synchronous and I/O-free. The stream worker calls
 ``on_events`` once per Kafka frame; the backtest drives the very same
-``FeatureState`` and :class:`~streamsig.backtest.strategy.Strategy` objects, so
+``FeatureState`` and :class:`~streamsig.trading.strategies.Strategy` objects, so
 a file replayed through either gives the same signals.
 
 Delivery is at-least-once, so the engine is idempotent by sequence: a leading
@@ -10,7 +10,7 @@ run of events at or below the last applied sequence (a redelivered frame) is
 skipped without a reject (snapshots included: live sequences never restart);
 later out-of-order events are rejected by the kernel.
 
->>> from streamsig.backtest.baselines import default_baselines
+>>> from streamsig.trading.rules import default_baselines
 >>> from streamsig.book.sources import open_feeds
 >>> from streamsig.features import FeatureSpec
 >>> feed = open_feeds("synthetic", symbols=["S"], n_updates=300, seed=3)[0]
@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from streamsig.backtest.result import SIGNAL_DTYPE
+from streamsig.book.records import SIGNAL_DTYPE
 from streamsig.book import events as E
 from streamsig.features import FeatureSpec, FeatureState
 

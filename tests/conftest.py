@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from streamsig.stream.config import StreamConfig
+    from streamsig.live.config import StreamConfig
 
 
 @pytest.fixture(scope="session")
 def kafka() -> Iterator[str]:
     """Bootstrap servers of the session's broker (embedded Tansu unless STREAMSIG_KAFKA is set)."""
-    from streamsig.stream.broker import resolve_kafka
+    from streamsig.live.broker import resolve_kafka
 
     bootstrap, broker = resolve_kafka(os.environ.get("STREAMSIG_KAFKA"))
     try:
@@ -43,7 +43,7 @@ def unique_prefix(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def stream_config(kafka: str, unique_prefix: str, tmp_path: Path) -> "StreamConfig":
     """A StreamConfig on the session broker with test-only names and a quick group join."""
-    from streamsig.stream.config import StreamConfig
+    from streamsig.live.config import StreamConfig
 
     return StreamConfig(
         bootstrap=kafka,

@@ -10,12 +10,13 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from streamsig.backtest.commands import register
+from streamsig.cli.backtest import register
 from streamsig.backtest.outputs import run_id, write_outputs
 from streamsig.backtest.runner import run_backtest
 from streamsig.book.sources import Feed, open_feeds
 from streamsig.features import FeatureSpec, compute_features
-from streamsig.trading import ExecConfig, SignalPolicy, metrics
+from streamsig.trading import ExecConfig, SignalPolicy
+from streamsig.trading import performance as metrics
 
 SCENARIO = Path(__file__).resolve().parents[1] / "producers" / "synthetic.toml"
 SPEC = FeatureSpec(levels=5)

@@ -3,7 +3,7 @@
 Read in this order:
 
 - :mod:`.runner` — :func:`run_backtest`: per feed, chunk by chunk, feature rows
-  -> strategy targets -> one :class:`~.lane.Lane` per strategy;
+  -> strategy targets -> one :class:`~.lane.Account` per strategy;
 - :mod:`.lane` — the paper trader's step at each feature row (executor,
   portfolio, kill switch); :mod:`.cursor` — the book at that row;
 - :mod:`.strategy` — the model strategy (scorer + policy); :mod:`.baselines` —
@@ -14,11 +14,11 @@ Read in this order:
 - :mod:`.walkforward` — train on block k, trade block k+1;
 - :mod:`.hbt` — the cross-check against hftbacktest; :mod:`.commands` — the CLI.
 """
-from streamsig.backtest.baselines import BuyAndHold, Flat, OfiRule, Sma, default_baselines
+from streamsig.trading.rules import BuyAndHold, Flat, OfiRule, Sma, default_baselines
 from streamsig.backtest.outputs import summary_json, write_outputs
 from streamsig.backtest.result import SIGNAL_DTYPE, BacktestResult
 from streamsig.backtest.runner import run_backtest
-from streamsig.backtest.strategy import ModelStrategy, ScheduledModelStrategy, Strategy
+from streamsig.trading.strategies import ModelStrategy, ScheduledModelStrategy, Strategy
 from streamsig.backtest.walkforward import walk_forward_backtest
 
 __all__ = ["SIGNAL_DTYPE", "BacktestResult", "BuyAndHold", "Flat", "ModelStrategy", "OfiRule",

@@ -6,9 +6,9 @@ For each feed (one symbol), chunk by chunk:
    consistent book) in one kernel call;
 2. every strategy maps those rows to targets in one call (the model strategy
    scores them in one ``score_batch`` call, then runs ``SignalPolicy``);
-3. row by row, every strategy's :class:`~streamsig.backtest.lane.Lane` runs the
+3. row by row, every strategy's :class:`~streamsig.trading.account.Account` runs the
    paper trader's step against the book at that row (from a
-   :class:`~streamsig.backtest.cursor.BookCursor`).
+   :class:`~streamsig.trading.cursor.BookCursor`).
 
 The primary strategy (a model, or any :class:`Strategy`) and the baselines run
 in the same pass over the same events with the same costs. Symbols are
@@ -31,11 +31,11 @@ from typing import Any
 
 import numpy as np
 
-from streamsig.backtest.baselines import default_baselines
-from streamsig.backtest.cursor import BookCursor
-from streamsig.backtest.lane import Lane
-from streamsig.backtest.result import SIGNAL_DTYPE, BacktestResult, lane_record
-from streamsig.backtest.strategy import ModelStrategy, Strategy
+from streamsig.trading.rules import default_baselines
+from streamsig.trading.cursor import BookCursor
+from streamsig.trading.account import Account
+from streamsig.backtest.result import SIGNAL_DTYPE, BacktestResult, account_record
+from streamsig.trading.strategies import ModelStrategy, Strategy
 from streamsig.book import events as E
 from streamsig.book.sources import Feed
 from streamsig.features import FeatureSpec, FeatureState
@@ -88,21 +88,21 @@ def run_backtest(feeds: Sequence[Feed], spec: FeatureSpec, model_dir: str | Path
                          model=model_info)
     for key, feed in zip(keys, feeds):
         cfg = replace(exec_cfg, tick_size=feed.tick_size)
-        lanes = [Lane(n, key, cfg, per_cap, size, max_drawdown, start_ns, passive) for n in names]
+        lanes = [Account(n, key, cfg, per_cap, size, max_drawdown, start_ns, passive) for n in names]
         sig, n_ev, rejects = _replay(feed, spec, strategies, lanes, on_progress)
         res.signals[key] = sig
         res.feeds[key] = {"symbol": feed.symbol, "label": feed.label, "tick_size": feed.tick_size,
                           "events": n_ev, "rows": len(sig),
                           "rejects": {E.Reason(i).name: int(c) for i, c in enumerate(rejects) if i and c}}
         for lane in lanes:
-            res.lanes[(lane.strategy, key)] = lane_record(lane)
+            res.lanes[(lane.strategy, key)] = account_record(lane)
     res.config = {"spec": spec.to_dict(), "exec": exec_dict(exec_cfg), "policy": policy_cfg,
                   "capital": capital, "max_drawdown": max_drawdown, "start_ns": start_ns,
                   "bar_ns": int(bar_ns), "size": size, "passive": passive}
     return res
 
 
-def _replay(feed: Feed, spec: FeatureSpec, strategies: Sequence[Strategy], lanes: list[Lane],
+def _replay(feed: Feed, spec: FeatureSpec, strategies: Sequence[Strategy], lanes: list[Account],
             on_progress: Callable[[int], None] | None) -> tuple[np.ndarray, int, np.ndarray]:
     state = FeatureState(spec, feed.tick_size)
     cursor = BookCursor(spec, feed.tick_size)

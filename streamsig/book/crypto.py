@@ -36,7 +36,8 @@ import numpy as np
 import pandas as pd
 
 from streamsig.book import events as E
-from streamsig.book.lobster import byte_chunks, check_rows, diff_levels, mark_eob, open_binary, parse_chunk
+from streamsig.book.csvchunks import byte_chunks, open_binary, parse_chunk
+from streamsig.book.levels import check_rows, diff_levels, mark_eob
 from streamsig.errors import DataError
 
 _UNIT_NS = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "ns": 1}

@@ -206,3 +206,15 @@ P_HEAD = 34
 def _pow2(n: int) -> int:
     """Smallest power of two >= n."""
     return 1 << max(0, int(n) - 1).bit_length()
+
+
+#: scale-free book features a model is trained on unless told otherwise (those a spec computes:
+#: :func:`default_features`); the committed default model uses exactly these
+DEFAULT_FEATURES = ("spread_ticks", "qimb_1", "depth_imb_1", "depth_imb_5", "ofi_1", "ofi_dw",
+                    "ofi_1_sum_10", "ofi_1_sum_50", "ofi_1_sum_100", "ofi_dw_sum_50",
+                    "ret_1", "ret_10", "ret_50", "rv_50")
+
+
+def default_features(spec: FeatureSpec) -> list[str]:
+    """:data:`DEFAULT_FEATURES` that ``spec`` computes, in that order."""
+    return [f for f in DEFAULT_FEATURES if f in spec.names]

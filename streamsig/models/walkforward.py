@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from streamsig.models.metrics import classification_metrics
+from streamsig.models.scores import classification_metrics
 
 
 @dataclass(frozen=True)

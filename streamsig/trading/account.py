@@ -24,12 +24,12 @@ import math
 
 import numpy as np
 
-from streamsig.backtest.cursor import BookCursor
+from streamsig.trading.cursor import BookCursor
 from streamsig.book import events as E
 from streamsig.trading import ExecConfig, Executor, Fill, Portfolio
 
 
-class Lane:
+class Account:
     """Executor + portfolio of one (strategy, symbol), and the per-row record of what it held."""
 
     def __init__(self, strategy: str, symbol: str, exec_cfg: ExecConfig, capital: float | None,

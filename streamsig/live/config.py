@@ -20,8 +20,8 @@ from typing import Any, NoReturn
 import faust
 from faust.transport.drivers import aiokafka as _faust_kafka
 
-from streamsig.stream.frames import max_events_for
-from streamsig.stream.topics import Topics
+from streamsig.wire.frames import max_events_for
+from streamsig.wire.topics import Topics
 
 _MAX_REQUEST_BYTES = 1_000_000  # Faust's default producer_max_request_size
 
@@ -64,7 +64,7 @@ class StreamConfig:
 
     @property
     def frame_delay_ns(self) -> int:
-        """:attr:`frame_delay_ms` in nanoseconds, for :class:`~streamsig.stream.frames.Framer`."""
+        """:attr:`frame_delay_ms` in nanoseconds, for :class:`~streamsig.wire.frames.Framer`."""
         return int(self.frame_delay_ms * 1_000_000)
 
     def replace(self, **changes: Any) -> "StreamConfig":
@@ -216,3 +216,9 @@ async def running(app: faust.App, ready_timeout_s: float = 30.0) -> AsyncIterato
 async def _start_and_wait(app: faust.App, ready: asyncio.Event) -> None:
     await app.start()
     await ready.wait()
+
+
+def stream_config(bootstrap: str, prefix: str = "", partitions: int = 4, app_id: str = "streamsig",
+                  **kw: Any):  # noqa: ANN201
+    """StreamConfig from CLI values (STREAMSIG_* environment variables fill the rest)."""
+    return StreamConfig.from_env(bootstrap, topic_prefix=prefix, partitions=partitions, app_id=app_id, **kw)

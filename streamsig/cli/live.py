@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 import time
 from pathlib import Path
@@ -10,8 +9,11 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from streamsig.cliopts import Data, Levels, Seed, Source, Symbols, Updates, console, open_data, progress
-from streamsig.errors import DataError
+from streamsig.live.config import stream_config
+from streamsig.models.registry import default_model
+from streamsig.trading.strategies import load_strategy, online_factory
+from streamsig.cli.options import parse_speed
+from streamsig.cli.options import Data, Levels, Seed, Source, Symbols, Updates, console, open_data, progress
 
 Kafka = Annotated[Optional[str], typer.Option(
     "--kafka", envvar="STREAMSIG_KAFKA",
@@ -22,54 +24,6 @@ Partitions = Annotated[int, typer.Option("--partitions", min=1, help="Partitions
 MetricsPort = Annotated[int, typer.Option("--metrics-port", help="Port for Prometheus /metrics (0: off).")]
 
 
-def stream_config(bootstrap: str, prefix: str = "", partitions: int = 4, app_id: str = "streamsig",
-                  **kw: Any):  # noqa: ANN201
-    """StreamConfig from CLI values (STREAMSIG_* environment variables fill the rest)."""
-    from streamsig.stream.config import StreamConfig
-
-    return StreamConfig.from_env(bootstrap, topic_prefix=prefix, partitions=partitions, app_id=app_id, **kw)
-
-
-def load_strategy(model: Path | None, strategy: str, policy: dict[str, Any]) -> tuple[Any, str, Any]:
-    """(strategy, model id, FeatureSpec or None) for a model folder or a named rule."""
-    from streamsig.backtest.baselines import OfiRule, Sma
-
-    if model is not None:
-        from streamsig.backtest.strategy import ModelStrategy
-        from streamsig.models.scorer import Scorer
-
-        if not (model / "card.json").exists():
-            raise DataError(model, None, "not a model folder (no card.json)")
-        from streamsig.models.card import card_feature_spec
-
-        scorer = Scorer(model)
-        return ModelStrategy(scorer, policy), scorer.model_id, card_feature_spec(scorer.card)
-    size = float(policy.get("max_position", 1.0))
-    rules = {"ofi": OfiRule(size=size), "sma": Sma(size=size)}
-    if strategy not in rules:
-        raise DataError(strategy, None, f"unknown strategy (choose one of {', '.join(rules)} or pass --model)")
-    return rules[strategy], strategy, None
-
-
-def online_factory(model: Path | None, spec: Any) -> Any:
-    """A callable making a fresh online challenger on the champion's features and label."""
-    from streamsig.models import OnlineChallenger
-    from streamsig.models.commands import DEFAULT_FEATURES
-
-    if model is not None:
-        card = json.loads((model / "card.json").read_text())
-        feats, label = card["features"], {k: v for k, v in card["label"].items() if k != "description"}
-    else:
-        feats, label = [f for f in DEFAULT_FEATURES if f in spec.names], {"horizon": 50}
-    return lambda: OnlineChallenger(feats, label)
-
-
-def default_model() -> Path | None:
-    """The committed default model (``models/default``), if this checkout has one."""
-    here = Path(__file__).resolve().parents[2] / "models" / "default"
-    return here if (here / "card.json").exists() else None
-
-
 def register(app: typer.Typer) -> None:
     """Add the live-service commands to ``app``."""
 
@@ -77,8 +31,8 @@ def register(app: typer.Typer) -> None:
     def broker(port: Annotated[int, typer.Option("--port", help="Port on 127.0.0.1 (0: pick a free one).")] = 9092,
                partitions: Partitions = 4, prefix: Prefix = "") -> None:
         """Run the embedded Tansu broker (memory storage, loopback) until Ctrl-C; creates the topics."""
-        from streamsig.stream.broker import EmbeddedBroker
-        from streamsig.stream.topics import Topics, ensure_topics
+        from streamsig.live.broker import EmbeddedBroker
+        from streamsig.wire.topics import Topics, ensure_topics
 
         with EmbeddedBroker(port or None) as b:
             asyncio.run(ensure_topics(b.bootstrap, Topics(prefix).all(), partitions))
@@ -100,9 +54,9 @@ def register(app: typer.Typer) -> None:
         snapshot_every: Annotated[int, typer.Option("--snapshot-every", help="Events between full book snapshots (0: none).")] = 10_000,
     ) -> None:
         """Replay book events onto the book-events topic, framed and keyed by symbol."""
-        from streamsig.stream.broker import resolve_kafka
-        from streamsig.stream.producer import produce as run_produce
-        from streamsig.stream.topics import Topics, ensure_topics
+        from streamsig.live.broker import resolve_kafka
+        from streamsig.live.producer import produce as run_produce
+        from streamsig.wire.topics import Topics, ensure_topics
 
         rate = parse_speed(speed)
         feeds = open_data(source, data, levels, symbols, updates, seed)
@@ -138,7 +92,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run the Faust worker: book frames -> features -> model -> signals (+ dead letters)."""
         from streamsig.features import FeatureSpec
-        from streamsig.stream.worker import build_worker
+        from streamsig.live.worker import build_worker
 
         policy = {"enter": enter, "exit": exit_, "max_position": max_position}
         strat, model_id, spec = load_strategy(model or default_model(), strategy, policy)
@@ -160,7 +114,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run the paper trader: signals + book -> fills and P&L (costs, latency, risk limits)."""
         from streamsig.features import FeatureSpec
-        from streamsig.stream.trader import build_trader
+        from streamsig.live.trader import build_trader
         from streamsig.trading import ExecConfig
 
         ex = ExecConfig(fee_bps=fee_bps, slippage_bps=slippage_bps, signal_latency_ns=latency_ns,
@@ -173,10 +127,10 @@ def register(app: typer.Typer) -> None:
 def run_app(kafka: str | None, prefix: str, partitions: int, metrics_port: int, what: str,
             build: Any) -> None:
     """Resolve the broker, create topics, serve metrics and run ``build(cfg)``'s Faust app until stopped."""
-    from streamsig.serve.metrics import serve_metrics
-    from streamsig.stream.broker import resolve_kafka
-    from streamsig.stream.config import run_worker
-    from streamsig.stream.topics import ensure_topics
+    from streamsig.telemetry import serve_metrics
+    from streamsig.live.broker import resolve_kafka
+    from streamsig.live.config import run_worker
+    from streamsig.wire.topics import ensure_topics
 
     bootstrap, brk = resolve_kafka(kafka)
     try:
@@ -189,28 +143,3 @@ def run_app(kafka: str | None, prefix: str, partitions: int, metrics_port: int, 
     finally:
         if brk is not None:
             brk.stop()
-
-
-def parse_speed(speed: str) -> float | None:
-    """``max`` -> None (as fast as possible), else a positive multiple of real time."""
-    if speed.lower() in ("max", "inf", "0"):
-        return None
-    try:
-        v = float(speed.lower().rstrip("x"))
-    except ValueError:
-        raise DataError("--speed", None, f"expected a number or 'max', got {speed!r}") from None
-    if v <= 0:
-        raise DataError("--speed", None, f"must be > 0, got {speed!r}")
-    return v
-
-
-def status_line(worker_app: Any, trader_app: Any) -> str:
-    """One line: per symbol last sequence, position and P&L."""
-    parts = []
-    for sym, eng in sorted(getattr(worker_app, "streamsig_engines", {}).items()):
-        tr = getattr(trader_app, "streamsig_traders", {}).get(sym)
-        rec = tr.pnl() if tr else {}
-        pnl = rec.get("pnl")
-        parts.append(f"{sym} seq {eng.last_seq} pos {rec.get('position', 0):+g} "
-                     f"pnl {pnl if pnl is not None else 0:+.2f}")
-    return " | ".join(parts) or "waiting for data..."

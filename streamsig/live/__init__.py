@@ -5,5 +5,5 @@
 - ``frames``: the frame codec, dead-letter records and the ``Framer``.
 - ``config``: ``StreamConfig``, the Faust app built from it, worker start/stop.
 
-Submodules are imported explicitly so that ``import streamsig.stream`` stays cheap.
+Submodules are imported explicitly so that ``import streamsig.live`` stays cheap.
 """

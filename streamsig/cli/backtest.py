@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from streamsig.cliopts import Data, Levels, Seed, Source, Symbols, Updates, console, feature_spec, open_data, progress
+from streamsig.cli.options import Data, Levels, Seed, Source, Symbols, Updates, console, feature_spec, open_data, progress
 from streamsig.errors import DataError
 
 if TYPE_CHECKING:

@@ -62,3 +62,14 @@ def progress() -> Progress:
                     disable=not console.is_terminal)
 
 
+def parse_speed(speed: str) -> float | None:
+    """``max`` -> None (as fast as possible), else a positive multiple of real time."""
+    if speed.lower() in ("max", "inf", "0"):
+        return None
+    try:
+        v = float(speed.lower().rstrip("x"))
+    except ValueError:
+        raise DataError("--speed", None, f"expected a number or 'max', got {speed!r}") from None
+    if v <= 0:
+        raise DataError("--speed", None, f"must be > 0, got {speed!r}")
+    return v

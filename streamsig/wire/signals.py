@@ -35,8 +35,8 @@ from typing import Any
 
 import numpy as np
 
-from streamsig.backtest.result import SIGNAL_DTYPE
-from streamsig.stream.frames import FrameError
+from streamsig.book.records import SIGNAL_DTYPE
+from streamsig.wire.frames import FrameError
 
 MAGIC = b"SSGS"
 VERSION = 1

@@ -28,10 +28,10 @@ import numpy as np
 from streamsig.book.events import EOB, Reason
 from streamsig.engine import SignalEngine
 from streamsig.features import FeatureSpec
-from streamsig.serve import metrics as M
-from streamsig.stream.config import StreamConfig, make_app, raw_topic
-from streamsig.stream.frames import FrameError, dead_letter_record, decode_frame, encode_frame, peek_symbol
-from streamsig.stream.sigframes import encode_signals
+from streamsig import telemetry as M
+from streamsig.live.config import StreamConfig, make_app, raw_topic
+from streamsig.wire.frames import FrameError, dead_letter_record, decode_frame, encode_frame, peek_symbol
+from streamsig.wire.signals import encode_signals
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ Per symbol, :class:`LiveTrader` keeps its own copy of the book (the same
 kernel on the same ``book-events`` frames) and the worker's targets by
 sequence. A book row is traded only once the signal stream has answered its
 sequence (a signal frame's ``last_seq``), then it runs exactly the backtest's
-per-row step (:class:`~streamsig.backtest.lane.Lane`: executor against the book
+per-row step (:class:`~streamsig.trading.account.Account`: executor against the book
 at that row, portfolio marked at mid, kill switch). So a file replayed live
 trades like the backtest of the same file. Redelivered book events and
 signals (sequence already seen) are ignored: no signal trades twice.
@@ -19,15 +19,15 @@ from typing import Any
 
 import numpy as np
 
-from streamsig.backtest.cursor import BookCursor
-from streamsig.backtest.lane import Lane
+from streamsig.trading.cursor import BookCursor
+from streamsig.trading.account import Account
 from streamsig.book import events as E
 from streamsig.features import FeatureSpec, FeatureState
-from streamsig.serve import metrics as M
-from streamsig.stream.sigframes import SignalFrame, to_json
+from streamsig import telemetry as M
+from streamsig.wire.signals import SignalFrame, to_json
 from streamsig.trading import ExecConfig, Fill
 from streamsig.trading.executor import fill_to_dict
-from streamsig.trading.metrics import LiveStats
+from streamsig.trading.performance import LiveStats
 
 
 class LiveTrader:
@@ -39,7 +39,7 @@ class LiveTrader:
         self.symbol, self.spec = symbol, spec
         self.state = FeatureState(spec, tick_size)
         self.cursor = BookCursor(spec, tick_size)
-        self.lane = Lane(strategy, symbol, replace(exec_cfg, tick_size=tick_size), capital, size,
+        self.lane = Account(strategy, symbol, replace(exec_cfg, tick_size=tick_size), capital, size,
                          max_drawdown, None, False, record=False)
         self.imid = spec.index("mid")
         self._events: list[np.ndarray] = []
@@ -131,9 +131,9 @@ class LiveTrader:
 def build_trader(cfg, spec: FeatureSpec, exec_cfg: ExecConfig, size: float = 1.0,  # noqa: ANN001, ANN201
                  capital: float | None = None, max_drawdown: float | None = None, model: str = "model"):
     """The paper trader's Faust app: agents on ``book-events`` and ``signals``."""
-    from streamsig.stream.config import make_app, raw_topic
-    from streamsig.stream.frames import FrameError, decode_frame
-    from streamsig.stream.sigframes import decode_signals
+    from streamsig.live.config import make_app, raw_topic
+    from streamsig.wire.frames import FrameError, decode_frame
+    from streamsig.wire.signals import decode_signals
 
     app = make_app(cfg.replace(app_id=cfg.app_id + "-trader"))
     t = cfg.topics

@@ -25,11 +25,14 @@ model's feature columns, then :class:`~streamsig.trading.SignalPolicy`.
 """
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
+from streamsig.errors import DataError
 from streamsig.features import FeatureSpec
 from streamsig.trading import SignalPolicy
 
@@ -126,3 +129,36 @@ class ScheduledModelStrategy:
     def start(self, symbol: str, spec: FeatureSpec) -> _ScheduledTrader:
         traders = [ModelStrategy(s, self.policy).start(symbol, spec) for s in self.scorers]
         return _ScheduledTrader(self.starts, traders, SignalPolicy(**self.policy))
+
+
+def load_strategy(model: Path | None, strategy: str, policy: dict[str, Any]) -> tuple[Any, str, Any]:
+    """(strategy, model id, FeatureSpec or None) for a model folder or a named rule."""
+    from streamsig.trading.rules import OfiRule, Sma
+
+    if model is not None:
+        from streamsig.models.scorer import Scorer
+
+        if not (model / "card.json").exists():
+            raise DataError(model, None, "not a model folder (no card.json)")
+        from streamsig.models.card import card_feature_spec
+
+        scorer = Scorer(model)
+        return ModelStrategy(scorer, policy), scorer.model_id, card_feature_spec(scorer.card)
+    size = float(policy.get("max_position", 1.0))
+    rules = {"ofi": OfiRule(size=size), "sma": Sma(size=size)}
+    if strategy not in rules:
+        raise DataError(strategy, None, f"unknown strategy (choose one of {', '.join(rules)} or pass --model)")
+    return rules[strategy], strategy, None
+
+
+def online_factory(model: Path | None, spec: Any) -> Any:
+    """A callable making a fresh online challenger on the champion's features and label."""
+    from streamsig.models import OnlineChallenger
+    from streamsig.features import DEFAULT_FEATURES
+
+    if model is not None:
+        card = json.loads((model / "card.json").read_text())
+        feats, label = card["features"], {k: v for k, v in card["label"].items() if k != "description"}
+    else:
+        feats, label = [f for f in DEFAULT_FEATURES if f in spec.names], {"horizon": 50}
+    return lambda: OnlineChallenger(feats, label)

@@ -13,7 +13,7 @@ from typing import Annotated, Any, NoReturn, Optional
 
 import typer
 
-from streamsig.cliopts import console
+from streamsig.cli.options import console
 
 ENV_TOKEN = "STREAMSIG_TOKEN"  #: accepted websocket token(s), comma-separated
 DASHBOARDS_DIR = Path("dashboards")  #: relative to the working directory (the repository root)
@@ -66,11 +66,11 @@ def serve(kafka: _Kafka = None, host: _Host = "127.0.0.1", port: _Port = 8765, t
 
     Reads the signals and pnl topics (no consumer group); Ctrl-C or SIGTERM stops it.
     """
-    from streamsig.serve.metrics import serve_metrics
+    from streamsig.telemetry import serve_metrics
     from streamsig.serve.ws import SignalServer, run_server
-    from streamsig.stream.broker import BrokerError, resolve_kafka
-    from streamsig.stream.config import StreamConfig
-    from streamsig.stream.topics import Topics, TopicError
+    from streamsig.live.broker import BrokerError, resolve_kafka
+    from streamsig.live.config import StreamConfig
+    from streamsig.wire.topics import Topics, TopicError
 
     tokens, generated = tokens_or_new(token)
     if generated:
