@@ -15,13 +15,13 @@ from streamsig.backtest.outputs import run_id, write_outputs
 from streamsig.backtest.runner import run_backtest
 from streamsig.book.sources import Feed, open_feeds
 from streamsig.features import FeatureSpec, compute_features
-from streamsig.trading import ExecConfig, SignalPolicy
+from streamsig.trading import ExecConfig, PolicyConfig, SignalPolicy
 from streamsig.trading import performance as metrics
 
 SCENARIO = Path(__file__).resolve().parents[1] / "producers" / "synthetic.toml"
 SPEC = FeatureSpec(levels=5)
 FEATURES = ["qimb_1", "depth_imb_5", "ofi_1_sum_10", "ofi_1_sum_50", "spread_ticks", "ret_10"]
-POLICY = {"enter": 0.15, "exit": 0.0}
+POLICY = PolicyConfig(enter=0.15, exit=0.0)
 COSTS = ExecConfig(fee_bps=0.5, slippage_bps=0.1, order_latency_events=2)
 
 
@@ -61,7 +61,7 @@ def test_signals_equal_the_per_row_live_path(model_dir: Path) -> None:
     fs = feeds(n=4000, symbols=("SYNA",))
     res = run_backtest(fs, SPEC, model_dir=model_dir, exec_cfg=COSTS, policy_cfg=POLICY)
     sig = res.signals["SYNA"]
-    scorer, policy = Scorer(model_dir), SignalPolicy(**POLICY)
+    scorer, policy = Scorer(model_dir), SignalPolicy(POLICY)
     table = compute_features(fs[0].read_all(), SPEC, fs[0].tick_size, "SYNA")
     cols = SPEC.select(scorer.features)
     probs = np.array([scorer.score_one(row[cols].astype(np.float32)) for row in table.values])

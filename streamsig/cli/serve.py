@@ -80,7 +80,7 @@ def serve(kafka: _Kafka = None, host: _Host = "127.0.0.1", port: _Port = 8765, t
     except BrokerError as exc:
         _fail(str(exc))
     try:
-        partitions = StreamConfig.from_env(bootstrap).partitions
+        partitions = StreamConfig.from_env(bootstrap=bootstrap).partitions
         serve_metrics(metrics_port, metrics_addr)
         topics = Topics(topic_prefix)
 

@@ -42,6 +42,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from streamsig.config import Config
+
 # Integer state slots (istate); book and ring arrays follow at layout offsets.
 I_NBID, I_NASK, I_LAST_SEQ, I_LAST_EOB_SEQ, I_RESYNC, I_HAVE_PREV, I_ROWS, I_TRADES, I_THEAD = range(9)
 I_FIXED = 9
@@ -55,7 +57,7 @@ def _fmt_seconds(s: float) -> str:
 
 
 @dataclass(frozen=True)
-class FeatureSpec:
+class FeatureSpec(Config):
     """Which features the kernel computes and with which windows.
 
     >>> spec = FeatureSpec(levels=2, depth_ks=(1, 2), ofi_windows=(5,), ret_rows=(1,),
@@ -64,6 +66,8 @@ class FeatureSpec:
     ['mid', 'spread', 'spread_ticks', 'spread_rel', 'microprice', 'microprice_adj', 'qimb_1']
     >>> spec.index("ofi_2"), spec.n_features
     (14, 27)
+    >>> FeatureSpec.from_dict(FeatureSpec(levels=3).to_dict()) == FeatureSpec(levels=3)
+    True
     """
 
     levels: int = 10
@@ -106,24 +110,6 @@ class FeatureSpec:
         for s in self.time_windows:
             n += [f"ret_{_fmt_seconds(s)}", f"rv_{_fmt_seconds(s)}"]
         return n
-
-    def to_dict(self) -> dict:
-        """The spec's parameters, JSON-safe (model cards and reports record them).
-
-        >>> FeatureSpec.from_dict(FeatureSpec(levels=3).to_dict()) == FeatureSpec(levels=3)
-        True
-        """
-        return {"levels": self.levels, "depth_ks": list(self.depth_ks), "ofi_windows": list(self.ofi_windows),
-                "ret_rows": list(self.ret_rows), "rv_rows": list(self.rv_rows),
-                "time_windows": list(self.time_windows), "trade_window": self.trade_window,
-                "capacity": self.capacity, "time_capacity": self.time_capacity,
-                "imb_buckets": self.imb_buckets,
-                "microprice_table": None if self.microprice_table is None else list(self.microprice_table)}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "FeatureSpec":
-        """The spec :meth:`to_dict` (or a TOML/JSON of its fields) describes."""
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
     @property
     def n_features(self) -> int:

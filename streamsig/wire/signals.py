@@ -4,7 +4,7 @@ Layout (little-endian): a 96-byte header, then ``count`` raw ``SIGNAL_DTYPE`` ro
 
     offset size field
          0    4 magic b"SSGS"
-         4    1 schema version (1)
+         4    1 schema version (2: records carry the mid and the touch)
          5    1 symbol length (1..16)
          6    1 model id length (0..32)
          7    1 reserved
@@ -17,7 +17,8 @@ Layout (little-endian): a 96-byte header, then ``count`` raw ``SIGNAL_DTYPE`` ro
         84   12 reserved
 
 Every feature row gets a record (sequence, exchange time, class probabilities,
-target position), so a consumer can join signals to the book by sequence.
+target position, mid, best bid/ask price and size), so a consumer can join
+signals to the book by sequence.
 
 >>> import numpy as np
 >>> rec = np.zeros(2, SIGNAL_DTYPE); rec["seq"] = [5, 6]; rec["target"] = [0.0, 1.0]
@@ -39,7 +40,7 @@ from streamsig.book.records import SIGNAL_DTYPE
 from streamsig.wire.frames import FrameError
 
 MAGIC = b"SSGS"
-VERSION = 1
+VERSION = 2
 _HEADER = struct.Struct("<4sBBBB16s32sqqqI12x")
 HEADER_SIZE = _HEADER.size
 assert HEADER_SIZE == 96
@@ -91,7 +92,7 @@ def signal_dicts(frame: SignalFrame, changes_only: bool = False, last_target: fl
     out = []
     prev = last_target
     for r in frame.records.tolist():
-        seq, ts, pd_, pf, pu, tgt = r
+        seq, ts, pd_, pf, pu, tgt = r[:6]
         if changes_only and prev is not None and tgt == prev:
             continue
         prev = tgt
