@@ -11,14 +11,18 @@ from typing import Any
 
 from streamsig.book.sources import Feed
 from streamsig.features import FeatureSpec
-from streamsig.trading import ExecConfig
+from streamsig.trading import ExecConfig, PolicyConfig
 
 
 async def run_demo(feeds: list[Feed], bootstrap: str, strategy: Any, model_id: str, spec: FeatureSpec,
                    speed: float | None, duration: float | None, ws_port: int, metrics_port: int,
-                   token: str | None, state_dir: Path, say=print, exec_cfg: ExecConfig | None = None,
-                   max_position: float = 1.0) -> dict[str, Any]:
-    """Run everything until the replay ends (plus a short drain), ``duration`` s, or Ctrl-C."""
+                   token: str | None, state_dir: Path, say=print, exec_cfg: ExecConfig = ExecConfig(),
+                   policy: PolicyConfig = PolicyConfig(), prefix: str = "demo",
+                   partitions: int = 4) -> dict[str, Any]:
+    """Run everything until the replay ends (plus a short drain), ``duration`` s, or Ctrl-C.
+
+    ``exec_cfg`` and ``policy`` are the paper trader's (the strategy already holds its policy).
+    """
     from streamsig.telemetry import serve_metrics
     from streamsig.live.config import stream_config
     from streamsig.live.config import running
@@ -27,12 +31,12 @@ async def run_demo(feeds: list[Feed], bootstrap: str, strategy: Any, model_id: s
     from streamsig.live.trader import build_trader
     from streamsig.live.worker import build_worker
 
-    cfg = stream_config(bootstrap, "demo", 4, app_id=f"streamsig-demo-{secrets.token_hex(3)}",
+    cfg = stream_config(bootstrap, prefix, partitions, app_id=f"streamsig-demo-{secrets.token_hex(3)}",
                         session_timeout_s=3.0, heartbeat_s=0.5)
     await ensure_topics(bootstrap, cfg.topics.all(), cfg.partitions)
     serve_metrics(metrics_port)
     worker = build_worker(cfg, spec, strategy, model_id, state_dir)
-    trader = build_trader(cfg, spec, exec_cfg or ExecConfig(fee_bps=1.0), max_position)
+    trader = build_trader(cfg, exec_cfg, policy, book_capacity=spec.book_capacity)
     token = token or secrets.token_urlsafe(12)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -47,7 +47,7 @@ class LiveTrader:
         self.lane = Account(strategy, symbol, replace(exec_cfg, tick_size=tick_size), capital, capital_units,
                             None, record=False)
         self._events: list[np.ndarray] = []
-        self._book_seq = -1  # last book sequence buffered
+        self._closed = -1  # sequence of the last end-of-batch event buffered
         self._sig = np.zeros(0, SIGNAL_DTYPE)  # signal records not traded yet
         self._sig_seq = -1  # last signal sequence buffered
         self._answered = -1  # the worker has processed the book up to here
@@ -56,10 +56,15 @@ class LiveTrader:
 
     def on_book(self, events: np.ndarray) -> int:
         """Buffer a book frame; returns how many events were new (not redelivered)."""
-        k = fresh_start(events["seq"], self._book_seq)
+        # as the worker does: events at or below the last closed update were buffered already;
+        # a frame continuing an update split across frames keeps its events
+        k = fresh_start(events["seq"], self._closed)
         if k < len(events):
-            self._events.append(np.array(events[k:]))
-            self._book_seq = int(events["seq"][-1])
+            new = np.array(events[k:])
+            self._events.append(new)
+            eob = np.flatnonzero(new["flags"] & E.EOB)
+            if len(eob):
+                self._closed = max(self._closed, int(new["seq"][eob[-1]]))
         return len(events) - k
 
     def on_signals(self, frame: SignalFrame) -> None:
