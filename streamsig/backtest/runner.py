@@ -57,7 +57,7 @@ def run_backtest(feeds: Sequence[Feed], spec: FeatureSpec, model_dir: str | Path
     """Backtest a model (``model_dir``) or ``strategy``, plus baselines, over ``feeds``.
 
     ``exec_cfg`` gives costs, latency and limits (its ``tick_size`` is replaced
-    by each feed's); ``policy_cfg`` the :class:`SignalPolicy` arguments (its
+    by each feed's); ``policy_cfg`` the :class:`~streamsig.trading.policy.SignalPolicy` arguments (its
     ``max_position``, default 1, is also the baselines' size). ``capital`` is
     the account, split evenly over feeds; by default each symbol gets the
     notional of that size at its first mid. ``max_drawdown`` arms the kill
