@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "streamsig"
 ROLE = re.compile(r":(func|class|mod|meth|attr|data|exc|obj):`([^`]+)`")
 DOTTED = re.compile(r"`(streamsig(?:\.\w+)+)(?:\(\))?`")
+PATH = re.compile(r"\b((?:streamsig|bench|scripts|tests)/[\w/]+\.(?:py|sh))\b")
 
 
 @dataclass
@@ -213,9 +214,13 @@ def unresolved() -> list[str]:
                 if not check_reference(target, mod, cls, role):
                     bad.append(f"{mod}: :{role}:`{target}`")
     for md in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
-        for name in DOTTED.findall(md.read_text()):
+        text = md.read_text()
+        for name in DOTTED.findall(text):
             if not resolve(name):
                 bad.append(f"{md.relative_to(ROOT)}: `{name}`")
+        for path in PATH.findall(text):
+            if not (ROOT / path).is_file():
+                bad.append(f"{md.relative_to(ROOT)}: {path} does not exist")
     return bad
 
 

@@ -3,7 +3,7 @@
 ``run(events, istate, fstate, ipar, fpar, out, row_ev, reasons)`` walks events in
 order, validates each, applies it to the book held in the state arrays, and at
 every accepted end-of-batch writes one feature row. The batch path calls it once
-on a whole array; the live path calls it per frame (or per event). There is no
+on a whole array; the live path calls it per batch of frames (or per event). There is no
 other implementation of any formula in :mod:`streamsig.features.spec`.
 
 Validation (reason codes from :class:`streamsig.book.events.Reason`): NaN/inf or
