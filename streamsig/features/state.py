@@ -1,4 +1,4 @@
-"""Per-symbol feature state: the live (per event / per frame) and batch drivers.
+"""Per-symbol feature state: the live (per event, or per batch of frames) and batch drivers.
 
 Both drivers call the same compiled kernel (:func:`streamsig.features.kernel.run`);
 the batch path is just one call over the whole event array.
