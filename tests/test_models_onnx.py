@@ -213,3 +213,10 @@ def test_export_bytes_do_not_depend_on_what_ran_before():
         assert domains == sorted(set(domains)), (t, domains)  # one entry per domain, sorted
         assert (model.producer_name, model.producer_version, model.graph.name) == ("streamsig", "", "streamsig")
         assert _fresh_export(t, str(i + 1)) == again, t
+
+
+def test_committed_default_model_is_in_canonical_form():
+    from streamsig.models.export import canonical
+
+    data = (Path(__file__).resolve().parents[1] / "models" / "default" / "model.onnx").read_bytes()
+    assert canonical(onnx.load_from_string(data)).SerializeToString() == data
