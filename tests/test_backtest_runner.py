@@ -67,7 +67,7 @@ def test_cli_summary_is_byte_identical_across_processes(tmp_path: Path) -> None:
         r = subprocess.run([sys.executable, "-m", "streamsig.cli", "backtest", "--updates", "2000",
                             "--symbols", "SYNC,SYNA,SYNB", "--model", str(root / "models" / "default"),
                             "--fee-bps", "1", "--latency-ns", "1000", "--out", str(out)],
-                           capture_output=True, text=True, cwd=tmp_path, timeout=300,
+                           check=False, capture_output=True, text=True, cwd=tmp_path, timeout=300,
                            env={**os.environ, "PYTHONPATH": str(root), "PYTHONHASHSEED": seed})
         assert r.returncode == 0, r.stderr[-2000:]
         (run,) = list(out.iterdir())

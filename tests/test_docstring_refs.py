@@ -181,9 +181,9 @@ def check_reference(target: str, module: str, cls: str | None, role: str = "func
     assert parsed is not None
     _, sc = parsed
     first = t.split(".")[0]
-    if cls is not None and cls in sc.names and first not in sc.names and first not in sc.imports:
-        if resolve(f"{module}.{cls}.{t}"):
-            return True
+    if (cls is not None and cls in sc.names and first not in sc.names and first not in sc.imports
+            and resolve(f"{module}.{cls}.{t}")):
+        return True
     if first in sc.names or first in sc.imports:
         return _resolve_in(sc, module, t.split("."), 0)
     if cls is None and role in ("meth", "attr"):
