@@ -1,7 +1,9 @@
 """One symbol's live signal path: events -> book + features -> model -> target position.
 
 ``SignalEngine`` is synchronous and I/O-free. The stream worker calls
-``on_events`` once per Kafka frame; the backtest drives the very same
+``on_events`` once per symbol per batch, on the events of all that symbol's
+frames that were waiting together (one frame when there is no backlog); the
+backtest drives the very same
 ``FeatureState`` and :class:`~streamsig.trading.strategies.Strategy` objects, so
 a file replayed through either gives the same signals.
 
@@ -66,15 +68,15 @@ def signal_records(seq: np.ndarray, ts: np.ndarray, probs: np.ndarray | None, ta
 
 @dataclass
 class EngineOutput:
-    """What one frame produced."""
+    """What one :meth:`SignalEngine.on_events` call produced."""
 
     signals: np.ndarray  #: SIGNAL_DTYPE, one per feature row
     rows: np.ndarray  #: the feature rows (n, F)
-    rejected: np.ndarray  #: indices (into the frame) of rejected events, resync drops excluded
+    rejected: np.ndarray  #: indices (into the events given) of rejected events, resync drops excluded
     reasons: np.ndarray  #: reason code per rejected event
     duplicates: int  #: events skipped as already applied (redelivered, or periodic snapshots)
     resync_dropped: int  #: events dropped while waiting for a snapshot
-    gap: bool  #: this frame opened a sequence gap (the book waits for a snapshot)
+    gap: bool  #: these events opened a sequence gap (the book waits for a snapshot)
     challenger: np.ndarray | None = None  #: the online challenger's signals (SIGNAL_DTYPE), if enabled
 
 
@@ -100,7 +102,7 @@ class SignalEngine:
         return self.state.last_seq
 
     def on_events(self, events: np.ndarray) -> EngineOutput:
-        """Apply one frame of events; returns its signals and rejects."""
+        """Apply a run of events (one frame, or several frames joined); returns its signals and rejects."""
         skip = fresh_start(events["seq"], self.state.last_seq)
         ev = events[skip:]
         was_waiting = self.state.needs_snapshot

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +55,27 @@ def test_two_runs_give_byte_identical_summary(model_dir: Path, tmp_path: Path) -
     assert s["metrics"]["model"]["n_trades"] > 0
     assert str(tmp_path) not in a.decode()  # no paths that vary
     assert list(s) == sorted(s)
+
+
+@pytest.mark.slow
+def test_cli_summary_is_byte_identical_across_processes(tmp_path: Path) -> None:
+    """Two ``streamsig backtest`` processes with different hash seeds write the same summary.json."""
+    root = Path(__file__).resolve().parents[1]
+    texts = []
+    for seed in ("1", "2"):
+        out = tmp_path / seed
+        r = subprocess.run([sys.executable, "-m", "streamsig.cli", "backtest", "--updates", "2000",
+                            "--symbols", "SYNC,SYNA,SYNB", "--model", str(root / "models" / "default"),
+                            "--fee-bps", "1", "--latency-ns", "1000", "--out", str(out)],
+                           check=False, capture_output=True, text=True, cwd=tmp_path, timeout=300,
+                           env={**os.environ, "PYTHONPATH": str(root), "PYTHONHASHSEED": seed})
+        assert r.returncode == 0, r.stderr[-2000:]
+        (run,) = list(out.iterdir())
+        texts.append((run.name, (run / "summary.json").read_bytes()))
+    assert texts[0] == texts[1]
+    s = json.loads(texts[0][1])
+    assert sorted(s["feeds"]) == ["SYNA", "SYNB", "SYNC"] and s["metrics"]["model"]["n_trades"] > 0
+    assert str(tmp_path) not in texts[0][1].decode() and str(root) not in texts[0][1].decode()
 
 
 def test_signals_equal_the_per_row_live_path(model_dir: Path) -> None:

@@ -13,8 +13,9 @@ Formulas (the kernel in :mod:`streamsig.features.kernel` is the one implementati
 - ``microprice_adj`` = mid + spread * G[S, I]: Stoikov (2018), "The micro-price: a
   high-frequency estimator of future prices", Quant. Finance 18(12). G is a table
   over imbalance buckets I = qb1/(qb1+qa1) and spread buckets S (1 tick, wider);
-  the default table is G = I_centre - 1/2 (the first-order micro-price);
-  :func:`streamsig.features.microprice.fit_table` estimates it from data.
+  the default table is G = I_centre - 1/2 (the first-order micro-price); a
+  table estimated elsewhere can be given as ``FeatureSpec.microprice_table``
+  (streamsig ships no estimator for it).
 - ``qimb_1`` = (qb1 - qa1) / (qb1 + qa1).
 - ``depth_bid_k`` / ``depth_ask_k`` = sum of sizes over the best k levels;
   ``depth_imb_k`` = (Db - Da) / (Db + Da); ``vwap_bid_k`` / ``vwap_ask_k`` =

@@ -1,4 +1,7 @@
-"""Signal frames: one symbol's signal records for one book frame, in one message.
+"""Signal frames: one symbol's signal records for the book frames processed together, in one message.
+
+The worker takes the frames waiting on a partition together and answers each
+symbol's with one signal frame (one book frame when there is no backlog).
 
 Layout (little-endian): a 96-byte header, then ``count`` raw ``SIGNAL_DTYPE`` rows::
 
@@ -10,9 +13,9 @@ Layout (little-endian): a 96-byte header, then ``count`` raw ``SIGNAL_DTYPE`` ro
          7    1 reserved
          8   16 symbol, utf-8, NUL padded
         24   32 model id, utf-8, NUL padded
-        56    8 producer timestamp of the book frame, ns since epoch
+        56    8 producer timestamp of the earliest book frame answered, ns since epoch
         64    8 worker timestamp (when the signals were computed), ns since epoch
-        72    8 last sequence the worker applied (answers the whole book frame)
+        72    8 last sequence the worker applied (answers every book frame up to it)
         80    4 count
         84   12 reserved
 
