@@ -26,6 +26,7 @@ point down only):
   objects (a leaf anything may import).
 - :mod:`streamsig.book` — the event layout and record dtypes, the order book,
   readers (LOBSTER, crypto, synthetic) and ``open_feeds``.
-  :mod:`streamsig.errors` — one-line errors.
+  :mod:`streamsig.errors` — one-line errors. :mod:`streamsig.config` — the one base of every
+  config dataclass (``to_dict``/``from_dict``, TOML).
 """
 __version__ = "0.1.0"

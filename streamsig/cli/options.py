@@ -3,8 +3,8 @@
 Every shared option has one default and one environment variable: an explicit
 value on the command line wins, then ``STREAMSIG_<NAME>`` (e.g.
 ``STREAMSIG_TOPIC_PREFIX``, ``STREAMSIG_FEE_BPS``), then the default. The
-policy and execution options are turned into one :class:`PolicyConfig` and one
-:class:`ExecConfig` by :func:`trading_configs`, the same way for ``backtest``,
+policy and execution options are turned into one :class:`~streamsig.trading.policy.PolicyConfig` and one
+:class:`~streamsig.trading.executor.ExecConfig` by :func:`trading_configs`, the same way for ``backtest``,
 ``worker``, ``trade`` and ``demo``:
 
 * ``--max-position`` is the largest position in units; entries go all-in
@@ -97,7 +97,7 @@ def trading_configs(enter: float = ENTER, exit: float = EXIT, max_position: floa
                     maker_fee_bps: float = 0.0, slippage_bps: float = 0.0, latency_ns: int = 0,
                     latency_events: int = LATENCY_EVENTS, max_drawdown: float = MAX_DRAWDOWN,
                     passive: bool = False):  # noqa: ANN201 - (PolicyConfig, ExecConfig)
-    """The one :class:`PolicyConfig` and :class:`ExecConfig` of the shared options (see module doc)."""
+    """The one :class:`~streamsig.trading.policy.PolicyConfig` and :class:`~streamsig.trading.executor.ExecConfig` of the shared options (see module doc)."""
     from streamsig.trading import ExecConfig, PolicyConfig
 
     try:
