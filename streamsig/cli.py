@@ -59,13 +59,15 @@ def demo(
     ws_port: Annotated[int, typer.Option("--ws-port", help="Websocket signal server port.")] = 8765,
     metrics_port: Annotated[int, typer.Option("--metrics-port", help="Prometheus /metrics port.")] = 9100,
     token: Annotated[Optional[str], typer.Option("--token", envvar="STREAMSIG_TOKEN", help="Websocket token (default: random, printed).")] = None,
+    page_port: Annotated[int, typer.Option("--page-port", help="HTTP port of the live page (0 picks a free one).")] = 8766,
+    challenger: Annotated[bool, typer.Option("--challenger/--no-challenger", help="Run the online (river) challenger beside the model; it also scores the model on matured labels.")] = True,
 ) -> None:
     """Run the whole live pipeline on one machine: broker, producer, worker, paper trader,
     websocket signals and Prometheus metrics, with a live status line. Ctrl-C stops it cleanly."""
     import asyncio
 
     from streamsig.stream.broker import resolve_kafka
-    from streamsig.stream.commands import default_model, load_strategy, parse_speed
+    from streamsig.stream.commands import default_model, load_strategy, online_factory, parse_speed
     from streamsig.stream.demo import run_demo
 
     feeds = open_data(source, data, levels, symbols, updates, seed)
@@ -83,7 +85,9 @@ def demo(
     bootstrap, broker = resolve_kafka(kafka)
     try:
         res = asyncio.run(run_demo(feeds, bootstrap, strat, model_id, spec, rate, duration or None, ws_port,
-                                   metrics_port, token, Path(".streamsig") / "demo-state", say))
+                                   metrics_port, token, Path(".streamsig") / "demo-state", say,
+                                   page_port=page_port,
+                                   challenger=online_factory(model or default_model(), spec) if challenger else None))
     finally:
         if broker is not None:
             broker.stop()

@@ -26,6 +26,8 @@ _Kafka = Annotated[Optional[str], typer.Option(
 _Host = Annotated[str, typer.Option("--host", envvar="STREAMSIG_WS_HOST", show_envvar=True,
                                     help="Interface the websocket server binds to (0.0.0.0 for all).")]
 _Port = Annotated[int, typer.Option("--port", min=0, max=65535, help="Websocket port (0 picks a free one).")]
+_PagePort = Annotated[int, typer.Option("--page-port", min=0, max=65535,
+                                        help="HTTP port of the live page (0 picks a free one).")]
 _Token = Annotated[Optional[list[str]], typer.Option(
     "--token", help=f"A token clients must pass as ws://HOST:PORT/?token=...; repeat to accept several. "
     f"Default: ${ENV_TOKEN} (comma-separated), else a random token is generated and printed.")]
@@ -61,12 +63,14 @@ def tokens_or_new(given: list[str] | None, env: dict[str, str] | None = None) ->
 
 def serve(kafka: _Kafka = None, host: _Host = "127.0.0.1", port: _Port = 8765, token: _Token = None,
           queue_size: _Queue = 1000, metrics_port: _MetricsPort = 9108, metrics_addr: _MetricsAddr = "127.0.0.1",
-          topic_prefix: _Prefix = "", from_beginning: _FromBeginning = False) -> None:
-    """Serve live signals and P&L to websocket clients as JSON (protocol: docs/observability.md).
+          topic_prefix: _Prefix = "", from_beginning: _FromBeginning = False, page_port: _PagePort = 8766) -> None:
+    """Serve live signals, fills and P&L to websocket clients as JSON, and the live page over HTTP.
 
-    Reads the signals and pnl topics (no consumer group); Ctrl-C or SIGTERM stops it.
+    Reads the signals, pnl and fills topics (no consumer group); protocol in
+    docs/observability.md. Ctrl-C or SIGTERM stops it.
     """
     from streamsig.serve.metrics import serve_metrics
+    from streamsig.serve.page import PageServer
     from streamsig.serve.ws import SignalServer, run_server
     from streamsig.stream.broker import BrokerError, resolve_kafka
     from streamsig.stream.config import StreamConfig
@@ -79,15 +83,20 @@ def serve(kafka: _Kafka = None, host: _Host = "127.0.0.1", port: _Port = 8765, t
         bootstrap, broker = resolve_kafka(kafka)
     except BrokerError as exc:
         _fail(str(exc))
+    page = PageServer(host, page_port, port)
     try:
         partitions = StreamConfig.from_env(bootstrap).partitions
         serve_metrics(metrics_port, metrics_addr)
         topics = Topics(topic_prefix)
 
         def ready(srv: SignalServer) -> None:
-            console.print(f"serving {topics.signals} and {topics.pnl} from {bootstrap} on "
+            page.ws_port = srv.port
+            page.start()
+            console.print(f"serving {topics.signals}, {topics.pnl} and {topics.fills} from {bootstrap} on "
                           f"ws://{host}:{srv.port}/?token=..."
                           + (f" (metrics on {metrics_addr}:{metrics_port})" if metrics_port else ""))
+            console.print(f"live page {page.url(None if not generated else tokens[0])}"
+                          + ("" if generated else "?token=..."), soft_wrap=True)
 
         async def main() -> None:
             stop = asyncio.Event()
@@ -101,6 +110,7 @@ def serve(kafka: _Kafka = None, host: _Host = "127.0.0.1", port: _Port = 8765, t
     except (TopicError, OSError, ValueError) as exc:
         _fail(str(exc))
     finally:
+        page.stop()
         if broker is not None:
             broker.stop()
 

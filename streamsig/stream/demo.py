@@ -17,9 +17,13 @@ from streamsig.trading import ExecConfig
 async def run_demo(feeds: list[Feed], bootstrap: str, strategy: Any, model_id: str, spec: FeatureSpec,
                    speed: float | None, duration: float | None, ws_port: int, metrics_port: int,
                    token: str | None, state_dir: Path, say=print, exec_cfg: ExecConfig | None = None,
-                   max_position: float = 1.0) -> dict[str, Any]:
-    """Run everything until the replay ends (plus a short drain), ``duration`` s, or Ctrl-C."""
+                   max_position: float = 1.0, page_port: int = 8766, challenger: Any = None) -> dict[str, Any]:
+    """Run everything until the replay ends (plus a short drain), ``duration`` s, or Ctrl-C.
+
+    ``challenger`` (a factory of ``OnlineChallenger``) runs the online model beside the champion.
+    """
     from streamsig.serve.metrics import serve_metrics
+    from streamsig.serve.page import PageServer
     from streamsig.stream.commands import stream_config, status_line
     from streamsig.stream.config import running
     from streamsig.stream.producer import ProduceStats, produce
@@ -31,7 +35,7 @@ async def run_demo(feeds: list[Feed], bootstrap: str, strategy: Any, model_id: s
                         session_timeout_s=3.0, heartbeat_s=0.5)
     await ensure_topics(bootstrap, cfg.topics.all(), cfg.partitions)
     serve_metrics(metrics_port)
-    worker = build_worker(cfg, spec, strategy, model_id, state_dir)
+    worker = build_worker(cfg, spec, strategy, model_id, state_dir, challenger=challenger)
     trader = build_trader(cfg, spec, exec_cfg or ExecConfig(fee_bps=1.0), max_position)
     token = token or secrets.token_urlsafe(12)
     stop = asyncio.Event()
@@ -44,11 +48,14 @@ async def run_demo(feeds: list[Feed], bootstrap: str, strategy: Any, model_id: s
         await stack.enter_async_context(running(worker, ready_timeout_s=60))
         await stack.enter_async_context(running(trader, ready_timeout_s=60))
         server = await _start_ws(stack, bootstrap, cfg, ws_port, token)
+        page = PageServer("127.0.0.1", page_port, server.port).start()
+        stack.callback(page.stop)
         say(f"broker   {bootstrap} (topics prefixed '{cfg.topic_prefix}-')")
         say(f"metrics  http://127.0.0.1:{metrics_port}/metrics")
         if server:
-            say(f"signals  ws://127.0.0.1:{ws_port}/?token={token}  "
+            say(f"signals  ws://127.0.0.1:{server.port}/?token={token}  "
                 "(send {\"op\":\"subscribe\",\"symbols\":\"*\"})")
+        say(f"page     {page.url(token)}")
         say(f"model    {model_id}; symbols {', '.join(f.symbol for f in feeds)}; "
             f"speed {'max' if speed is None else f'{speed:g}x'}")
         sent = ProduceStats()

@@ -42,6 +42,8 @@ class LiveTrader:
         self.lane = Lane(strategy, symbol, replace(exec_cfg, tick_size=tick_size), capital, size,
                          max_drawdown, None, False, record=False)
         self.imid = spec.index("mid")
+        self.imicro = spec.index("microprice") if "microprice" in spec.names else None
+        self._mark: tuple[int, int, float, float] | None = None  # (exch ts, seq, mid, microprice) of the last row
         self._events: list[np.ndarray] = []
         self._book_seq = -1  # last book sequence buffered
         self._sig_seq = np.zeros(0, np.int64)
@@ -100,6 +102,10 @@ class LiveTrader:
                              self._target, self.cursor, int(idx[i]), part, tix[lo:hi])
             lo = hi
         self.cursor.finish()
+        if len(rows):
+            last = rows[-1]
+            self._mark = (int(part["exch_ts"][idx[-1]]), int(seqs[-1]), float(last[self.imid]),
+                          float(last[self.imicro]) if self.imicro is not None else math.nan)
         drop = np.searchsorted(self._sig_seq, seqs[-1], side="right") if len(seqs) else 0
         self._sig_seq, self._sig_tgt = self._sig_seq[drop:], self._sig_tgt[drop:]
         pf = self.lane.pf
@@ -125,14 +131,24 @@ class LiveTrader:
                 "realised": num(pf.realised()), "unrealised": num(pf.unrealised()), "fees": num(pf.fees),
                 "drawdown": num(pf.drawdown), "sharpe": num(self.stats.sharpe),
                 "sortino": num(self.stats.sortino), "max_drawdown": num(self.stats.max_drawdown),
-                "fills": self.n_fills, "killed": pf.killed}
+                "fills": self.n_fills, "killed": pf.killed, **self._mark_fields(num)}
+
+    def _mark_fields(self, num: Any) -> dict[str, Any]:
+        """Where the book stood at the last traded row (for the live page's price chart)."""
+        if self._mark is None:
+            return {}
+        ts, seq, mid, micro = self._mark
+        return {"exch_ts_ns": ts, "seq": seq, "mid": num(mid), "microprice": num(micro)}
 
 
 def build_trader(cfg, spec: FeatureSpec, exec_cfg: ExecConfig, size: float = 1.0,  # noqa: ANN001, ANN201
                  capital: float | None = None, max_drawdown: float | None = None, model: str = "model"):
     """The paper trader's Faust app: agents on ``book-events`` and ``signals``."""
+    import time
+
     from streamsig.stream.config import make_app, raw_topic
     from streamsig.stream.frames import FrameError, decode_frame
+    from streamsig.stream.health import add_health_timer
     from streamsig.stream.sigframes import decode_signals
 
     app = make_app(cfg.replace(app_id=cfg.app_id + "-trader"))
@@ -142,6 +158,7 @@ def build_trader(cfg, spec: FeatureSpec, exec_cfg: ExecConfig, size: float = 1.0
     traders: dict[str, LiveTrader] = {}
     early: dict[str, list] = {}  # signal frames that arrived before the symbol's first book frame
     app.streamsig_traders = traders
+    add_health_timer(app, "trader", cfg.bootstrap)
 
     def trader(symbol: str, tick: float) -> LiveTrader:
         tr = traders.get(symbol)
@@ -194,5 +211,6 @@ def build_trader(cfg, spec: FeatureSpec, exec_cfg: ExecConfig, size: float = 1.0
                 continue
             tr.on_signals(sf)
             await publish(tr, tr.drain())
+            M.STAGE_LATENCY.labels("trader").observe(max(0.0, (time.time_ns() - sf.producer_ts_ns) / 1e9))
 
     return app

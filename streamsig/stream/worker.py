@@ -30,6 +30,7 @@ from streamsig.engine import SignalEngine
 from streamsig.features import FeatureSpec
 from streamsig.serve import metrics as M
 from streamsig.stream.config import StreamConfig, make_app, raw_topic
+from streamsig.stream import health
 from streamsig.stream.frames import FrameError, dead_letter_record, decode_frame, encode_frame, peek_symbol
 from streamsig.stream.sigframes import encode_signals
 
@@ -121,6 +122,11 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
     marks: dict[str, int] = {}
     ckpts = Checkpoints(state_dir)
     app.streamsig_engines = engines  # for tests and the status line
+    roles = {"champion": model_id, "challenger": model_id + "+online"}
+    for reason in [r.name for r in Reason if r not in (Reason.OK, Reason.RESYNC, Reason.DUPLICATE)] + [
+            "BAD_FRAME", "GAP", "INTERNAL_ERROR"]:
+        M.DEAD_LETTERS.labels(reason)  # every reason's series exists (at 0) from the start
+    health.add_health_timer(app, "worker", cfg.bootstrap)
 
     def engine(symbol: str, tick: float) -> SignalEngine:
         eng = engines.get(symbol)
@@ -131,6 +137,10 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
             if ck is not None:
                 eng.restore(ck)
             marks[symbol] = mark
+            for counter in (M.DUPLICATES, M.GAPS, M.RESYNC_DROPPED):
+                counter.labels(symbol)
+            if challenger:
+                health.zero_model_series(symbol, roles)
         return eng
 
     def decode(value: bytes, frames: dict[str, list], dead_out: list) -> None:
@@ -172,8 +182,12 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
             sig = sig[sig["seq"] > mark]
             marks[sym] = int(sig["seq"][-1])
             out[sym] = (sig, pts, eng.last_seq)
+            health.observe_scores(model_id, sig)
             if res.challenger is not None:
                 out["\0ch:" + sym] = (res.challenger[res.challenger["seq"] > mark], pts, eng.last_seq)
+                health.observe_scores(roles["challenger"], out["\0ch:" + sym][0])
+        if eng.challenger is not None:
+            health.record_tally(sym, roles, eng.challenger.take_tally())
 
     @app.agent(book)
     async def process(stream):  # type: ignore[no-untyped-def]
