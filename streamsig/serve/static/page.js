@@ -142,9 +142,9 @@
   // ---- drawing -------------------------------------------------------------------------
   let dirty = false;
 
-  function fmtTime(t) {
+  function fmtTime(t, span) {  // exchange time, UTC; tenths of a second on short spans
     const d = new Date(t * 1000);
-    return d.toISOString().slice(11, 19);
+    return d.toISOString().slice(11, span < 20 ? 21 : 19);
   }
 
   function fmtNum(v) {
@@ -198,8 +198,10 @@
       ctx.fillText(fmtNum(v), L - 6, y + 4);
       ctx.beginPath(); ctx.moveTo(L, y + 0.5); ctx.lineTo(L + pw, y + 0.5); ctx.stroke();
     }
-    ctx.textAlign = "center";
-    for (let i = 0; i <= 3; i++) ctx.fillText(fmtTime(xr[0] + (xspan * i) / 3), L + (pw * i) / 3, h - 5);
+    for (let i = 0; i <= 3; i++) {
+      ctx.textAlign = i === 0 ? "left" : i === 3 ? "right" : "center";
+      ctx.fillText(fmtTime(xr[0] + (xspan * i) / 3, xspan), L + (pw * i) / 3, h - 5);
+    }
     if (spec.zero && ylo < 0 && yhi > 0) {
       ctx.strokeStyle = "#4b5563"; ctx.beginPath(); ctx.moveTo(L, Y(0)); ctx.lineTo(L + pw, Y(0)); ctx.stroke();
     }
