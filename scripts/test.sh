@@ -9,7 +9,7 @@ if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   if ! command -v prometheus >/dev/null 2>&1 || ! command -v chromium >/dev/null 2>&1; then
     apt-get install -y -q prometheus chromium >/dev/null 2>&1 \
       || (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q prometheus chromium >/dev/null) \
-      || echo "note: could not install prometheus/chromium; their tests will skip" >&2
+      || echo "note: could not install prometheus/chromium; their tests will skip (the browser test fails under CI=true)" >&2
   fi
 fi
 exec "$PY" -m pytest "$@"
