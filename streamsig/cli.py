@@ -60,7 +60,7 @@ def demo(
     metrics_port: Annotated[int, typer.Option("--metrics-port", help="Prometheus /metrics port.")] = 9100,
     token: Annotated[Optional[str], typer.Option("--token", envvar="STREAMSIG_TOKEN", help="Websocket token (default: random, printed).")] = None,
     page_port: Annotated[int, typer.Option("--page-port", help="HTTP port of the live page (0 picks a free one).")] = 8766,
-    challenger: Annotated[bool, typer.Option("--challenger/--no-challenger", help="Run the online (river) challenger beside the model; it also scores the model on matured labels.")] = True,
+    challenger: Annotated[bool, typer.Option("--challenger", help="Also run the online (river) challenger beside the model (it learns row by row: at speed 2 and above the worker falls behind).")] = False,
 ) -> None:
     """Run the whole live pipeline on one machine: broker, producer, worker, paper trader,
     websocket signals and Prometheus metrics, with a live status line. Ctrl-C stops it cleanly."""

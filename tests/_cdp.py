@@ -58,6 +58,8 @@ class Browser:
         self.ws = await websockets.connect(page["webSocketDebuggerUrl"], max_size=None)
         await self.call("Page.enable")
         await self.call("Runtime.enable")
+        await self.call("Emulation.setDeviceMetricsOverride", width=self.size[0], height=self.size[1],
+                        deviceScaleFactor=1, mobile=False)
         return self
 
     async def __aexit__(self, *exc: Any) -> None:

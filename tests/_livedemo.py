@@ -17,8 +17,9 @@ ROOT = Path(__file__).resolve().parents[1]
 class LiveDemo:
     """Run the demo (embedded broker, synthetic feeds) until the context exits (SIGINT, clean stop)."""
 
-    def __init__(self, cwd: Path, token: str = "t0k", duration_s: float = 90, speed: str = "2") -> None:
-        self.cwd, self.token, self.duration_s, self.speed = cwd, token, duration_s, speed
+    def __init__(self, cwd: Path, token: str = "t0k", duration_s: float = 90, speed: str = "2",
+                 extra: tuple[str, ...] = ()) -> None:
+        self.cwd, self.token, self.duration_s, self.speed, self.extra = cwd, token, duration_s, speed, extra
         self.ws_port, self.page_port, self.metrics_port = free_port(), free_port(), free_port()
         self.proc: subprocess.Popen | None = None
         self.out = self.err = ""
@@ -31,7 +32,7 @@ class LiveDemo:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "streamsig.cli", "demo", "--duration", str(self.duration_s), "--speed", self.speed,
              "--ws-port", str(self.ws_port), "--page-port", str(self.page_port),
-             "--metrics-port", str(self.metrics_port), "--token", self.token],
+             "--metrics-port", str(self.metrics_port), "--token", self.token, *self.extra],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=self.cwd, env=env)
         return self
 

@@ -357,7 +357,7 @@ async def test_every_dashboard_query_returns_data_from_prometheus_scraping_the_d
 
     from tests._livedemo import LiveDemo
 
-    with LiveDemo(tmp_path, duration_s=150) as demo:
+    with LiveDemo(tmp_path, duration_s=150, extra=("--challenger",)) as demo:  # the challenger's panels too
         await asyncio.to_thread(demo.wait_page)
         prom = Prometheus(tmp_path, demo.metrics_port)
         try:

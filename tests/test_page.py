@@ -73,8 +73,9 @@ async def look_at_the_live_page(demo: LiveDemo, profile: Path, screenshot: Path 
         seen["points"] = await b.poll(ALL_CHARTS, DATA_BOUND_S)
         seen["last_points"] = await b.js(POINTS)
         seen["state"] = await b.js("window.streamsigPage.state")
-        seen["fills"] = await b.poll("window.streamsigPage.points().fills", 20)
-        await b.poll("window.streamsigPage.points().pnl > 150", 15)  # a little more line for the picture
+        seen["fills"] = await b.poll("window.streamsigPage.points().fills", 30)
+        if screenshot is not None:  # a little more line for the picture
+            await b.poll("window.streamsigPage.points().pnl > 150", 20)
         png = await b.screenshot()
         seen["pixels"] = png_pixels(png)
         if screenshot is not None:

@@ -11,10 +11,11 @@ ADWIN detector (Bifet & Gavaldà 2007, "Learning from time-changing data with
 adaptive windowing", SDM); detected drifts are counted in ``drifts`` and, with
 ``reset_on_drift``, the model starts afresh.
 
-Given the champion's probabilities for a row (``champion=``), the row's matured
-label also scores the champion: a second ADWIN watches its 0/1 error, and
-:meth:`take_tally` hands out, per role (``"champion"``, ``"challenger"``), the
-matured count, the hits and per-class calibration counts since the last call.
+Given the champion's probabilities for a row (``champion=``), a second ADWIN
+watches the champion's 0/1 error on the same matured labels. :meth:`take_tally`
+hands out the challenger's matured count, hits and calibration counts, and both
+models' drift alarms, since the last call (the champion's hits and calibration
+come from :class:`~streamsig.models.outcomes.MaturedScores`, which needs no challenger).
 
 Checkpoints (:meth:`state_bytes` / :meth:`from_bytes`) pickle the river model,
 which has no other serialised form. Only load checkpoints this process family
@@ -40,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from streamsig.labels import LabelConfig, mid_change, ternary
+from streamsig.models.outcomes import empty_tally, tally
 
 _MAGIC = b"streamsig-online-v1\n"
 
@@ -149,28 +151,25 @@ class OnlineChallenger:
     def _learn(self, w: _Waiting, y: int) -> None:
         self.model.learn_one(w.x, y)
         self.learned += 1
-        if w.pred >= 0:
-            _score(self._tally["challenger"], w.proba, y)
+        if w.pred >= 0 and w.proba is not None:
+            _add(self._tally["challenger"], tally(w.proba[None, :], np.array([y])))
             self.detector.update(float(w.pred != y))
             if self.detector.drift_detected:
                 self.drifts.append(self.learned)
                 self._tally["challenger"]["drifts"] += 1
                 if self.reset_on_drift:
                     self.model = self._new_model()
-        if w.champion is not None and np.isfinite(w.champion).all():
-            t = self._tally["champion"]
-            _score(t, w.champion, y)
+        if w.champion is not None and np.isfinite(w.champion).all() and y >= 0:
             self.champion_detector.update(float(int(np.argmax(w.champion)) != y))
             if self.champion_detector.drift_detected:
                 self.champion_drifts += 1
-                t["drifts"] += 1
+                self._tally["champion"]["drifts"] += 1
 
     def take_tally(self) -> dict[str, dict[str, Any]]:
-        """Scores of matured labels since the last call, per role ("champion", "challenger").
+        """Matured-label scores since the last call, per role ("champion", "challenger").
 
-        Each role: ``matured``, ``hits``, ``drifts`` (ADWIN alarms), and
-        ``predicted``/``observed``, (3, 10) counts of matured predictions by class
-        (down, flat, up) and probability decile, and of those whose label was that class.
+        Each role is a :func:`streamsig.models.outcomes.tally` plus ``drifts`` (ADWIN
+        alarms); the champion's role carries only its drifts.
         """
         out, self._tally = self._tally, _new_tally()
         return out
@@ -195,20 +194,10 @@ class OnlineChallenger:
         return obj
 
 
-CALIBRATION_BINS = 10  #: probability deciles of the calibration counts
-
-
 def _new_tally() -> dict[str, dict[str, Any]]:
-    return {role: {"matured": 0, "hits": 0, "drifts": 0, "predicted": np.zeros((3, CALIBRATION_BINS), np.int64),
-                   "observed": np.zeros((3, CALIBRATION_BINS), np.int64)} for role in ("champion", "challenger")}
+    return {"champion": empty_tally(), "challenger": empty_tally()}
 
 
-def _score(t: dict[str, Any], proba: np.ndarray | None, y: int) -> None:
-    """Count one matured prediction ``proba`` (down, flat, up) against label ``y`` (0, 1, 2)."""
-    if proba is None or not np.isfinite(proba).all() or not 0 <= y <= 2:
-        return
-    t["matured"] += 1
-    t["hits"] += int(int(np.argmax(proba)) == y)
-    bins = np.clip((proba * CALIBRATION_BINS).astype(np.int64), 0, CALIBRATION_BINS - 1)
-    t["predicted"][np.arange(3), bins] += 1
-    t["observed"][y, bins[y]] += 1
+def _add(t: dict[str, Any], more: dict[str, Any]) -> None:
+    for k in ("matured", "hits", "predicted", "observed"):
+        t[k] += more[k]

@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -21,6 +22,9 @@ async def run_demo(feeds: list[Feed], bootstrap: str, strategy: Any, model_id: s
     """Run everything until the replay ends (plus a short drain), ``duration`` s, or Ctrl-C.
 
     ``challenger`` (a factory of ``OnlineChallenger``) runs the online model beside the champion.
+    The replay starts from the first event every time, so the worker's checkpoints go to a
+    folder of this run under ``state_dir`` (removed at the end): a checkpoint left by an earlier
+    run would make the worker skip, as already applied, everything up to where that run stopped.
     """
     from streamsig.serve.metrics import serve_metrics
     from streamsig.serve.page import PageServer
@@ -35,7 +39,8 @@ async def run_demo(feeds: list[Feed], bootstrap: str, strategy: Any, model_id: s
                         session_timeout_s=3.0, heartbeat_s=0.5)
     await ensure_topics(bootstrap, cfg.topics.all(), cfg.partitions)
     serve_metrics(metrics_port)
-    worker = build_worker(cfg, spec, strategy, model_id, state_dir, challenger=challenger)
+    run_dir = state_dir / cfg.app_id
+    worker = build_worker(cfg, spec, strategy, model_id, run_dir, challenger=challenger)
     trader = build_trader(cfg, spec, exec_cfg or ExecConfig(fee_bps=1.0), max_position)
     token = token or secrets.token_urlsafe(12)
     stop = asyncio.Event()
@@ -45,6 +50,7 @@ async def run_demo(feeds: list[Feed], bootstrap: str, strategy: Any, model_id: s
             loop.add_signal_handler(s, stop.set)
     t0 = time.monotonic()
     async with contextlib.AsyncExitStack() as stack:
+        stack.callback(shutil.rmtree, run_dir, True)
         await stack.enter_async_context(running(worker, ready_timeout_s=60))
         await stack.enter_async_context(running(trader, ready_timeout_s=60))
         server = await _start_ws(stack, bootstrap, cfg, ws_port, token)

@@ -94,7 +94,8 @@ def observe_scores(model: str, sig: np.ndarray, limit: int = 64) -> int:
 def record_tally(symbol: str, models: dict[str, str], tally: dict[str, dict[str, Any]]) -> None:
     """Add an ``OnlineChallenger.take_tally()`` to the matured-label counters.
 
-    ``models`` maps a role ("champion", "challenger") to the model id it is exported under.
+    ``models`` maps a role ("champion", "challenger") to the model id it is exported under;
+    a tally may hold either role or both.
     """
     for role, t in tally.items():
         model = models[role]
@@ -107,6 +108,13 @@ def record_tally(symbol: str, models: dict[str, str], tally: dict[str, dict[str,
             for bi in np.flatnonzero(t["predicted"][ci]).tolist():
                 M.CALIB_PRED.labels(model, cls, BIN_EDGES[bi]).inc(int(t["predicted"][ci, bi]))
                 M.CALIB_HIT.labels(model, cls, BIN_EDGES[bi]).inc(int(t["observed"][ci, bi]))
+
+
+def champion_label(strategy: Any) -> dict[str, Any] | None:
+    """The label config of a model strategy's card (None for rules, which have no probabilities)."""
+    card = getattr(getattr(strategy, "scorer", None), "card", None)
+    label = card.get("label") if isinstance(card, dict) else None
+    return {k: v for k, v in label.items() if k != "description"} if isinstance(label, dict) else None
 
 
 def zero_model_series(symbol: str, models: dict[str, str]) -> None:

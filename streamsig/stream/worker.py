@@ -28,6 +28,7 @@ import numpy as np
 from streamsig.book.events import EOB, Reason
 from streamsig.engine import SignalEngine
 from streamsig.features import FeatureSpec
+from streamsig.models.outcomes import MaturedScores
 from streamsig.serve import metrics as M
 from streamsig.stream.config import StreamConfig, make_app, raw_topic
 from streamsig.stream import health
@@ -123,6 +124,9 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
     ckpts = Checkpoints(state_dir)
     app.streamsig_engines = engines  # for tests and the status line
     roles = {"champion": model_id, "challenger": model_id + "+online"}
+    label = health.champion_label(strategy)
+    matured: dict[str, MaturedScores] = {}  # the champion scored on its matured labels, per symbol
+    imid = spec.index("mid")
     for reason in [r.name for r in Reason if r not in (Reason.OK, Reason.RESYNC, Reason.DUPLICATE)] + [
             "BAD_FRAME", "GAP", "INTERNAL_ERROR"]:
         M.DEAD_LETTERS.labels(reason)  # every reason's series exists (at 0) from the start
@@ -139,8 +143,10 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
             marks[symbol] = mark
             for counter in (M.DUPLICATES, M.GAPS, M.RESYNC_DROPPED):
                 counter.labels(symbol)
-            if challenger:
-                health.zero_model_series(symbol, roles)
+            if label is not None:
+                matured[symbol] = MaturedScores(label)
+            health.zero_model_series(symbol, {r: m for r, m in roles.items()
+                                              if (r == "champion" and label is not None) or (r != "champion" and challenger)})
         return eng
 
     def decode(value: bytes, frames: dict[str, list], dead_out: list) -> None:
@@ -186,6 +192,11 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
             if res.challenger is not None:
                 out["\0ch:" + sym] = (res.challenger[res.challenger["seq"] > mark], pts, eng.last_seq)
                 health.observe_scores(roles["challenger"], out["\0ch:" + sym][0])
+        scorer = matured.get(sym)
+        if scorer is not None and len(res.rows):
+            probs = np.stack([res.signals["p_down"], res.signals["p_flat"], res.signals["p_up"]], axis=1)
+            health.record_tally(sym, roles, {"champion": scorer.update_many(res.rows[:, imid],
+                                                                            res.signals["ts_ns"], probs)})
         if eng.challenger is not None:
             health.record_tally(sym, roles, eng.challenger.take_tally())
 
