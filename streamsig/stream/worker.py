@@ -30,8 +30,8 @@ from streamsig.engine import SignalEngine
 from streamsig.features import FeatureSpec
 from streamsig.models.outcomes import MaturedScores
 from streamsig.serve import metrics as M
-from streamsig.stream.config import StreamConfig, make_app, raw_topic
 from streamsig.stream import health
+from streamsig.stream.config import StreamConfig, make_app, raw_topic
 from streamsig.stream.frames import FrameError, dead_letter_record, decode_frame, encode_frame, peek_symbol
 from streamsig.stream.sigframes import encode_signals
 
@@ -145,8 +145,8 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
                 counter.labels(symbol)
             if label is not None:
                 matured[symbol] = MaturedScores(label)
-            health.zero_model_series(symbol, {r: m for r, m in roles.items()
-                                              if (r == "champion" and label is not None) or (r != "champion" and challenger)})
+            active = {"champion": label is not None, "challenger": challenger is not None}
+            health.zero_model_series(symbol, {r: m for r, m in roles.items() if active[r]})
         return eng
 
     def decode(value: bytes, frames: dict[str, list], dead_out: list) -> None:
