@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from typing import Any
 
 import numpy as np
@@ -72,23 +73,76 @@ def add_health_timer(app: Any, consumer: str, bootstrap: str, interval_s: float 
             record_lag(app, consumer)
 
 
-def observe_scores(model: str, sig: np.ndarray, limit: int = 64) -> int:
+_children: dict[tuple[Any, ...], Any] = {}
+
+
+def _child(metric: Any, *labels: str) -> Any:
+    """``metric.labels(*labels)``, looked up once (the worker calls this per batch)."""
+    key = (id(metric), *labels)  # the metrics are module-level objects that live as long as the process
+    child = _children.get(key)
+    if child is None:
+        child = _children[key] = metric.labels(*labels)
+    return child
+
+
+_last_observed: dict[tuple[str, str], float] = {}
+
+
+def observe_scores(model: str, symbol: str, sig: np.ndarray, limit: int = 16, every_s: float = 0.05,
+                   now: float | None = None) -> int:
     """Observe up to ``limit`` evenly spaced rows of a signal batch in ``streamsig_signal_probability``.
 
-    A sample, so the histogram costs the same per message at any rate; rows
-    without probabilities (rules, warm-up) are skipped. Returns rows observed.
+    A sample: at most one batch per ``every_s`` per model and symbol, so the
+    histogram costs the same at any rate; rows without probabilities (rules,
+    warm-up) are skipped. Returns rows observed.
     """
+    now = time.monotonic() if now is None else now
+    if now - _last_observed.get((model, symbol), -np.inf) < every_s:
+        return 0
+    _last_observed[(model, symbol)] = now
     probs = np.stack([sig["p_down"], sig["p_flat"], sig["p_up"]], axis=1)
     probs = probs[np.isfinite(probs).all(axis=1)]
     if not len(probs):
         return 0
     step = max(1, -(-len(probs) // limit))
     sample = probs[::step]
-    children = [M.SCORES.labels(model, c) for c in CLASSES]
+    children = [_child(M.SCORES, model, c) for c in CLASSES]
     for row in sample.tolist():
         for child, p in zip(children, row):
             child.observe(p)
     return len(sample)
+
+
+class TallyBuffer:
+    """Matured-label tallies summed per symbol and role, added to the counters every ``flush_s``.
+
+    The worker adds a tally per batch (numpy sums only); the Prometheus
+    counters move at most every ``flush_s`` seconds and at :meth:`flush`.
+    """
+
+    def __init__(self, models: dict[str, str], flush_s: float = 0.5) -> None:
+        self.models, self.flush_s = models, flush_s
+        self._sums: dict[tuple[str, str], dict[str, Any]] = {}
+        self._last = time.monotonic()
+
+    def add(self, symbol: str, tally: dict[str, dict[str, Any]], now: float | None = None) -> None:
+        for role, t in tally.items():
+            acc = self._sums.get((symbol, role))
+            if acc is None:
+                self._sums[(symbol, role)] = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in t.items()}
+            else:
+                for k, v in t.items():
+                    acc[k] += v
+        now = time.monotonic() if now is None else now
+        if now - self._last >= self.flush_s:
+            self.flush(now)
+
+    def flush(self, now: float | None = None) -> None:
+        """Add everything summed so far to the counters."""
+        sums, self._sums = self._sums, {}
+        for (symbol, role), t in sums.items():
+            record_tally(symbol, self.models, {role: t})
+        self._last = time.monotonic() if now is None else now
 
 
 def record_tally(symbol: str, models: dict[str, str], tally: dict[str, dict[str, Any]]) -> None:
@@ -99,15 +153,18 @@ def record_tally(symbol: str, models: dict[str, str], tally: dict[str, dict[str,
     """
     for role, t in tally.items():
         model = models[role]
-        if t["matured"]:
-            M.MATURED.labels(symbol, model).inc(t["matured"])
-            M.HITS.labels(symbol, model).inc(t["hits"])
         if t["drifts"]:
-            M.DRIFTS.labels(symbol, model).inc(t["drifts"])
+            _child(M.DRIFTS, symbol, model).inc(t["drifts"])
+        if not t["matured"]:
+            continue
+        _child(M.MATURED, symbol, model).inc(t["matured"])
+        _child(M.HITS, symbol, model).inc(t["hits"])
+        pred, obs = t["predicted"].tolist(), t["observed"].tolist()
         for ci, cls in enumerate(CLASSES):
-            for bi in np.flatnonzero(t["predicted"][ci]).tolist():
-                M.CALIB_PRED.labels(model, cls, BIN_EDGES[bi]).inc(int(t["predicted"][ci, bi]))
-                M.CALIB_HIT.labels(model, cls, BIN_EDGES[bi]).inc(int(t["observed"][ci, bi]))
+            for bi, n in enumerate(pred[ci]):
+                if n:
+                    _child(M.CALIB_PRED, model, cls, BIN_EDGES[bi]).inc(n)
+                    _child(M.CALIB_HIT, model, cls, BIN_EDGES[bi]).inc(obs[ci][bi])
 
 
 def champion_label(strategy: Any) -> dict[str, Any] | None:

@@ -126,6 +126,7 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
     roles = {"champion": model_id, "challenger": model_id + "+online"}
     label = health.champion_label(strategy)
     matured: dict[str, MaturedScores] = {}  # the champion scored on its matured labels, per symbol
+    tallies = health.TallyBuffer(roles)
     imid = spec.index("mid")
     for reason in [r.name for r in Reason if r not in (Reason.OK, Reason.RESYNC, Reason.DUPLICATE)] + [
             "BAD_FRAME", "GAP", "INTERNAL_ERROR"]:
@@ -188,17 +189,16 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
             sig = sig[sig["seq"] > mark]
             marks[sym] = int(sig["seq"][-1])
             out[sym] = (sig, pts, eng.last_seq)
-            health.observe_scores(model_id, sig)
+            health.observe_scores(model_id, sym, sig)
             if res.challenger is not None:
                 out["\0ch:" + sym] = (res.challenger[res.challenger["seq"] > mark], pts, eng.last_seq)
-                health.observe_scores(roles["challenger"], out["\0ch:" + sym][0])
+                health.observe_scores(roles["challenger"], sym, out["\0ch:" + sym][0])
         scorer = matured.get(sym)
         if scorer is not None and len(res.rows):
             probs = np.stack([res.signals["p_down"], res.signals["p_flat"], res.signals["p_up"]], axis=1)
-            health.record_tally(sym, roles, {"champion": scorer.update_many(res.rows[:, imid],
-                                                                            res.signals["ts_ns"], probs)})
+            tallies.add(sym, {"champion": scorer.update_many(res.rows[:, imid], res.signals["ts_ns"], probs)})
         if eng.challenger is not None:
-            health.record_tally(sym, roles, eng.challenger.take_tally())
+            tallies.add(sym, eng.challenger.take_tally())
 
     @app.agent(book)
     async def process(stream):  # type: ignore[no-untyped-def]
@@ -252,6 +252,7 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
     @app.on_before_shutdown.connect
     async def _on_shutdown(sender: Any, **kw: Any) -> None:
         save_all()  # streams are drained by now; the final offset commit comes after this
+        tallies.flush()
 
     @app.on_partitions_revoked.connect
     async def _on_revoked(sender: Any, revoked: Any, **kw: Any) -> None:
