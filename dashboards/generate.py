@@ -90,8 +90,8 @@ def model_board() -> Board:
                                         "legend": {"show": True}, "tooltip": {"show": True, "yHistogram": True}})
     b.panel("timeseries", "Median score by class and model",
             "Median of each class probability (histogram_quantile over streamsig_signal_probability).",
-            [(f"histogram_quantile(0.5, sum by (model, class, le) "
-              f"(rate(streamsig_signal_probability_bucket{{{sel}}}[{RATE}])))", "{{model}} p_{{class}}")],
+            [((f"histogram_quantile(0.5, sum by (model, class, le) "
+              f"(rate(streamsig_signal_probability_bucket{{{sel}}}[{RATE}])))"), "{{model}} p_{{class}}")],
             unit="percentunit", w=12)
     b.panel("timeseries", "Scored rows per second (sampled)",
             "Rows observed in streamsig_signal_probability per second, by model (at most 16 per signal message).",
@@ -101,14 +101,14 @@ def model_board() -> Board:
     b.panel("timeseries", "Hit rate",
             "Share of matured predictions whose most likely class was the realised label, champion and challenger "
             "(streamsig_label_hits_total / streamsig_labels_matured_total).",
-            [(f'sum by (model) (rate(streamsig_label_hits_total{{symbol=~"$symbol", {sel}}}[{RATE}])) / '
-              f'sum by (model) (rate(streamsig_labels_matured_total{{symbol=~"$symbol", {sel}}}[{RATE}]))',
+            [((f'sum by (model) (rate(streamsig_label_hits_total{{symbol=~"$symbol", {sel}}}[{RATE}])) / '
+              f'sum by (model) (rate(streamsig_labels_matured_total{{symbol=~"$symbol", {sel}}}[{RATE}]))'),
               "{{model}}")],
             unit="percentunit", w=12, defaults={"min": 0, "max": 1})
     b.panel("bargauge", "Hit rate by symbol (whole run)",
             "Cumulative hit rate per symbol and model since the worker started.",
-            [(f'sum by (symbol, model) (streamsig_label_hits_total{{symbol=~"$symbol", {sel}}}) / '
-              f'sum by (symbol, model) (streamsig_labels_matured_total{{symbol=~"$symbol", {sel}}})',
+            [((f'sum by (symbol, model) (streamsig_label_hits_total{{symbol=~"$symbol", {sel}}}) / '
+              f'sum by (symbol, model) (streamsig_labels_matured_total{{symbol=~"$symbol", {sel}}})'),
               "{{symbol}} {{model}}")],
             unit="percentunit", w=12, instant=True, defaults={"min": 0, "max": 1},
             options={"orientation": "horizontal", "displayMode": "gradient", "showUnfilled": True,
@@ -116,8 +116,8 @@ def model_board() -> Board:
     b.panel("bargauge", "Calibration: observed frequency per predicted decile",
             "For matured predictions whose class probability fell in a decile (bin = its upper edge), the share "
             "whose label was that class; a calibrated model shows each bar near its bin. Whole run.",
-            [(f"sum by (model, class, bin) (streamsig_calibration_outcomes_total{{{sel}}}) / "
-              f"sum by (model, class, bin) (streamsig_calibration_predictions_total{{{sel}}})",
+            [((f"sum by (model, class, bin) (streamsig_calibration_outcomes_total{{{sel}}}) / "
+              f"sum by (model, class, bin) (streamsig_calibration_predictions_total{{{sel}}})"),
               "{{model}} p_{{class}} <= {{bin}}")],
             unit="percentunit", w=12, h=12, instant=True, defaults={"min": 0, "max": 1},
             options={"orientation": "horizontal", "displayMode": "basic", "showUnfilled": True,

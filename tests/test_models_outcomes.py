@@ -23,8 +23,7 @@ def test_batches_score_exactly_the_offline_labels(cfg: LabelConfig) -> None:
     cuts = np.sort(rng.choice(np.arange(1, len(df)), 40, replace=False))
     for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, len(df)]):
         t = m.update_many(df["mid"].to_numpy()[lo:hi], df["ts_ns"].to_numpy()[lo:hi], probs[lo:hi])
-        for k in total:
-            total[k] = total[k] + t[k]
+        total = {k: v + t[k] for k, v in total.items()}
     expect = tally(probs, np.asarray(y))  # offline: every row with a label at once
     assert total["matured"] == expect["matured"] == int(((y >= 0) & np.isfinite(probs).all(axis=1)).sum())
     assert total["hits"] == expect["hits"]
