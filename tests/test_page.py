@@ -109,3 +109,47 @@ async def test_live_page_draws_every_chart_from_the_demo_and_rejects_a_wrong_tok
     assert "Wrong or missing token" in seen["bad_message"] and "4401" in seen["bad_message"]
     assert seen["bad_points"] == {"price": 0, "score": 0, "target": 0, "pnl": 0, "fills": 0, "microprice": 0}
     assert "stopped cleanly" in demo.out, demo.err[-2000:]
+
+
+@pytest.mark.slow
+async def test_page_caps_its_points_and_reconnects_after_the_server_returns(tmp_path: Path) -> None:
+    """A server fed in-process (no Kafka): more records than the cap, then a restart on the same port."""
+    import asyncio
+
+    from streamsig.serve.ws import SignalServer
+
+    binary = _chromium()
+    server = await SignalServer(None, port=0, tokens=["tk"], queue_size=20_000).start()
+    port = server.port
+    page = PageServer("127.0.0.1", 0, port).start()
+    t0 = 1_700_000_000_000_000_000
+    try:
+        async with Browser(binary, tmp_path / "profile") as b:
+            await b.open(page.url("tk"))
+            assert await b.poll("window.streamsigPage && window.streamsigPage.state === 'live'", 30)
+            probe = {"type": "pnl", "symbol": "AAA", "exch_ts_ns": t0, "mid": 100.0, "microprice": 100.0, "pnl": 0.0}
+            for _ in range(100):  # until the page's subscription has reached the server
+                if server.broadcast(probe):
+                    break
+                await asyncio.sleep(0.1)
+            n = 3500
+            for i in range(1, n + 1):
+                ts = t0 + i * 1_000_000
+                server.broadcast({"type": "pnl", "symbol": "AAA", "exch_ts_ns": ts, "mid": 100 + 0.01 * (i % 50),
+                                  "microprice": 100.004 + 0.01 * (i % 50), "pnl": 0.001 * i})
+                server.broadcast({"type": "signal", "symbol": "AAA", "model": "m", "exch_ts_ns": ts,
+                                  "p_down": 0.2, "p_flat": 0.5, "p_up": 0.3, "target": float(i % 3 - 1)})
+            server.broadcast({"type": "fill", "symbol": "AAA", "ts_ns": t0 + 5 * 10**9, "side": 1, "qty": 1.0,
+                              "price": 100.2})
+            capped = "(() => { const p = window.streamsigPage.points(); return p.fills === 1 ? p : null; })()"
+            pts = await b.poll(capped, 30)
+            assert pts == {"price": 6000, "score": 3000, "target": 3000, "pnl": 3000, "fills": 1, "microprice": 3000}
+            await server.stop()
+            assert await b.poll("window.streamsigPage.state === 'reconnecting'", 20)
+            server = await SignalServer(None, port=port, tokens=["tk"]).start()
+            assert await b.poll("window.streamsigPage.state === 'live'", 40), await b.js("window.streamsigPage.state")
+            assert await b.js("window.streamsigPage.reconnects") >= 1
+            assert await b.js("window.streamsigPage.points().pnl") == 3000  # what it held is kept
+    finally:
+        page.stop()
+        await server.stop()
