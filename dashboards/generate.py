@@ -94,7 +94,7 @@ def model_board() -> Board:
               f"(rate(streamsig_signal_probability_bucket{{{sel}}}[{RATE}])))"), "{{model}} p_{{class}}")],
             unit="percentunit", w=12)
     b.panel("timeseries", "Scored rows per second (sampled)",
-            "Rows observed in streamsig_signal_probability per second, by model (at most 16 per signal message).",
+            "Rows observed in streamsig_signal_probability per second, by model (a sample: at most 16 rows per 50 ms per symbol).",
             [(f'sum by (model) (rate(streamsig_signal_probability_count{{{sel}, class="up"}}[{RATE}]))', "{{model}}")],
             unit="ops", w=12)
     b.row("Realised: champion vs online challenger (labels matured)")
