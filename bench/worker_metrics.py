@@ -17,12 +17,14 @@ import numpy as np
 from streamsig.book.sources import open_feeds
 from streamsig.engine import SignalEngine
 from streamsig.models.outcomes import MaturedScores
-from streamsig.stream import health
-from streamsig.stream.commands import default_model, load_strategy
+from streamsig.live import health
+from streamsig.models.registry import default_model
+from streamsig.trading import PolicyConfig
+from streamsig.trading.strategies import load_strategy
 
 
 def run(n_updates: int, batch: int) -> dict[str, float]:
-    strat, _, spec = load_strategy(default_model(), "ofi", {})
+    strat, _, spec = load_strategy(default_model(), "ofi", PolicyConfig())
     feed = open_feeds("synthetic", symbols=["S"], n_updates=n_updates, seed=1)[0]
     ev = feed.read_all()
     eng = SignalEngine("S", spec, feed.tick_size, strat)

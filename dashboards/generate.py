@@ -5,7 +5,7 @@
 
 Every panel is built by the few functions below, so each one has a datasource,
 a unique id, a grid position inside 24 columns and at least one query; the
-queries use only metrics of ``streamsig/serve/metrics.py`` (tests/test_dashboards.py
+queries use only metrics of ``streamsig/telemetry.py`` (tests/test_dashboards.py
 runs each against a real Prometheus). ``streamsig.json`` (the overview) is kept by hand.
 """
 from __future__ import annotations

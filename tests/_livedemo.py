@@ -9,7 +9,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from streamsig.stream.broker import free_port
+from streamsig.live.broker import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 

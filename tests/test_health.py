@@ -5,11 +5,11 @@ import asyncio
 
 import numpy as np
 
-from streamsig.backtest.result import SIGNAL_DTYPE
+from streamsig.book.records import SIGNAL_DTYPE
 from streamsig.models.outcomes import tally
-from streamsig.serve.metrics import REGISTRY
-from streamsig.stream import health
-from streamsig.stream.broker import free_port
+from streamsig.live import health
+from streamsig.live.broker import free_port
+from streamsig.telemetry import REGISTRY
 
 
 def value(name: str, **labels: str) -> float:

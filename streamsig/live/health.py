@@ -1,6 +1,6 @@
 """What the live processes report about themselves: consumer lag, broker reachability, model scores.
 
-Every function here only sets metrics of :mod:`streamsig.serve.metrics`.
+Every function here only sets metrics of :mod:`streamsig.telemetry`.
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from streamsig.serve import metrics as M
+from streamsig import telemetry as M
 
 CLASSES = ("down", "flat", "up")
 BIN_EDGES = tuple(f"{(i + 1) / 10:.1f}" for i in range(10))  #: calibration bins by upper edge
