@@ -10,7 +10,9 @@ drained part runs exactly the backtest's per-row loop
 each row, portfolio marked at the row's mid, kill switch, passive orders if
 configured). So a file replayed live trades like the backtest of the same
 file. Redelivered book events and signals are dropped by sequence
-(:func:`~streamsig.book.sequence.fresh_start`): no signal trades twice.
+(:func:`~streamsig.book.sequence.fresh_start`): no signal trades twice. The
+P&L record says where the last traded row stood: its sequence, exchange time,
+mid and the :func:`microprice` of its touch.
 """
 from __future__ import annotations
 
