@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import os
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, start_http_server
 
 REGISTRY = CollectorRegistry(auto_describe=True)
+ProcessCollector(registry=REGISTRY)  # process_cpu_seconds_total, process_resident_memory_bytes, ...
 
 EVENTS = Counter("streamsig_events_processed", "Book events applied by the worker", ["symbol"],
                  registry=REGISTRY)
@@ -42,6 +43,31 @@ WS_CLIENTS = Gauge("streamsig_websocket_clients", "Connected websocket clients",
 WS_SENT = Counter("streamsig_websocket_messages_sent", "Messages sent to websocket clients", registry=REGISTRY)
 WS_DROPPED = Counter("streamsig_websocket_clients_dropped", "Slow websocket clients disconnected",
                      registry=REGISTRY)
+
+STAGE_LATENCY = Histogram(
+    "streamsig_stage_latency_seconds",
+    "Producer timestamp of a book frame to the moment a pipeline stage has handled it",
+    ["stage"], registry=REGISTRY,
+    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0))
+CONSUMER_LAG = Gauge("streamsig_consumer_lag_messages",
+                     "Messages in a partition not yet processed by this consumer (high watermark - next offset)",
+                     ["consumer", "topic", "partition"], registry=REGISTRY)
+BROKER_UP = Gauge("streamsig_broker_up", "1 if a TCP connection to a bootstrap broker succeeded at the last probe",
+                  ["broker"], registry=REGISTRY)
+SCORES = Histogram("streamsig_signal_probability", "Class probabilities the models publish (one per class per row)",
+                   ["model", "class"], registry=REGISTRY, buckets=tuple(round(0.1 * i, 1) for i in range(1, 11)))
+MATURED = Counter("streamsig_labels_matured", "Predictions whose label has matured (scored against the outcome)",
+                  ["symbol", "model"], registry=REGISTRY)
+HITS = Counter("streamsig_label_hits", "Matured predictions whose most likely class was the realised label",
+               ["symbol", "model"], registry=REGISTRY)
+CALIB_PRED = Counter("streamsig_calibration_predictions",
+                     "Matured predictions by class and probability bin (bin = upper edge)",
+                     ["model", "class", "bin"], registry=REGISTRY)
+CALIB_HIT = Counter("streamsig_calibration_outcomes",
+                    "Matured predictions by class and probability bin whose label was that class",
+                    ["model", "class", "bin"], registry=REGISTRY)
+DRIFTS = Counter("streamsig_drift_alarms", "ADWIN drift alarms on a model's 0/1 error over matured labels",
+                 ["symbol", "model"], registry=REGISTRY)
 
 
 def serve_metrics(port: int, addr: str | None = None) -> None:

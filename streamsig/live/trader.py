@@ -10,7 +10,9 @@ drained part runs exactly the backtest's per-row loop
 each row, portfolio marked at the row's mid, kill switch, passive orders if
 configured). So a file replayed live trades like the backtest of the same
 file. Redelivered book events and signals are dropped by sequence
-(:func:`~streamsig.book.sequence.fresh_start`): no signal trades twice.
+(:func:`~streamsig.book.sequence.fresh_start`): no signal trades twice. The
+P&L record says where the last traded row stood: its sequence, exchange time,
+mid and the :func:`microprice` of its touch.
 """
 from __future__ import annotations
 
@@ -32,6 +34,22 @@ from streamsig.trading.executor import fill_to_dict
 from streamsig.trading.performance import LiveStats
 
 
+def microprice(rec: np.void) -> float:
+    """The size-weighted mid of a signal record's touch (the feature kernel's ``microprice``).
+
+    NaN when the record has no touch sizes (a feature spec without depth 1).
+
+    >>> r = np.zeros(1, SIGNAL_DTYPE)[0]
+    >>> r["bid"], r["bid_sz"], r["ask"], r["ask_sz"] = 99.0, 3.0, 101.0, 1.0
+    >>> microprice(r)
+    100.5
+    """
+    qb, qa = float(rec["bid_sz"]), float(rec["ask_sz"])
+    if not (qb + qa > 0):
+        return math.nan
+    return (float(rec["ask"]) * qb + float(rec["bid"]) * qa) / (qb + qa)
+
+
 class LiveTrader:
     """One symbol's paper trading, joined on sequence numbers (see module doc).
 
@@ -46,6 +64,7 @@ class LiveTrader:
         self.cursor = BookCursor(book_capacity, tick_size)
         self.lane = Account(strategy, symbol, replace(exec_cfg, tick_size=tick_size), capital, capital_units,
                             None, record=False)
+        self._mark: tuple[int, int, float, float] | None = None  # (exch ts, seq, mid, microprice) of the last row
         self._events: list[np.ndarray] = []
         self._closed = -1  # sequence of the last end-of-batch event buffered
         self._sig = np.zeros(0, SIGNAL_DTYPE)  # signal records not traded yet
@@ -104,6 +123,9 @@ class LiveTrader:
         n_before = len(self.lane.fills)
         step_rows([self.lane], [sig["target"].tolist()], part, idx.tolist(), sig["ts_ns"].tolist(),
                   sig["seq"].tolist(), sig["mid"].tolist(), self.cursor)
+        if len(sig):
+            last = sig[-1]
+            self._mark = (int(part["exch_ts"][idx[-1]]), int(last["seq"]), float(last["mid"]), microprice(last))
         pf = self.lane.pf
         if pf is not None:
             self.stats.update(pf.equity)
@@ -127,7 +149,14 @@ class LiveTrader:
                 "realised": num(pf.realised()), "unrealised": num(pf.unrealised()), "fees": num(pf.fees),
                 "drawdown": num(pf.drawdown), "sharpe": num(self.stats.sharpe),
                 "sortino": num(self.stats.sortino), "max_drawdown": num(self.stats.max_drawdown),
-                "fills": self.n_fills, "killed": pf.killed}
+                "fills": self.n_fills, "killed": pf.killed, **self._mark_fields(num)}
+
+    def _mark_fields(self, num: Any) -> dict[str, Any]:
+        """Where the book stood at the last traded row (for the live page's price chart)."""
+        if self._mark is None:
+            return {}
+        ts, seq, mid, micro = self._mark
+        return {"exch_ts_ns": ts, "seq": seq, "mid": num(mid), "microprice": num(micro)}
 
 
 def build_trader(cfg, exec_cfg: ExecConfig, policy: PolicyConfig = PolicyConfig(),  # noqa: ANN001, ANN201
@@ -136,7 +165,10 @@ def build_trader(cfg, exec_cfg: ExecConfig, policy: PolicyConfig = PolicyConfig(
 
     ``policy.max_position`` sizes each symbol's default capital (as in the backtest).
     """
+    import time
+
     from streamsig.live.config import make_app, raw_topic
+    from streamsig.live.health import add_health_timer
     from streamsig.wire.frames import FrameError, decode_frame
     from streamsig.wire.signals import decode_signals
 
@@ -147,6 +179,7 @@ def build_trader(cfg, exec_cfg: ExecConfig, policy: PolicyConfig = PolicyConfig(
     traders: dict[str, LiveTrader] = {}
     early: dict[str, list] = {}  # signal frames that arrived before the symbol's first book frame
     app.streamsig_traders = traders
+    add_health_timer(app, "trader", cfg.bootstrap)
 
     def trader(symbol: str, tick: float) -> LiveTrader:
         tr = traders.get(symbol)
@@ -200,5 +233,6 @@ def build_trader(cfg, exec_cfg: ExecConfig, policy: PolicyConfig = PolicyConfig(
                 continue
             tr.on_signals(sf)
             await publish(tr, tr.drain())
+            M.STAGE_LATENCY.labels("trader").observe(max(0.0, (time.time_ns() - sf.producer_ts_ns) / 1e9))
 
     return app

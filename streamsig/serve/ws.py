@@ -11,7 +11,8 @@ Protocol (version 1, details in ``docs/observability.md``):
 * ``{"type": "signal", ...}`` carries one signal record: by default only the
   records where the target position changes plus the last record of each
   frame; with ``"all": true`` every record. ``{"type": "pnl", ...}`` is the
-  paper trader's P&L record.
+  paper trader's P&L record (with the mid and microprice it marked at) and
+  ``{"type": "fill", ...}`` one of its fills.
 
 The fan-out never waits for a client: each client has a bounded queue drained
 by its own writer task, and a client whose queue is full is closed with code
@@ -37,7 +38,7 @@ from urllib.parse import parse_qs, urlsplit
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from streamsig.telemetry import WS_CLIENTS, WS_DROPPED, WS_SENT
+from streamsig.telemetry import STAGE_LATENCY, WS_CLIENTS, WS_DROPPED, WS_SENT
 from streamsig.wire.frames import FrameError
 from streamsig.wire.signals import SignalFrame, decode_signals, signal_dicts, to_json
 from streamsig.wire.topics import Topics
@@ -53,7 +54,7 @@ log = logging.getLogger(__name__)
 @dataclass(eq=False)
 class _Client:
     ws: ServerConnection
-    queue: asyncio.Queue[str]
+    queue: asyncio.Queue[tuple[str, int]]  #: (text, producer timestamp of its book frame or 0)
     subs: dict[str, bool] = field(default_factory=dict)  # symbol or "*" -> wants every record
     writer: asyncio.Task[None] | None = None
     dropped: bool = False
@@ -116,7 +117,7 @@ def parse_command(raw: str | bytes, subs: dict[str, bool]) -> dict[str, Any]:
 
 
 class SignalServer:
-    """Websocket fan-out of the ``signals`` and ``pnl`` topics (see the module doc).
+    """Websocket fan-out of the ``signals``, ``pnl`` and ``fills`` topics (see the module doc).
 
     ``bootstrap`` None runs without Kafka (messages come only from
     :meth:`broadcast`). ``port`` 0 picks a free port (read :attr:`port` after
@@ -183,11 +184,12 @@ class SignalServer:
         await self.stop()
 
     # ---- fan-out --------------------------------------------------------------------------
-    def broadcast(self, msg: dict[str, Any], detail: bool = False) -> int:
+    def broadcast(self, msg: dict[str, Any], detail: bool = False, producer_ts_ns: int = 0) -> int:
         """Queue ``msg`` for every client subscribed to its ``symbol``; return how many got it.
 
         A message without ``symbol`` goes to every client. ``detail`` messages go
         only to clients that subscribed with ``"all": true``. Never waits.
+        ``producer_ts_ns`` (the book frame's) times the ``ws_sent`` stage.
         """
         symbol = msg.get("symbol")
         text: str | None = None
@@ -202,7 +204,7 @@ class SignalServer:
                 except (TypeError, ValueError) as exc:
                     log.warning("message not sent (not JSON-safe: %s): %r", exc, msg)
                     return 0
-            sent += self._offer(c, text)
+            sent += self._offer(c, text, producer_ts_ns)
         return sent
 
     def publish_signals(self, frame: SignalFrame, received_ns: int | None = None) -> int:
@@ -215,12 +217,13 @@ class SignalServer:
         recs = signal_dicts(frame)
         prev = self._last_target.get(key)
         now = time.time_ns() if received_ns is None else received_ns
+        STAGE_LATENCY.labels("ws_received").observe(max(0.0, (now - frame.producer_ts_ns) / 1e9))
         sent = 0
         for i, rec in enumerate(recs):
             rec["server_ts_ns"] = now
             key_record = i == len(recs) - 1 or prev is None or rec["target"] != prev
             prev = rec["target"]
-            sent += self.broadcast(rec, detail=not key_record)
+            sent += self.broadcast(rec, detail=not key_record, producer_ts_ns=frame.producer_ts_ns)
         if prev is not None:
             self._last_target[key] = prev
         return sent
@@ -229,11 +232,15 @@ class SignalServer:
         """Broadcast one P&L record from the trader; return deliveries."""
         return self.broadcast({**rec, "type": "pnl"})
 
-    def _offer(self, c: _Client, text: str) -> bool:
+    def publish_fill(self, rec: dict[str, Any]) -> int:
+        """Broadcast one paper fill from the trader; return deliveries."""
+        return self.broadcast({**rec, "type": "fill"})
+
+    def _offer(self, c: _Client, text: str, producer_ts_ns: int = 0) -> bool:
         if c.dropped:
             return False
         try:
-            c.queue.put_nowait(text)
+            c.queue.put_nowait((text, producer_ts_ns))
         except asyncio.QueueFull:
             self._drop(c)
             return False
@@ -290,10 +297,13 @@ class SignalServer:
 
     async def _write(self, c: _Client) -> None:
         with contextlib.suppress(ConnectionClosed):
+            sent = STAGE_LATENCY.labels("ws_sent")
             while True:
-                text = await c.queue.get()
+                text, pts = await c.queue.get()
                 await c.ws.send(text)
                 WS_SENT.inc()
+                if pts:
+                    sent.observe(max(0.0, (time.time_ns() - pts) / 1e9))
 
     # ---- Kafka ----------------------------------------------------------------------------
     async def _start_consumer(self) -> None:
@@ -302,7 +312,8 @@ class SignalServer:
         from streamsig.wire.topics import ensure_topics
 
         assert self.bootstrap is not None
-        counts = await ensure_topics(self.bootstrap, (self.topics.signals, self.topics.pnl), self.partitions)
+        counts = await ensure_topics(self.bootstrap, (self.topics.signals, self.topics.pnl, self.topics.fills),
+                                     self.partitions)
         consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
                                     auto_offset_reset="earliest" if self.from_beginning else "latest",
                                     fetch_max_wait_ms=self.fetch_max_wait_ms)
@@ -345,14 +356,14 @@ class SignalServer:
                     self.on_record(m.topic, m.value, now)
 
     def on_record(self, topic: str, value: bytes, received_ns: int | None = None) -> int:
-        """Fan out one Kafka record of the ``signals`` or ``pnl`` topic; return deliveries."""
+        """Fan out one Kafka record of the ``signals``, ``pnl`` or ``fills`` topic; return deliveries."""
         try:
             if topic == self.topics.signals:
                 return self.publish_signals(decode_signals(value), received_ns)
             rec = json.loads(value)
             if not isinstance(rec, dict):
-                raise ValueError("P&L record is not a JSON object")
-            return self.publish_pnl(rec)
+                raise ValueError("record is not a JSON object")
+            return self.publish_fill(rec) if topic == self.topics.fills else self.publish_pnl(rec)
         except (FrameError, ValueError, UnicodeDecodeError) as exc:
             log.warning("skipping a bad record on %s: %s", topic, exc)
             return 0
