@@ -80,7 +80,8 @@ def serve(kafka: _Kafka = None, host: _Host = "127.0.0.1", port: _Port = 8765, t
     except BrokerError as exc:
         _fail(str(exc))
     try:
-        partitions = StreamConfig.from_env(bootstrap).partitions
+        stream_cfg = StreamConfig.from_env(bootstrap)
+        partitions = stream_cfg.partitions
         serve_metrics(metrics_port, metrics_addr)
         topics = Topics(topic_prefix)
 
@@ -95,7 +96,8 @@ def serve(kafka: _Kafka = None, host: _Host = "127.0.0.1", port: _Port = 8765, t
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, stop.set)
             await run_server(bootstrap, topics, host, port, tokens, queue_size, from_beginning=from_beginning,
-                             partitions=partitions, stop=stop, on_ready=ready)
+                             partitions=partitions, stop=stop, on_ready=ready,
+                             fetch_max_wait_ms=stream_cfg.fetch_max_wait_ms)
 
         asyncio.run(main())
     except (TopicError, OSError, ValueError) as exc:

@@ -14,6 +14,7 @@ Passive (queue) orders are not used live.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import replace
 from typing import Any
 
@@ -184,15 +185,18 @@ def build_trader(cfg, spec: FeatureSpec, exec_cfg: ExecConfig, size: float = 1.0
     @app.agent(signals)
     async def on_signals(stream):  # type: ignore[no-untyped-def]
         async for value in stream:
+            received = time.time_ns()
             try:
                 sf = decode_signals(value)
             except FrameError:
                 continue
+            M.observe_stage("worker_to_trader", sf.worker_ts_ns, received)
             tr = traders.get(sf.symbol)
             if tr is None:  # the book side has not seen this symbol yet: keep the targets
                 early.setdefault(sf.symbol, []).append(sf)
                 continue
             tr.on_signals(sf)
             await publish(tr, tr.drain())
+            M.observe_stage("trader", received, time.time_ns())
 
     return app
