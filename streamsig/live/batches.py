@@ -4,12 +4,14 @@
 arrived or a ``t`` timer fires, so every frame waits for the timer when the
 stream is quiet (and the timer keeps the loop awake when it is idle).
 :func:`ready_batches` hands over a batch as soon as the stream's queue runs
-dry and the partition of its last value has nothing more at the broker (its
-offset is the last one below the consumer's high-water mark): a lone frame is
-never held. Behind a backlog Faust delivers values one at a time, so the queue
-alone would always look dry; there the batch keeps growing (up to
-``max_batch``) for as long as the next value arrives within a few turns of the
-event loop, which amortises the per-batch cost exactly when it matters.
+dry: a lone frame is never held. A batch takes what was already queued when
+its first value arrived (so its first value waits only for values that were
+ahead of it, never for later ones), and, while the partition of its last value
+still has more at the broker than has been delivered (its offset is below the
+consumer's high-water mark minus one) and the batch is younger than
+``_BACKLOG_WAIT_S``, what arrives within a few turns of the event loop: behind
+a backlog the batch grows (up to ``max_batch``) and amortises the per-batch
+cost exactly when it matters.
 
 Events are acknowledged only after the caller is done with their batch (the
 caller's next step of the loop), as ``take`` does, so an offset commit never
@@ -22,6 +24,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 _TURNS = 8  #: event-loop turns to wait for the next value of a backlog before handing the batch over
+_BACKLOG_WAIT_S = 0.002  #: a batch stops waiting for a backlog's next value once it is this old
 
 
 def _behind(consumer: Any, event: Any) -> bool:
@@ -43,22 +46,26 @@ async def ready_batches(stream: Any, max_batch: int) -> AsyncIterator[list[Any]]
     manual = stream.noack()
     queue = manual.channel.queue
     consumer = stream.app.consumer
+    clock = asyncio.get_running_loop().time
     values: list[Any] = []
     events: list[Any] = []
+    target, started = 1, 0.0
     async for value in manual:
+        if not values:
+            target, started = min(max_batch, 1 + queue.qsize()), clock()
         values.append(value)
         event = manual.current_event
         events.append(event)
-        if len(values) < max_batch:
-            if not queue.empty():
-                continue
-            if _behind(consumer, event):
-                for _ in range(_TURNS):
-                    await asyncio.sleep(0)
-                    if not queue.empty():
-                        break
+        if len(values) < target:
+            continue  # already waiting when the batch began
+        if len(values) < max_batch and clock() - started < _BACKLOG_WAIT_S and _behind(consumer, event):
+            for _ in range(_TURNS):
+                await asyncio.sleep(0)
                 if not queue.empty():
-                    continue
+                    break
+            if not queue.empty():
+                target = min(max_batch, len(values) + queue.qsize())
+                continue
         batch, values = values, []
         yield batch
         done, events = events, []
