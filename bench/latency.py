@@ -5,7 +5,7 @@ One process tree, one run, on one broker (embedded Tansu unless ``--kafka``):
 - floor: a bare aiokafka relay process with the same hops as streamsig
   (producer -> topic -> relay consumer -> relay producer -> topic -> consumer),
   the same book frames, the same producer, fetch wait and producer linger;
-- faust: the same relay as a Faust agent that only forwards (full run only),
+- faust (``--faust``): the same relay as a Faust agent that only forwards,
   which separates Faust's own cost from streamsig's;
 - streamsig: ``streamsig worker`` and ``streamsig serve`` as their own
   processes, a websocket client here, at offered rates of 1k, 5k, 20k and 100k
@@ -19,7 +19,7 @@ offered rate as measured (events produced / producer wall time), and whether
 the run kept up (how long after the producer's last event its signals
 arrived). The websocket server must run, or the benchmark fails.
 
-    python bench/latency.py [--quick] [--kafka HOST:PORT] [--fetch-wait-ms N] [--seconds S]
+    python bench/latency.py [--quick] [--kafka HOST:PORT] [--fetch-wait-ms N] [--seconds S] [--faust]
 
 ``--quick``: the floor and streamsig at 5k updates/s with 1 ms frames only (< 60 s).
 The last line is one JSON object.
@@ -32,6 +32,7 @@ import collections
 import json
 import os
 import secrets
+import signal
 import struct
 import subprocess
 import sys
@@ -51,7 +52,8 @@ FRAME_BOUNDS_MS = (1.0, 5.0)
 STAGES = ("produce_to_worker", "worker", "worker_to_server", "server", "client")
 _PTS = struct.Struct("<q")  # the producer stamp at offset 40 of a book frame
 PARTITIONS = 4
-KEPT_UP_S = 0.5  # the last event's signals arrive within this of the producer's end
+KEPT_UP_S = 0.5
+DRAIN_S = 20.0  # how long a case waits for its last signals before it counts as not kept up  # the last event's signals arrive within this of the producer's end
 
 
 def _env() -> dict[str, str]:
@@ -210,8 +212,8 @@ async def ws_listener(port: int, token: str, col: Collector) -> asyncio.Task:
                 m = loads(raw)
                 if m.get("type") != "signal":
                     continue
-                col.on(m["symbol"], m["seq"], (m["producer_ts_ns"], m["worker_received_ns"], m["worker_ts_ns"],
-                                               m["server_ts_ns"], m["sent_ts_ns"], now))
+                col.on(m["symbol"], m["seq"], (m["producer_ts_ns"], m.get("worker_received_ns", 0), m["worker_ts_ns"],
+                                               m.get("server_ts_ns", 0), m.get("sent_ts_ns", 0), now))
         finally:
             await ws.close()
 
@@ -230,7 +232,7 @@ async def run_case(case: Case, bootstrap: str, topic: str, seconds: float, col: 
         raise RuntimeError(f"producer failed ({proc.returncode})")
     st = json.loads(out.decode().strip().splitlines()[-1])
     ends = {s: int(q) for s, q in st["last_seq"].items()}
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + DRAIN_S
     while not all(case.seen.get(s, -1) >= e for s, e in ends.items()) and time.monotonic() < deadline:
         col.event.clear()
         try:
@@ -249,7 +251,7 @@ async def run_case(case: Case, bootstrap: str, topic: str, seconds: float, col: 
            "offered_per_s": round(st["events"] / wall), "events": st["events"], "messages": int(len(rows)),
            "p50_ms": _pct(e2e, 50), "p99_ms": _pct(e2e, 99), "p999_ms": _pct(e2e, 99.9),
            "lag_s": round(lag_s, 3), "kept_up": bool(drained and lag_s <= KEPT_UP_S)}
-    if case.kind == "streamsig" and len(rows):
+    if case.kind == "streamsig" and len(rows) and rows[:, 1:5].min() > 0:  # every stamp present
         stamps = [rows[:, i] for i in range(6)]
         res["stages"] = {name: {"p50_ms": _pct((stamps[i + 1] - stamps[i]) / 1e6, 50),
                                 "p99_ms": _pct((stamps[i + 1] - stamps[i]) / 1e6, 99)}
@@ -392,7 +394,7 @@ async def main_async(a: argparse.Namespace) -> dict:
         kids.stop(relay)
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-        if not a.quick:
+        if a.faust:
             fin, fout = f"lat{tag}-faust-in", f"lat{tag}-faust-out"
             await ensure_topics(bootstrap, [fin, fout], PARTITIONS)
             task = await kafka_listener(bootstrap, fout, fetch, col)
@@ -486,6 +488,7 @@ def main() -> None:
     ap.add_argument("--kafka", default=None, help="external broker (default: embedded Tansu)")
     ap.add_argument("--fetch-wait-ms", type=int, default=0, help="consumer fetch wait (default: StreamConfig's)")
     ap.add_argument("--seconds", type=float, default=0.0, help="production time per case")
+    ap.add_argument("--faust", action="store_true", help="also time a Faust agent that only forwards")
     ap.add_argument("--cases", default="", help='only these streamsig cases, e.g. "5000:5,20000:5"')
     ap.add_argument("--role", default="main", choices=["main", "produce", "relay", "faust-relay"],
                     help=argparse.SUPPRESS)
@@ -501,6 +504,7 @@ def main() -> None:
     elif a.role == "faust-relay":
         role_faust_relay(a)
     else:
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the children on the way out
         print(HEADER, flush=True)
         print(json.dumps(asyncio.run(main_async(a))))
 
