@@ -184,6 +184,8 @@ while True:  # every metric, every label, values that keep moving (so rates are 
         M.RESYNC_DROPPED.labels(sym).inc(3)
         for lat in (0.0007, 0.003, 0.008, 0.04):
             M.LATENCY.labels(sym).observe(lat * (i + 1))
+            for stage in M.STAGES:
+                M.STAGE[stage].observe(lat * (i + 1))
         for m in models:
             M.SIGNALS.labels(sym, m).inc(20)
             M.FILLS.labels(sym, m).inc(1)
