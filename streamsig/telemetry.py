@@ -30,6 +30,31 @@ LATENCY = Histogram("streamsig_signal_latency_seconds",
                     "Producer timestamp of a book frame to its signals being computed",
                     ["symbol"], registry=REGISTRY,
                     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5))
+STAGE_LATENCY = Histogram(
+    "streamsig_stage_latency_seconds",
+    "Time between two stamps on a book frame's way to a websocket client, by stage (docs/latency.md)",
+    ["stage"], registry=REGISTRY,
+    buckets=(0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02,
+             0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0))
+#: stage label -> (from stamp, to stamp); the histogram children are bound once here
+STAGES = {
+    "produce_to_worker": "producer stamp -> worker took the book frame from its stream",
+    "worker": "worker took the frame -> its signals handed to the producer",
+    "worker_to_server": "signals handed to the producer -> websocket server fetched them",
+    "server": "websocket server fetched the signals -> sent to one client",
+    "end_to_end": "producer stamp -> sent to one websocket client",
+    "worker_to_trader": "signals handed to the producer -> trader took them from its stream",
+    "trader": "trader took the signals -> fills and P&L handed to the producer",
+}
+STAGE = {name: STAGE_LATENCY.labels(name) for name in STAGES}
+
+
+def observe_stage(stage: str, start_ns: int, end_ns: int) -> None:
+    """Record ``end_ns - start_ns`` (clamped at 0) under ``stage``; a missing start (0) is skipped."""
+    if start_ns > 0:
+        STAGE[stage].observe(max(0, end_ns - start_ns) / 1e9)
+
+
 PNL = Gauge("streamsig_pnl_quote", "Paper-trading P&L in quote currency (net of costs)", ["symbol", "model"],
             registry=REGISTRY)
 POSITION = Gauge("streamsig_position", "Paper-trading position in units", ["symbol", "model"], registry=REGISTRY)
@@ -44,11 +69,6 @@ WS_SENT = Counter("streamsig_websocket_messages_sent", "Messages sent to websock
 WS_DROPPED = Counter("streamsig_websocket_clients_dropped", "Slow websocket clients disconnected",
                      registry=REGISTRY)
 
-STAGE_LATENCY = Histogram(
-    "streamsig_stage_latency_seconds",
-    "Producer timestamp of a book frame to the moment a pipeline stage has handled it",
-    ["stage"], registry=REGISTRY,
-    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0))
 CONSUMER_LAG = Gauge("streamsig_consumer_lag_messages",
                      "Messages in a partition not yet processed by this consumer (high watermark - next offset)",
                      ["consumer", "topic", "partition"], registry=REGISTRY)

@@ -193,6 +193,8 @@ while True:  # every metric, every label, values that keep moving (so rates are 
         M.RESYNC_DROPPED.labels(sym).inc(3)
         for lat in (0.0007, 0.003, 0.008, 0.04):
             M.LATENCY.labels(sym).observe(lat * (i + 1))
+            for stage in M.STAGES:
+                M.STAGE[stage].observe(lat * (i + 1))
         for m in models:
             M.SIGNALS.labels(sym, m).inc(20)
             M.FILLS.labels(sym, m).inc(1)
@@ -212,7 +214,7 @@ while True:  # every metric, every label, values that keep moving (so rates are 
     M.WS_SENT.inc(40)
     M.WS_DROPPED.inc(1)
     M.BROKER_UP.labels("127.0.0.1:9092").set(1)
-    for stage in ("ws_received", "ws_sent", "trader"):
+    for stage in M.STAGES:
         for lat in (0.0004, 0.002, 0.03):
             M.STAGE_LATENCY.labels(stage).observe(lat)
     for m in models + (models[0] + "+online",):

@@ -22,7 +22,6 @@ from streamsig.engine import SignalEngine
 from streamsig.features import FeatureSpec, FeatureState
 from streamsig.live.producer import with_snapshots
 from streamsig.live.trader import LiveTrader
-from streamsig.trading import ExecConfig, PolicyConfig
 from streamsig.trading.cursor import BookCursor
 from streamsig.models.registry import default_model
 from streamsig.trading.strategies import ModelStrategy, load_strategy

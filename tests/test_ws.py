@@ -203,7 +203,7 @@ async def test_live_signals_pnl_and_fills_from_kafka(kafka: str, unique_prefix: 
         stale = encode_signals("AAA", "m1", records(0, [1]), time.time_ns(), time.time_ns(), 0)
         await producer.send_and_wait(topics.signals, stale, key=b"AAA")
         async with SignalServer(kafka, topics, port=0, tokens=[TOKEN]) as server:
-            before = stage_count("ws_received"), stage_count("ws_sent")
+            before = stage_count("worker_to_server"), stage_count("server")
             a = await client(server, ["AAA"])  # changes only
             star = await client(server, "*", every=True)
             sent: dict[str, list] = {"AAA": [], "BBB": []}
@@ -245,7 +245,7 @@ async def test_live_signals_pnl_and_fills_from_kafka(kafka: str, unique_prefix: 
     assert not [m for m in got_a if m["type"] == "fill"]  # a BBB fill is not for an AAA subscriber
     # stage latency: each of the 8 signal frames was timed on receipt, each signal record on its way out
     n_sig_sent = len(sigs) + len([m for m in got_a if m["type"] == "signal"])
-    assert (stage_count("ws_received") - before[0], stage_count("ws_sent") - before[1]) == (8, n_sig_sent)
+    assert (stage_count("worker_to_server") - before[0], stage_count("server") - before[1]) == (8, n_sig_sent)
     for sym in ("AAA", "BBB"):
         mine = [m for m in sigs if m["symbol"] == sym]
         expect = np.concatenate([r for r, _ in sent[sym]])

@@ -82,6 +82,7 @@ def serve(kafka: Kafka = None, host: _Host = "127.0.0.1", port: _Port = 8765, to
         _fail(str(exc))
     page = PageServer(host, page_port, port)
     try:
+        stream_cfg = StreamConfig.from_env(bootstrap=bootstrap, topic_prefix=topic_prefix, partitions=partitions)
         serve_metrics(metrics_port, metrics_addr)
         topics = Topics(topic_prefix)
 
@@ -100,7 +101,8 @@ def serve(kafka: Kafka = None, host: _Host = "127.0.0.1", port: _Port = 8765, to
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, stop.set)
             await run_server(bootstrap, topics, host, port, tokens, queue_size, from_beginning=from_beginning,
-                             partitions=partitions, stop=stop, on_ready=ready)
+                             partitions=partitions, stop=stop, on_ready=ready,
+                             fetch_max_wait_ms=stream_cfg.fetch_max_wait_ms)
 
         asyncio.run(main())
     except (TopicError, OSError, ValueError) as exc:

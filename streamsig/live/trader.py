@@ -17,6 +17,7 @@ mid and the :func:`microprice` of its touch.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import replace
 from typing import Any
 
@@ -165,7 +166,6 @@ def build_trader(cfg, exec_cfg: ExecConfig, policy: PolicyConfig = PolicyConfig(
 
     ``policy.max_position`` sizes each symbol's default capital (as in the backtest).
     """
-    import time
 
     from streamsig.live.config import make_app, raw_topic
     from streamsig.live.health import add_health_timer
@@ -223,16 +223,18 @@ def build_trader(cfg, exec_cfg: ExecConfig, policy: PolicyConfig = PolicyConfig(
     @app.agent(signals)
     async def on_signals(stream):  # type: ignore[no-untyped-def]
         async for value in stream:
+            received = time.time_ns()
             try:
                 sf = decode_signals(value)
             except FrameError:
                 continue
+            M.observe_stage("worker_to_trader", sf.worker_ts_ns, received)
             tr = traders.get(sf.symbol)
             if tr is None:  # the book side has not seen this symbol yet: keep the targets
                 early.setdefault(sf.symbol, []).append(sf)
                 continue
             tr.on_signals(sf)
             await publish(tr, tr.drain())
-            M.STAGE_LATENCY.labels("trader").observe(max(0.0, (time.time_ns() - sf.producer_ts_ns) / 1e9))
+            M.observe_stage("trader", received, time.time_ns())
 
     return app

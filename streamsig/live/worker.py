@@ -32,6 +32,7 @@ from streamsig.features import FeatureSpec
 from streamsig.models.outcomes import MaturedScores
 from streamsig import telemetry as M
 from streamsig.live import health
+from streamsig.live.batches import ready_batches
 from streamsig.live.config import StreamConfig, make_app, raw_topic
 from streamsig.wire.frames import FrameError, dead_letter_record, decode_frame, encode_frame, peek_symbol
 from streamsig.wire.signals import encode_signals
@@ -101,13 +102,13 @@ def fresh_events(frames: list, last_closed: int) -> tuple[np.ndarray, int]:
 
 def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: str,
                  state_dir: str | Path | None = None, checkpoint_s: float = 1.0,
-                 max_batch: int = 1024, batch_wait_s: float = 0.0005,
-                 challenger: Any = None):  # noqa: ANN201
+                 max_batch: int = 1024, challenger: Any = None):  # noqa: ANN201
     """The worker's Faust app (agents registered); run it with ``run_worker`` or ``running``.
 
-    Frames already waiting are taken together (up to ``max_batch``, waiting at
-    most ``batch_wait_s`` for more) and answered with one signal message per
-    symbol, which amortises the per-message cost of publishing.
+    Frames already waiting are taken together (up to ``max_batch``, never
+    waiting for more: :func:`~streamsig.live.batches.ready_batches`) and
+    answered with one signal message per symbol, which amortises the
+    per-message cost of publishing as the backlog grows.
 
     ``challenger`` (a callable returning a fresh ``OnlineChallenger``) runs an
     online model per symbol beside the champion; its signals go to
@@ -204,13 +205,16 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
     async def process(stream):  # type: ignore[no-untyped-def]
         # frames waiting together are processed together: per symbol one engine call and one
         # signal message, so the per-frame cost falls as the backlog grows
-        async for values in stream.take(max_batch, within=batch_wait_s):
+        async for values in ready_batches(stream, max_batch):
+            received = time.time_ns()
             frames: dict[str, list] = {}
             out: dict[str, tuple] = {}
             dead_out: list = []
             for value in values:
                 decode(value, frames, dead_out)
             for sym, frs in frames.items():
+                for f in frs:
+                    M.observe_stage("produce_to_worker", f.producer_ts_ns, received)
                 try:
                     apply(sym, frs, out, dead_out)
                 except Exception as exc:  # noqa: BLE001 - input must never stop the stream
@@ -227,12 +231,14 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
                 if key.startswith("\0ch:"):
                     sym = key[4:]
                     await ch_topic.send(key=sym.encode(), value=encode_signals(
-                        sym, model_id + "+online", sig, min(pts), now, last))
+                        sym, model_id + "+online", sig, min(pts), now, last, worker_received_ns=received))
                     continue
                 sym = key
-                await signals.send(key=sym.encode(), value=encode_signals(sym, model_id, sig, min(pts), now, last))
+                await signals.send(key=sym.encode(), value=encode_signals(
+                    sym, model_id, sig, min(pts), now, last, worker_received_ns=received))
                 ckpts.published(sym, marks[sym])
                 M.SIGNALS.labels(sym, model_id).inc(len(sig))
+                M.observe_stage("worker", received, now)
                 for p in pts:
                     M.LATENCY.labels(sym).observe(max(0.0, (now - p) / 1e9))
 
