@@ -225,6 +225,7 @@ async def test_live_signals_pnl_and_fills_from_kafka(kafka: str, unique_prefix: 
                                         {"symbol": "BBB", "seq": 119})
             got_a = await read_until(a, {"type": "pnl"}, {"symbol": "AAA", "seq": 119})
             received_ns = time.time_ns()
+            after = stage_count("worker_to_server"), stage_count("server")
         # a server started from the beginning does read the early frame (it may fan it out before any
         # client has subscribed, so watch what it publishes)
         late = SignalServer(kafka, topics, port=0, tokens=[TOKEN], from_beginning=True)
@@ -245,7 +246,7 @@ async def test_live_signals_pnl_and_fills_from_kafka(kafka: str, unique_prefix: 
     assert not [m for m in got_a if m["type"] == "fill"]  # a BBB fill is not for an AAA subscriber
     # stage latency: each of the 8 signal frames was timed on receipt, each signal record on its way out
     n_sig_sent = len(sigs) + len([m for m in got_a if m["type"] == "signal"])
-    assert (stage_count("worker_to_server") - before[0], stage_count("server") - before[1]) == (8, n_sig_sent)
+    assert (after[0] - before[0], after[1] - before[1]) == (8, n_sig_sent)
     for sym in ("AAA", "BBB"):
         mine = [m for m in sigs if m["symbol"] == sym]
         expect = np.concatenate([r for r, _ in sent[sym]])

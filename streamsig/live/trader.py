@@ -9,13 +9,16 @@ drained part runs exactly the backtest's per-row loop
 (:func:`~streamsig.trading.account.step_rows`: executor against the book at
 each row, portfolio marked at the row's mid, kill switch, passive orders if
 configured). So a file replayed live trades like the backtest of the same
-file. Redelivered book events and signals are dropped by sequence
+file. The records also carry the touch at their row; the trader counts the
+drained parts whose last row's touch differs from its own book (:attr:`LiveTrader.desyncs`).
+Redelivered book events and signals are dropped by sequence
 (:func:`~streamsig.book.sequence.fresh_start`): no signal trades twice. The
 P&L record says where the last traded row stood: its sequence, exchange time,
 mid and the :func:`microprice` of its touch.
 """
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import replace
@@ -33,6 +36,8 @@ from streamsig.wire.signals import SignalFrame, to_json
 from streamsig.trading import ExecConfig, Fill, PolicyConfig
 from streamsig.trading.executor import fill_to_dict
 from streamsig.trading.performance import LiveStats
+
+log = logging.getLogger(__name__)
 
 
 def microprice(rec: np.void) -> float:
@@ -73,6 +78,8 @@ class LiveTrader:
         self._answered = -1  # the worker has processed the book up to here
         self.stats = LiveStats()
         self.n_fills = 0
+        #: drained parts whose last row's touch in the signal differs from this trader's book
+        self.desyncs = 0
 
     def on_book(self, events: np.ndarray) -> int:
         """Buffer a book frame; returns how many events were new (not redelivered)."""
@@ -127,6 +134,8 @@ class LiveTrader:
         if len(sig):
             last = sig[-1]
             self._mark = (int(part["exch_ts"][idx[-1]]), int(last["seq"]), float(last["mid"]), microprice(last))
+            if idx[-1] == cut - 1:
+                self._check_touch(last)
         pf = self.lane.pf
         if pf is not None:
             self.stats.update(pf.equity)
@@ -134,6 +143,18 @@ class LiveTrader:
         self.lane.fills.clear()  # published by the caller; a long-running trader keeps no history
         self.n_fills += len(new)
         return list(new)
+
+    def _check_touch(self, rec: np.ndarray) -> None:
+        """Compare the book after the part with the touch the worker saw at the same row."""
+        c, tk = self.cursor, self.cursor.tick_size
+        same = (c.n_bid > 0 and c.n_ask > 0 and c.bid_px[0] * tk == rec["bid"] and c.ask_px[0] * tk == rec["ask"]
+                and (np.isnan(rec["bid_sz"]) or c.bid_sz[0] == rec["bid_sz"])
+                and (np.isnan(rec["ask_sz"]) or c.ask_sz[0] == rec["ask_sz"]))
+        if not same:
+            if not self.desyncs:
+                log.warning("%s: the trader's book differs from the worker's at seq %d", self.symbol,
+                            int(rec["seq"]))
+            self.desyncs += 1
 
     def pnl(self) -> dict[str, Any]:
         """The P&L record published on ``pnl`` (JSON-safe)."""
