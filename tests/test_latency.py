@@ -23,7 +23,7 @@ from streamsig.telemetry import REGISTRY, STAGES
 from streamsig.trading import ExecConfig
 from streamsig.trading.rules import OfiRule
 from streamsig.wire.frames import FrameError
-from streamsig.wire.signals import HEADER_SIZE, decode_signals, encode_signals
+from streamsig.wire.signals import HEADER_SIZE, VERSION, decode_signals, encode_signals
 from streamsig.wire.topics import ensure_topics
 
 TOKEN = "stage-token"
@@ -38,21 +38,21 @@ def _records(n: int) -> np.ndarray:
 
 def test_signal_frame_carries_three_stamps() -> None:
     data = encode_signals("BTC", "m", _records(2), 100, 300, 11, worker_received_ns=200)
-    assert data[4] == 2  # schema version
+    assert data[4] == VERSION == 3  # schema version
     f = decode_signals(data)
     assert (f.producer_ts_ns, f.worker_received_ns, f.worker_ts_ns, f.last_seq) == (100, 200, 300, 11)
     assert struct.unpack_from("<q", data, 84)[0] == 200  # offset 84, as the layout says
 
 
-def test_version_1_frames_are_read_with_an_unknown_received_stamp() -> None:
-    v2 = bytearray(encode_signals("BTC", "m", _records(1), 100, 300, 10))
-    v2[4] = 1  # a version 1 frame: the same bytes with reserved zeros where v2 keeps the stamp
-    f = decode_signals(bytes(v2))
-    assert (f.worker_received_ns, f.worker_ts_ns) == (0, 300)
+def test_older_signal_frames_are_refused() -> None:
+    old = bytearray(encode_signals("BTC", "m", _records(1), 100, 300, 10))
+    old[4] = 2  # an older layout: its header and records mean something else
+    with pytest.raises(FrameError, match="version 2"):
+        decode_signals(bytes(old))
 
 
 @pytest.mark.parametrize("offset,value,reason", [
-    (4, 3, "version 3"),
+    (4, 4, "version 4"),
     (92, 1, "non-zero reserved"),
     (7, 1, "non-zero reserved"),
 ])
@@ -61,10 +61,6 @@ def test_codec_stays_strict(offset: int, value: int, reason: str) -> None:
     data[offset] = value
     with pytest.raises(FrameError, match=reason):
         decode_signals(bytes(data))
-    v1 = bytearray(encode_signals("BTC", "m", _records(1), 1, 3, 10, worker_received_ns=2))
-    v1[4] = 1  # version 1 had no received stamp: a non-zero one there is corruption
-    with pytest.raises(FrameError, match="non-zero reserved"):
-        decode_signals(bytes(v1))
     assert HEADER_SIZE == 96
 
 
@@ -82,7 +78,7 @@ async def test_stage_histograms_of_worker_trader_and_server(stream_config, tmp_p
     ends = {f.symbol: int(f.read_all()["seq"][-1]) for f in feeds}
     before = _stage_counts()
     worker = build_worker(cfg, spec, OfiRule(size=1.0), "ofi-rule", state_dir=tmp_path / "state")
-    trader = build_trader(cfg, spec, ExecConfig(fee_bps=1.0), size=1.0, model="ofi-rule")
+    trader = build_trader(cfg, ExecConfig(fee_bps=1.0), model="ofi-rule")
     got: list[tuple[dict, int]] = []
     async with running(worker, ready_timeout_s=60), running(trader, ready_timeout_s=60), \
             SignalServer(cfg.bootstrap, cfg.topics, port=0, tokens=[TOKEN], partitions=cfg.partitions,
