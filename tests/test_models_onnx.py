@@ -19,10 +19,12 @@ from streamsig.models.walkforward import make_folds
 FEATURES = ["spread", "qimb_1", "ofi_1", "ofi_2", "ofi_dw", "ofi_1_sum_10", "ret_10", "noise_1"]
 LABEL = LabelConfig(horizon=2)
 TINY = {"logreg": None, "rf": {"n_estimators": 30}, "lightgbm": {"n_estimators": 20},
-        "lstm": {"window": 6, "hidden": 8, "epochs": 1}}
-TYPES = ["logreg", "rf", "lightgbm",
-         pytest.param("lstm", marks=pytest.mark.skipif(
-             __import__("importlib").util.find_spec("torch") is None, reason="torch not installed"))]
+        "lstm": {"window": 6, "hidden": 8, "epochs": 1},
+        "transformer": {"window": 6, "d_model": 8, "heads": 2, "epochs": 1}}
+_NO_TORCH = pytest.mark.skipif(__import__("importlib").util.find_spec("torch") is None,
+                               reason="torch not installed")
+TYPES = ["logreg", "rf", "lightgbm", pytest.param("lstm", marks=_NO_TORCH),
+         pytest.param("transformer", marks=_NO_TORCH)]
 
 
 @pytest.fixture(scope="module")

@@ -29,7 +29,7 @@ from streamsig.models.baselines import BASELINES, fit_baseline, ofi_columns, run
 from streamsig.models.card import (CARD_VERSION, MODEL_FILE, library_versions, sha256_bytes,
                                    table_sha256, write_card)
 from streamsig.models.dataset import build_dataset
-from streamsig.models.estimators import (fit_native, native_importance, permutation_importance,
+from streamsig.models.estimators import (SEQUENCE_TYPES, fit_native, native_importance, permutation_importance,
                                          predict_native, resolve_params)
 from streamsig.models.export import INPUT_NAME, OUTPUT_NAME, parity, to_onnx
 from streamsig.models.report import training_report, write_html
@@ -63,7 +63,7 @@ def train_model(df: pd.DataFrame, features: Sequence[str], label_cfg: LabelConfi
     ``progress(stage, done, total)`` is called with stages ``tune``, ``folds``,
     ``baselines``, ``export``. ``source`` names the data in the card (default
     ``df.attrs["source"]``). ``params`` override the model's defaults
-    (:data:`streamsig.models.estimators.DEFAULT_PARAMS`; ``window`` for lstm).
+    (:data:`streamsig.models.estimators.DEFAULT_PARAMS`; ``window`` for sequence models).
     ``name`` is the folder name (default: the model id); ``extra`` adds card fields
     (e.g. the feature spec the live stream must run).
     """
@@ -73,8 +73,8 @@ def train_model(df: pd.DataFrame, features: Sequence[str], label_cfg: LabelConfi
     cfg, spec = LabelConfig.coerce(label_cfg), FoldSpec.coerce(folds)
     p = resolve_params(model_type, params)
     window = int(p.get("window", 1))
-    if model_type == "lstm" and window < 2:
-        raise ValueError(f"lstm window must be >= 2, got {window}")
+    if model_type in SEQUENCE_TYPES and window < 2:
+        raise ValueError(f"{model_type} window must be >= 2, got {window}")
     features = list(features)
     ds = build_dataset(df, features, cfg, window=window, extra_cols=ofi_columns(df.columns))
     fold_list = make_folds(ds.pos, ds.end_pos, spec)
