@@ -59,17 +59,19 @@ def demo(
     ws_port: Annotated[int, typer.Option("--ws-port", help="Websocket signal server port.")] = 8765,
     metrics_port: Annotated[int, typer.Option("--metrics-port", help="Prometheus /metrics port.")] = 9100,
     token: Annotated[Optional[str], typer.Option("--token", envvar="STREAMSIG_TOKEN", help="Websocket token (default: random, printed).")] = None,
+    policy: Annotated[str, typer.Option("--policy", help="threshold or edge (expected move vs spread + the demo trader's 1 bps fee).")] = "threshold",
 ) -> None:
     """Run the whole live pipeline on one machine: broker, producer, worker, paper trader,
     websocket signals and Prometheus metrics, with a live status line. Ctrl-C stops it cleanly."""
     import asyncio
 
     from streamsig.stream.broker import resolve_kafka
-    from streamsig.stream.commands import default_model, load_strategy, parse_speed
+    from streamsig.stream.commands import default_model, load_strategy, parse_speed, policy_config
     from streamsig.stream.demo import run_demo
 
     feeds = open_data(source, data, levels, symbols, updates, seed)
-    strat, model_id, spec = load_strategy(model or default_model(), "ofi", {"enter": 0.2, "max_position": 1.0})
+    pol = policy_config(policy, enter=0.2, max_position=1.0, fee_bps=1.0)
+    strat, model_id, spec = load_strategy(model or default_model(), "ofi", pol)
     spec = spec or feature_spec(levels or feeds[0].levels)
     rate = parse_speed(speed)
     out = Console()

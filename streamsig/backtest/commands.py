@@ -22,7 +22,7 @@ _WalkForward = Annotated[bool, typer.Option(
     "(streamsig.models.train_model defaults) and trade it on block k+1; report the stitched out-of-sample run.")]
 _Folds = Annotated[int, typer.Option("--folds", min=2, help="Walk-forward: number of time blocks.")]
 _Horizon = Annotated[int, typer.Option("--horizon", min=1, help="Walk-forward: label horizon in feature rows.")]
-_ModelType = Annotated[str, typer.Option("--model-type", help="Walk-forward: logreg | rf | lightgbm.")]
+_ModelType = Annotated[str, typer.Option("--model-type", help="Walk-forward: logreg | rf | lightgbm | lstm | transformer.")]
 _TrainFolds = Annotated[Optional[int], typer.Option(
     "--train-folds", min=1, help="Walk-forward: folds of train_model's own evaluation inside each block "
     "(default: its default; fewer for short samples).")]
@@ -40,6 +40,12 @@ _Passive = Annotated[bool, typer.Option("--passive", help="Rest orders at our to
                                         "crossing the spread.")]
 _Enter = Annotated[float, typer.Option("--enter", help="Policy: enter when |p_up - p_down| >= this.")]
 _Exit = Annotated[float, typer.Option("--exit", help="Policy: leave a position when the edge falls below this.")]
+_Policy = Annotated[str, typer.Option(
+    "--policy", help="threshold: trade on p_up - p_down crossing --enter/--exit; edge: trade only when the "
+    "expected mid move (class probabilities x the card's per-class moves) beats spread, fee and slippage "
+    "by --margin-bps (streamsig.trading.edge).")]
+_Margin = Annotated[float, typer.Option("--margin-bps", min=0.0, help="Edge policy: extra expected gain "
+                                        "per unit traded, bps of the mid.")]
 _Capital = Annotated[Optional[float], typer.Option(
     "--capital", help="Account size, split over symbols (default: the notional of --max-position at each "
     "symbol's first mid).")]
@@ -58,7 +64,7 @@ def backtest(
     train_folds: _TrainFolds = None, fee_bps: _Fee = 0.0,
     maker_fee_bps: _Maker = 0.0, slippage_bps: _Slip = 0.0, latency_ns: _LatNs = 0, latency_events: _LatEv = 0,
     max_position: _MaxPos = 1.0, max_drawdown: _MaxDD = None, passive: _Passive = False, enter: _Enter = 0.2,
-    exit: _Exit = 0.0, capital: _Capital = None, bar_seconds: _Bar = 1.0, out: _Out = Path("reports"),
+    exit: _Exit = 0.0, policy: _Policy = "threshold", margin_bps: _Margin = 0.0, capital: _Capital = None, bar_seconds: _Bar = 1.0, out: _Out = Path("reports"),
     run_id: _RunId = None, spec: _Spec = None,
 ) -> None:
     """Replay events through features, model, policy and the paper executor at full speed, beside the
@@ -78,8 +84,12 @@ def backtest(
     exec_cfg = ExecConfig(fee_bps=fee_bps, maker_fee_bps=maker_fee_bps, slippage_bps=slippage_bps,
                           order_latency_ns=latency_ns, order_latency_events=latency_events,
                           max_position=max_position if max_position > 0 else math.inf)
-    policy = {"enter": enter, "exit": exit, "max_position": max_position, "unit": max_position}
-    kw = dict(exec_cfg=exec_cfg, policy_cfg=policy, capital=capital, max_drawdown=max_drawdown,
+    if policy not in ("threshold", "edge"):
+        raise DataError("--policy", None, f"must be threshold or edge, got {policy!r}")
+    pol = {"kind": policy, "enter": enter, "exit": exit, "max_position": max_position, "unit": max_position}
+    if policy == "edge":
+        pol.update(fee_bps=fee_bps, slippage_bps=slippage_bps, margin_bps=margin_bps)
+    kw = dict(exec_cfg=exec_cfg, policy_cfg=pol, capital=capital, max_drawdown=max_drawdown,
               bar_ns=int(bar_seconds * 1e9), passive=passive)
     t0 = time.perf_counter()
     with progress() as prog:

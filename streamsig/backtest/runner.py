@@ -35,7 +35,7 @@ from streamsig.backtest.baselines import default_baselines
 from streamsig.backtest.cursor import BookCursor
 from streamsig.backtest.lane import Lane
 from streamsig.backtest.result import SIGNAL_DTYPE, BacktestResult, lane_record
-from streamsig.backtest.strategy import ModelStrategy, Strategy
+from streamsig.backtest.strategy import Strategy, model_strategy
 from streamsig.book import events as E
 from streamsig.book.sources import Feed
 from streamsig.features import FeatureSpec, FeatureState
@@ -72,10 +72,9 @@ def run_backtest(feeds: Sequence[Feed], spec: FeatureSpec, model_dir: str | Path
     if model_dir is not None:
         if strategy is not None:
             raise ValueError("pass model_dir or strategy, not both")
-        from streamsig.models.scorer import Scorer
+        from streamsig.models.scorer import load_scorer
 
-        scorer = Scorer(model_dir)
-        strategy = ModelStrategy(scorer, policy_cfg)
+        strategy = model_strategy(load_scorer(model_dir), policy_cfg)
         model_info = model_summary(model_dir)
     strategies: list[Strategy] = ([strategy] if strategy is not None else [])
     strategies += list(default_baselines(size) if baselines is None else baselines)

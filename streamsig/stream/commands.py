@@ -35,20 +35,27 @@ def load_strategy(model: Path | None, strategy: str, policy: dict[str, Any]) -> 
     from streamsig.backtest.baselines import OfiRule, Sma
 
     if model is not None:
-        from streamsig.backtest.strategy import ModelStrategy
-        from streamsig.models.scorer import Scorer
+        from streamsig.backtest.strategy import model_strategy
+        from streamsig.models.scorer import load_scorer
 
         if not (model / "card.json").exists():
             raise DataError(model, None, "not a model folder (no card.json)")
         from streamsig.models.card import card_feature_spec
 
-        scorer = Scorer(model)
-        return ModelStrategy(scorer, policy), scorer.model_id, card_feature_spec(scorer.card)
+        scorer = load_scorer(model)  # a sequence model (card window > 1) gets SequenceStrategy
+        return model_strategy(scorer, policy), scorer.model_id, card_feature_spec(scorer.card)
     size = float(policy.get("max_position", 1.0))
     rules = {"ofi": OfiRule(size=size), "sma": Sma(size=size)}
     if strategy not in rules:
         raise DataError(strategy, None, f"unknown strategy (choose one of {', '.join(rules)} or pass --model)")
     return rules[strategy], strategy, None
+
+
+def policy_config(kind: str, **settings: float) -> dict[str, Any]:
+    """A policy config (``kind`` threshold or edge, see ``streamsig.trading.edge.make_policy``)."""
+    if kind not in ("threshold", "edge"):
+        raise DataError("--policy", None, f"must be threshold or edge, got {kind!r}")
+    return {"kind": kind, **settings}
 
 
 def online_factory(model: Path | None, spec: Any) -> Any:
@@ -134,14 +141,19 @@ def register(app: typer.Typer) -> None:
         max_position: Annotated[float, typer.Option("--max-position", help="Policy: largest position in units.")] = 1.0,
         state_dir: Annotated[Path, typer.Option("--state-dir", help="Where per-symbol checkpoints are kept.")] = Path(".streamsig/worker"),
         challenger: Annotated[bool, typer.Option("--challenger", help="Also run an online (river) model per symbol, learning each row once its label matures; its signals go to <signals>-challenger.")] = False,
+        policy: Annotated[str, typer.Option("--policy", help="threshold (p_up - p_down vs --enter/--exit) or edge (expected move vs spread + fee + slippage; streamsig.trading.edge).")] = "threshold",
+        fee_bps: Annotated[float, typer.Option("--fee-bps", help="Edge policy: taker fee per side, bps.")] = 1.0,
+        slippage_bps: Annotated[float, typer.Option("--slippage-bps", help="Edge policy: slippage per side, bps.")] = 0.0,
+        margin_bps: Annotated[float, typer.Option("--margin-bps", help="Edge policy: extra expected gain per unit traded, bps.")] = 0.0,
         metrics_port: MetricsPort = 9101,
     ) -> None:
         """Run the Faust worker: book frames -> features -> model -> signals (+ dead letters)."""
         from streamsig.features import FeatureSpec
         from streamsig.stream.worker import build_worker
 
-        policy = {"enter": enter, "exit": exit_, "max_position": max_position}
-        strat, model_id, spec = load_strategy(model or default_model(), strategy, policy)
+        pol = policy_config(policy, enter=enter, exit=exit_, max_position=max_position, fee_bps=fee_bps,
+                            slippage_bps=slippage_bps, margin_bps=margin_bps)
+        strat, model_id, spec = load_strategy(model or default_model(), strategy, pol)
         spec = spec or FeatureSpec(levels=levels or 10)
         make_ch = online_factory(model or default_model(), spec) if challenger else None
         run_app(kafka, prefix, partitions, metrics_port, f"worker: model {model_id}",
