@@ -5,7 +5,9 @@ fresh per-symbol :class:`Trader` whose ``step(rows, ts_ns)`` maps a chunk of
 feature rows (in stream order, full rows as :class:`FeatureSpec` names them) to
 ``(probs, targets)``: class probabilities ``(n, 3)`` (down, flat, up) or None
 for rules without a model, and target positions ``(n,)`` in units. State
-carries over from chunk to chunk, so any chunking gives the same targets.
+carries over from chunk to chunk, so any chunking gives the same targets. A
+trader with more state than its policy (a sequence model's window) also has
+``state()`` / ``restore()``, which the engine checkpoint uses.
 
 :class:`ModelStrategy` is the live signal path, offline: the model scorer on the
 model's feature columns, then the policy (:class:`~streamsig.trading.SignalPolicy`
