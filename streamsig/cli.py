@@ -59,7 +59,7 @@ def demo(
     ws_port: Annotated[int, typer.Option("--ws-port", help="Websocket signal server port.")] = 8765,
     metrics_port: Annotated[int, typer.Option("--metrics-port", help="Prometheus /metrics port.")] = 9100,
     token: Annotated[Optional[str], typer.Option("--token", envvar="STREAMSIG_TOKEN", help="Websocket token (default: random, printed).")] = None,
-    policy: Annotated[str, typer.Option("--policy", help="threshold or edge (expected move vs spread + the demo trader's 1 bps fee).")] = "threshold",
+    policy: Annotated[str, typer.Option("--policy", help="threshold (default here: the synthetic scenario's moves never pay the demo trader's 1 bps fee, so edge would sit flat) or edge.")] = "threshold",
 ) -> None:
     """Run the whole live pipeline on one machine: broker, producer, worker, paper trader,
     websocket signals and Prometheus metrics, with a live status line. Ctrl-C stops it cleanly."""

@@ -38,12 +38,12 @@ _MaxDD = Annotated[Optional[float], typer.Option(
     "--max-drawdown", min=0.0, max=1.0, help="Kill switch: flatten and stop a symbol at this drawdown (fraction).")]
 _Passive = Annotated[bool, typer.Option("--passive", help="Rest orders at our touch (queue model) instead of "
                                         "crossing the spread.")]
-_Enter = Annotated[float, typer.Option("--enter", help="Policy: enter when |p_up - p_down| >= this.")]
-_Exit = Annotated[float, typer.Option("--exit", help="Policy: leave a position when the edge falls below this.")]
+_Enter = Annotated[float, typer.Option("--enter", help="Threshold policy: enter when |p_up - p_down| >= this.")]
+_Exit = Annotated[float, typer.Option("--exit", help="Threshold policy: leave a position when the edge falls below this.")]
 _Policy = Annotated[str, typer.Option(
-    "--policy", help="threshold: trade on p_up - p_down crossing --enter/--exit; edge: trade only when the "
-    "expected mid move (class probabilities x the card's per-class moves) beats spread, fee and slippage "
-    "by --margin-bps (streamsig.trading.edge).")]
+    "--policy", help="edge (default): trade only when the expected mid move (class probabilities x the "
+    "card's per-class moves) beats half the spread, fee and slippage by --margin-bps (streamsig.trading.edge); "
+    "threshold: trade on p_up - p_down crossing --enter/--exit.")]
 _Margin = Annotated[float, typer.Option("--margin-bps", min=0.0, help="Edge policy: extra expected gain "
                                         "per unit traded, bps of the mid.")]
 _Capital = Annotated[Optional[float], typer.Option(
@@ -64,7 +64,7 @@ def backtest(
     train_folds: _TrainFolds = None, fee_bps: _Fee = 0.0,
     maker_fee_bps: _Maker = 0.0, slippage_bps: _Slip = 0.0, latency_ns: _LatNs = 0, latency_events: _LatEv = 0,
     max_position: _MaxPos = 1.0, max_drawdown: _MaxDD = None, passive: _Passive = False, enter: _Enter = 0.2,
-    exit: _Exit = 0.0, policy: _Policy = "threshold", margin_bps: _Margin = 0.0, capital: _Capital = None, bar_seconds: _Bar = 1.0, out: _Out = Path("reports"),
+    exit: _Exit = 0.0, policy: _Policy = "edge", margin_bps: _Margin = 0.0, capital: _Capital = None, bar_seconds: _Bar = 1.0, out: _Out = Path("reports"),
     run_id: _RunId = None, spec: _Spec = None,
 ) -> None:
     """Replay events through features, model, policy and the paper executor at full speed, beside the

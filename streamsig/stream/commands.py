@@ -141,7 +141,7 @@ def register(app: typer.Typer) -> None:
         max_position: Annotated[float, typer.Option("--max-position", help="Policy: largest position in units.")] = 1.0,
         state_dir: Annotated[Path, typer.Option("--state-dir", help="Where per-symbol checkpoints are kept.")] = Path(".streamsig/worker"),
         challenger: Annotated[bool, typer.Option("--challenger", help="Also run an online (river) model per symbol, learning each row once its label matures; its signals go to <signals>-challenger.")] = False,
-        policy: Annotated[str, typer.Option("--policy", help="threshold (p_up - p_down vs --enter/--exit) or edge (expected move vs spread + fee + slippage; streamsig.trading.edge).")] = "threshold",
+        policy: Annotated[str, typer.Option("--policy", help="edge (expected move vs half spread + fee + slippage; streamsig.trading.edge) or threshold (p_up - p_down vs --enter/--exit).")] = "edge",
         fee_bps: Annotated[float, typer.Option("--fee-bps", help="Edge policy: taker fee per side, bps.")] = 1.0,
         slippage_bps: Annotated[float, typer.Option("--slippage-bps", help="Edge policy: slippage per side, bps.")] = 0.0,
         margin_bps: Annotated[float, typer.Option("--margin-bps", help="Edge policy: extra expected gain per unit traded, bps.")] = 0.0,

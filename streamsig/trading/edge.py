@@ -103,7 +103,7 @@ class EdgePolicy:
         cm = card.get("class_moves")
         if not cm:
             raise ValueError(f"model {card.get('model_id')} has no class_moves in its card "
-                             "(trained before the edge policy existed): retrain it")
+                             "(trained before the edge policy existed): retrain it, or use the threshold policy")
         return cls(cm["mean_return"], **kw)
 
     def expected(self, probs: np.ndarray) -> np.ndarray:
