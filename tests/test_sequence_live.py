@@ -203,3 +203,21 @@ def test_demo_runs_a_sequence_model(models, tmp_path, model_type):
     final = [ln for ln in res.stdout.splitlines() if "SYNA seq" in ln][-1]
     for sym in ("SYNA", "SYNB", "SYNC"):
         assert f"{sym} seq 1499 " in final, final  # the worker applied every update it was sent
+
+
+def test_walk_forward_schedule_keeps_every_sequence_model_warm(models):
+    """A scheduled switch between two copies of one sequence model changes nothing: the second
+    model's window saw every row before its turn (edge policy, one policy across the switch)."""
+    from streamsig.backtest.strategy import ScheduledModelStrategy
+    from streamsig.models import load_scorer
+
+    f = feeds()[:1]
+    ts = f[0].read_all()["exch_ts"]
+    switch = int(ts[len(ts) // 2])
+    pol = {"kind": "edge", "max_position": 1.0}
+    one = run_backtest(f, SPEC, strategy=SequenceStrategy(load_scorer(models["lstm-bold"]), pol),
+                       baselines=[]).signals["AAA"]
+    sched = ScheduledModelStrategy([0, switch], [load_scorer(models["lstm-bold"]) for _ in range(2)], pol)
+    two = run_backtest(f, SPEC, strategy=sched, baselines=[]).signals["AAA"]
+    assert (one["target"] != 0).any()
+    assert one.tobytes() == two.tobytes()
