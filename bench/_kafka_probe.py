@@ -15,10 +15,10 @@ import uuid
 import numpy as np
 
 from streamsig.book import events as E
-from streamsig.stream.broker import resolve_kafka
-from streamsig.stream.config import StreamConfig, make_app, raw_topic, running
-from streamsig.stream.frames import decode_frame, encode_frame
-from streamsig.stream.topics import ensure_topics
+from streamsig.live.broker import resolve_kafka
+from streamsig.live.config import StreamConfig, make_app, raw_topic, running
+from streamsig.wire.frames import decode_frame, encode_frame
+from streamsig.wire.topics import ensure_topics
 
 
 def _frames(size: int, n: int) -> list[bytes]:
@@ -84,7 +84,6 @@ async def consumer_throughput(bootstrap: str, size: int, n: int) -> tuple[float,
 
 async def faust_overhead(bootstrap: str, size: int, n: int) -> tuple[float, float]:
     """Wall and CPU microseconds per message for a Faust agent that only decodes each frame."""
-    from aiokafka import AIOKafkaProducer
 
     tag = f"probe-faust-{size}-{uuid.uuid4().hex[:6]}"
     cfg = StreamConfig(bootstrap=bootstrap, app_id=tag, topic_prefix=tag, partitions=1)

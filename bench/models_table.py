@@ -64,7 +64,7 @@ from streamsig.features.table import feature_frame  # noqa: E402
 from streamsig.labels import LabelConfig  # noqa: E402
 from streamsig.models import train_model  # noqa: E402
 from streamsig.models.baselines import BASELINES  # noqa: E402
-from streamsig.models.commands import DEFAULT_FEATURES  # noqa: E402
+from streamsig.cli.models import DEFAULT_FEATURES  # noqa: E402
 from streamsig.models.estimators import DEFAULT_PARAMS, MODEL_TYPES, SEQUENCE_TYPES  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"

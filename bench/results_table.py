@@ -11,7 +11,7 @@ For each model type a model is trained on block k alone with
 threshold 0; its own evaluation on 2 inner folds; shipped model refit on the
 whole block, ``final="all"``, so the card's class moves come from the whole
 block) and it trades block k+1
-(:class:`~streamsig.backtest.strategy.ScheduledModelStrategy`). Every model
+(:class:`~streamsig.trading.strategies.ScheduledModelStrategy`). Every model
 trades under the threshold policy (enter 0.2, exit 0) and under the edge policy
 (:mod:`streamsig.trading.edge`, margin 0, the run's fee), beside the flat, buy
 and hold, SMA 50/200 and OFI baselines, all in ONE replay with the same market
@@ -51,9 +51,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from models_table import restamp  # noqa: E402
 
-from streamsig.backtest.baselines import default_baselines  # noqa: E402
 from streamsig.backtest.runner import run_backtest  # noqa: E402
-from streamsig.backtest.strategy import ScheduledModelStrategy  # noqa: E402
 from streamsig.backtest.walkforward import default_features, fold_bounds  # noqa: E402
 from streamsig.book.sources import open_feeds  # noqa: E402
 from streamsig.features import FeatureSpec  # noqa: E402
@@ -62,7 +60,9 @@ from streamsig.labels import LabelConfig  # noqa: E402
 from streamsig.models import load_scorer, train_model  # noqa: E402
 from streamsig.models.baselines import BASELINES  # noqa: E402
 from streamsig.models.estimators import SEQUENCE_TYPES  # noqa: E402
-from streamsig.trading import ExecConfig  # noqa: E402
+from streamsig.trading import ExecConfig, PolicyConfig  # noqa: E402
+from streamsig.trading.rules import default_baselines  # noqa: E402
+from streamsig.trading.strategies import ScheduledModelStrategy  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 LOB = DATA / "lobster"
@@ -129,14 +129,12 @@ def trading(name: str, models: list[str], seq_epochs: int, out: Path) -> dict[st
         train_s[mt] = round(time.perf_counter() - t1, 1)
         say(f"{name}: trained {mt} x {folds - 1} in {train_s[mt]} s")
         for pol in POLICIES:
-            cfg = ({"kind": "threshold", "enter": 0.2, "exit": 0.0, "max_position": size, "unit": size}
-                   if pol == "threshold" else
-                   {"kind": "edge", "max_position": size, "fee_bps": fee, "slippage_bps": 0.0, "margin_bps": 0.0})
+            cfg = PolicyConfig(kind=pol, enter=0.2, exit=0.0, max_position=size, fee_bps=fee)
             strategies.append(ScheduledModelStrategy(starts.tolist(), scorers, cfg, name=f"{mt}/{pol}"))
     t1 = time.perf_counter()
     res = run_backtest(feeds, spec, baselines=[*strategies, *default_baselines(size)],
-                       exec_cfg=ExecConfig(fee_bps=fee, order_latency_events=1, max_position=size),
-                       policy_cfg={"max_position": size}, start_ns=int(starts[0]))
+                       exec_cfg=ExecConfig(fee_bps=fee, signal_latency_events=1, max_position=size),
+                       policy_cfg=PolicyConfig(max_position=size), start_ns=int(starts[0]))
     replay_s = round(time.perf_counter() - t1, 1)
     rows = {}
     for s, m in res.summaries().items():

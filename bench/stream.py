@@ -23,13 +23,14 @@ import numpy as np
 
 from streamsig.book.sources import open_feeds
 from streamsig.features import FeatureSpec
-from streamsig.stream.broker import resolve_kafka
-from streamsig.stream.commands import default_model, load_strategy, stream_config
-from streamsig.stream.config import running
-from streamsig.stream.producer import produce
-from streamsig.stream.sigframes import decode_signals
-from streamsig.stream.topics import ensure_topics
-from streamsig.stream.worker import build_worker
+from streamsig.live.broker import resolve_kafka
+from streamsig.cli.live import default_model, load_strategy, stream_config
+from streamsig.live.config import running
+from streamsig.live.producer import produce
+from streamsig.wire.signals import decode_signals
+from streamsig.wire.topics import ensure_topics
+from streamsig.trading import PolicyConfig
+from streamsig.live.worker import build_worker
 
 
 async def _signals_consumer(bootstrap: str, topic: str):
@@ -47,7 +48,7 @@ async def run_case(bootstrap: str, n_updates: int, n_symbols: int, frame_size: i
     cfg = stream_config(bootstrap, f"bench{secrets.token_hex(3)}", 4, app_id=f"bench-{secrets.token_hex(3)}",
                         session_timeout_s=3.0, heartbeat_s=0.5, fetch_max_wait_ms=5)
     await ensure_topics(bootstrap, cfg.topics.all(), cfg.partitions)
-    strat, model_id, spec = load_strategy(default_model(), "ofi", {"enter": 0.2})
+    strat, model_id, spec = load_strategy(default_model(), "ofi", PolicyConfig(enter=0.2))
     spec = spec or FeatureSpec(levels=10)
     syms = [f"S{i}" for i in range(n_symbols)]
     feeds = open_feeds("synthetic", symbols=syms, n_updates=n_updates, seed=1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from streamsig.backtest.baselines import BuyAndHold, Flat, OfiRule, Sma, default_baselines
+from streamsig.trading.rules import BuyAndHold, Flat, OfiRule, Sma, default_baselines
 from streamsig.backtest.runner import run_backtest
 from streamsig.book import events as E
 from streamsig.book.sources import Feed, open_feeds

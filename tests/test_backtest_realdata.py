@@ -9,7 +9,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from streamsig.backtest.commands import register
+from streamsig.cli.backtest import register
 from streamsig.backtest.outputs import write_outputs
 from streamsig.backtest.walkforward import walk_forward_backtest
 from streamsig.book.sources import open_feeds

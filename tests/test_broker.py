@@ -19,10 +19,10 @@ import numpy as np
 import pytest
 
 from streamsig.book import events as E
-from streamsig.stream.broker import BrokerError, EmbeddedBroker, probe_metadata, resolve_kafka
-from streamsig.stream.config import StreamConfig, make_app, raw_topic, running
-from streamsig.stream.frames import decode_frame, encode_frame
-from streamsig.stream.topics import Topics, ensure_topics, partition_counts
+from streamsig.live.broker import BrokerError, EmbeddedBroker, probe_metadata, resolve_kafka
+from streamsig.live.config import StreamConfig, make_app, raw_topic, running
+from streamsig.wire.frames import decode_frame, encode_frame
+from streamsig.wire.topics import Topics, ensure_topics, partition_counts
 
 
 def _events(n: int, seq0: int) -> np.ndarray:
@@ -179,7 +179,7 @@ async def test_faust_agent_forwards_frame_counts(stream_config: StreamConfig) ->
 
 WORKER_SCRIPT = """
 import sys
-from streamsig.stream.config import StreamConfig, make_app, raw_topic, run_worker
+from streamsig.live.config import StreamConfig, make_app, raw_topic, run_worker
 
 cfg = StreamConfig(bootstrap=sys.argv[1], app_id=sys.argv[2], topic_prefix=sys.argv[2],
                    partitions=1, session_timeout_s=3.0, heartbeat_s=0.5, datadir=sys.argv[3])

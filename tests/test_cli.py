@@ -65,7 +65,7 @@ def test_malformed_lobster_line_names_file_and_line(tmp_path: Path) -> None:
 def test_every_subcommand_has_help() -> None:
     import typer
 
-    from streamsig.cli import app
+    from streamsig.cli.main import app
 
     cmds = list(typer.main.get_command(app).commands)
     assert {"features", "demo", "produce", "worker", "trade", "broker"} <= set(cmds)

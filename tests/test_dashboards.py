@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 import yaml
 
-from streamsig.serve.metrics import REGISTRY
-from streamsig.stream.broker import free_port
+from streamsig.telemetry import REGISTRY
+from streamsig.live.broker import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 DASHBOARDS = sorted((ROOT / "dashboards").glob("*.json"))
@@ -171,7 +171,7 @@ def test_deploy_files_agree() -> None:
 # ---- against a real Prometheus ----------------------------------------------------------------
 EXPORTER = r"""
 import sys, time
-from streamsig.serve import metrics as M
+from streamsig import telemetry as M
 
 M.serve_metrics(int(sys.argv[1]))
 models = ("m1",)
@@ -315,7 +315,7 @@ def test_dashboards_push_request_shape() -> None:
     import typer
     from typer.testing import CliRunner
 
-    from streamsig.serve.commands import register
+    from streamsig.cli.serve import register
 
     srv = ThreadingHTTPServer(("127.0.0.1", 0), _FakeGrafana)
     threading.Thread(target=srv.serve_forever, daemon=True).start()

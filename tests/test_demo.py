@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from streamsig.stream.broker import free_port
+from streamsig.live.broker import free_port
 
 pytestmark = pytest.mark.slow
 

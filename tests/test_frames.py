@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from streamsig.book import events as E
-from streamsig.stream.frames import (
+from streamsig.wire.frames import (
     HEADER_SIZE,
     FrameError,
     Framer,

@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from streamsig.trading import metrics as M
+from streamsig.trading import performance as M
 
 # Equity on a capital of 100, four periods:
 #   returns (E_t - E_{t-1}) / 100 = 0.10, -0.11, 0.055, 0.025   (sum 0.07)

@@ -58,6 +58,7 @@ def test_default_model_is_reproducible_from_its_card(tmp_path: Path) -> None:
     assert again["model_id"] == card["model_id"]
     assert again["onnx"]["sha256"] == card["onnx"]["sha256"]
     assert again["metrics"] == card["metrics"]
+    assert again["class_moves"] == card["class_moves"]  # what the edge policy reads
 
 
 @pytest.mark.slow

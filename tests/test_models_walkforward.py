@@ -8,7 +8,7 @@ import pytest
 from streamsig.labels import LabelConfig
 from streamsig.models.baselines import fit_baseline, predict_baseline, run_baselines
 from streamsig.models.dataset import build_dataset
-from streamsig.models.metrics import classification_metrics
+from streamsig.models.scores import classification_metrics
 from streamsig.models.synthetic import planted_table
 from streamsig.models.walkforward import FoldSpec, compare, make_folds, walk_forward
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from streamsig.models import train_model
 from streamsig.models.dataset import build_dataset, time_ordered
 from streamsig.models.synthetic import planted_table
 from streamsig.trading.edge import EdgePolicy, make_policy
-from streamsig.trading.policy import SignalPolicy
+from streamsig.trading.policy import PolicyConfig, SignalPolicy
 
 MU = (-2e-4, 1e-5, 3e-4)
 
@@ -70,19 +71,21 @@ def test_run_equals_target_row_by_row(seed, fee, margin):
     assert a.state() == b.state()
 
 
-def test_make_policy_picks_the_kind_and_ignores_the_other_kinds_keys():
-    cfg = {"enter": 0.3, "exit": 0.1, "max_position": 2.0, "fee_bps": 1.0, "margin_bps": 0.5}
+def test_make_policy_picks_the_kind_and_ignores_the_other_kinds_settings():
+    cfg = PolicyConfig(enter=0.3, exit=0.1, max_position=2.0, fee_bps=1.0, margin_bps=0.5)
     thr = make_policy(cfg)
     assert isinstance(thr, SignalPolicy) and (thr.enter, thr.max_position) == (0.3, 2.0)
-    edge = make_policy({**cfg, "kind": "edge"}, {"model_id": "m", "class_moves": {"mean_return": MU}})
+    edge = make_policy(replace(cfg, kind="edge"), {"model_id": "m", "class_moves": {"mean_return": MU}})
     assert isinstance(edge, EdgePolicy) and edge.max_position == 2.0
     assert edge.cost_frac == pytest.approx(1e-4) and edge.margin_frac == pytest.approx(5e-5)
     with pytest.raises(ValueError, match="needs a model"):
-        make_policy({"kind": "edge"})
+        make_policy(PolicyConfig(kind="edge"))
     with pytest.raises(ValueError, match="retrain"):
-        make_policy({"kind": "edge"}, {"model_id": "old"})
+        make_policy(PolicyConfig(kind="edge"), {"model_id": "old"})
     with pytest.raises(ValueError, match="policy must be one of"):
-        make_policy({"kind": "kelly"})
+        PolicyConfig(kind="kelly")
+    with pytest.raises(ValueError, match="policy must be one of"):
+        PolicyConfig.from_dict({"kind": "kelly"})
 
 
 def test_card_records_the_mean_move_per_class_on_the_training_rows(tmp_path):

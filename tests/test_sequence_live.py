@@ -12,13 +12,12 @@ import numpy as np
 import pytest
 
 from streamsig.backtest.runner import run_backtest
-from streamsig.backtest.strategy import SequenceStrategy
 from streamsig.book.sources import Feed, open_feeds
 from streamsig.engine import SignalEngine
-from streamsig.features import FeatureSpec
+from streamsig.features import DEFAULT_FEATURES, FeatureSpec
 from streamsig.models import train_model
-from streamsig.models.commands import DEFAULT_FEATURES
-from streamsig.stream.commands import load_strategy
+from streamsig.trading import PolicyConfig
+from streamsig.trading.strategies import SequenceStrategy, load_strategy
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch not installed")
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,7 +70,7 @@ def _plain(obj) -> bool:
                                                ("transformer", "threshold"), ("transformer", "edge")])
 def test_engine_in_random_frames_with_a_restore_equals_the_backtest(models, model_type, policy):
     model = models[model_type + ("-bold" if policy == "edge" else "")]
-    pol = {"kind": policy, "enter": 0.1, "max_position": 1.0, "fee_bps": 0.0}
+    pol = PolicyConfig(kind=policy, enter=0.1, max_position=1.0, fee_bps=0.0)
     strat, model_id, spec = load_strategy(model, "ofi", pol)
     assert isinstance(strat, SequenceStrategy) and spec == SPEC and model_id.startswith(model_type)
     offline = run_backtest(feeds(), SPEC, model_dir=model, policy_cfg=pol, baselines=[]).signals
@@ -103,7 +102,7 @@ def test_engine_in_random_frames_with_a_restore_equals_the_backtest(models, mode
 
 def test_a_restore_without_the_window_would_differ(models):
     """The window is what the checkpoint carries: a restart that lost it warms up again."""
-    strat, _, _ = load_strategy(models["lstm"], "ofi", {"enter": 0.1})
+    strat, _, _ = load_strategy(models["lstm"], "ofi", PolicyConfig(enter=0.1))
     f = feeds()[0]
     ev = f.read_all()
     eng = SignalEngine(f.symbol, SPEC, f.tick_size, strat)
@@ -142,17 +141,17 @@ def test_backtest_command_trades_a_sequence_model_from_its_card(models, tmp_path
 
 @pytest.mark.slow
 async def test_worker_serves_a_sequence_model_from_its_card_across_a_restart(models, stream_config, tmp_path):
-    from streamsig.stream.config import running
-    from streamsig.stream.producer import produce
-    from streamsig.stream.topics import ensure_topics
-    from streamsig.stream.worker import build_worker
+    from streamsig.live.config import running
+    from streamsig.live.producer import produce
+    from streamsig.wire.topics import ensure_topics
+    from streamsig.live.worker import build_worker
     from tests.test_stream_e2e import collect
     from tests.test_stream_restart import by_symbol
 
     cfg = stream_config
     await ensure_topics(cfg.bootstrap, cfg.topics.all(), cfg.partitions)
     model = models["lstm"]
-    strat, model_id, spec = load_strategy(model, "ofi", {"enter": 0.1})  # no flag: the card says lstm
+    strat, model_id, spec = load_strategy(model, "ofi", PolicyConfig(enter=0.1))  # no flag: the card says lstm
     assert isinstance(strat, SequenceStrategy)
     first, second = [], []
     for f in feeds():
@@ -164,7 +163,7 @@ async def test_worker_serves_a_sequence_model_from_its_card_across_a_restart(mod
 
     def done_at(seqs):
         def done(msgs) -> bool:
-            from streamsig.stream.sigframes import decode_signals
+            from streamsig.wire.signals import decode_signals
             seen: dict[str, int] = {}
             for _, v in msgs:
                 fr = decode_signals(v)
@@ -176,12 +175,12 @@ async def test_worker_serves_a_sequence_model_from_its_card_across_a_restart(mod
     async with running(build_worker(cfg, spec, strat, model_id, state), ready_timeout_s=30):
         await produce(first, cfg.bootstrap, cfg.topics.book_events, frame_size=97, snapshot_every=0)
         await collect(cfg.bootstrap, cfg.topics.signals, done_at({s: 699 for s in SYMS}))
-    strat2, _, _ = load_strategy(model, "ofi", {"enter": 0.1})  # a new process loads the model again
+    strat2, _, _ = load_strategy(model, "ofi", PolicyConfig(enter=0.1))  # a new process loads the model again
     async with running(build_worker(cfg, spec, strat2, model_id, state), ready_timeout_s=30):
         await produce(second, cfg.bootstrap, cfg.topics.book_events, frame_size=61, snapshot_every=0)
         msgs = await collect(cfg.bootstrap, cfg.topics.signals, done_at(last))
     live = by_symbol(msgs)
-    offline = run_backtest(feeds(), SPEC, model_dir=model, policy_cfg={"enter": 0.1}, baselines=[]).signals
+    offline = run_backtest(feeds(), SPEC, model_dir=model, policy_cfg=PolicyConfig(enter=0.1), baselines=[]).signals
     for sym in SYMS:
         assert len(np.unique(live[sym]["seq"])) == len(live[sym]), f"{sym}: a signal was published twice"
         assert live[sym].tobytes() == offline[sym].tobytes(), f"{sym}: live signals differ from the backtest"
@@ -191,7 +190,7 @@ async def test_worker_serves_a_sequence_model_from_its_card_across_a_restart(mod
 @pytest.mark.slow
 @pytest.mark.parametrize("model_type", ["lstm", "transformer"])
 def test_demo_runs_a_sequence_model(models, tmp_path, model_type):
-    from streamsig.stream.broker import free_port
+    from streamsig.live.broker import free_port
 
     card = json.loads((models[model_type] / "card.json").read_text())
     res = _cli("demo", "--model", str(models[model_type]), "--updates", "1500", "--speed", "max",
@@ -208,13 +207,13 @@ def test_demo_runs_a_sequence_model(models, tmp_path, model_type):
 def test_walk_forward_schedule_keeps_every_sequence_model_warm(models):
     """A scheduled switch between two copies of one sequence model changes nothing: the second
     model's window saw every row before its turn (edge policy, one policy across the switch)."""
-    from streamsig.backtest.strategy import ScheduledModelStrategy
+    from streamsig.trading.strategies import ScheduledModelStrategy
     from streamsig.models import load_scorer
 
     f = feeds()[:1]
     ts = f[0].read_all()["exch_ts"]
     switch = int(ts[len(ts) // 2])
-    pol = {"kind": "edge", "max_position": 1.0}
+    pol = PolicyConfig(kind="edge", max_position=1.0)
     one = run_backtest(f, SPEC, strategy=SequenceStrategy(load_scorer(models["lstm-bold"]), pol),
                        baselines=[]).signals["AAA"]
     sched = ScheduledModelStrategy([0, switch], [load_scorer(models["lstm-bold"]) for _ in range(2)], pol)

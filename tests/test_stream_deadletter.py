@@ -4,16 +4,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from streamsig.backtest.baselines import OfiRule
+from streamsig.trading.rules import OfiRule
 from streamsig.book import events as E
 from streamsig.book.sources import open_feeds
 from streamsig.features import FeatureSpec
-from streamsig.serve import metrics as M
-from streamsig.stream.config import running
-from streamsig.stream.frames import encode_frame, parse_dead_letter
-from streamsig.stream.sigframes import decode_signals
-from streamsig.stream.topics import ensure_topics
-from streamsig.stream.worker import build_worker
+from streamsig import telemetry as M
+from streamsig.live.config import running
+from streamsig.wire.frames import encode_frame, parse_dead_letter
+from streamsig.wire.signals import decode_signals
+from streamsig.wire.topics import ensure_topics
+from streamsig.live.worker import build_worker
 from tests.test_stream_e2e import collect
 
 pytestmark = pytest.mark.slow

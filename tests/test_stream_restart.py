@@ -6,16 +6,16 @@ import asyncio
 import numpy as np
 import pytest
 
-from streamsig.backtest.baselines import OfiRule
+from streamsig.trading.rules import OfiRule
 from streamsig.backtest.runner import run_backtest
 from streamsig.book.sources import Feed, open_feeds
 from streamsig.features import FeatureSpec
-from streamsig.stream.config import running
-from streamsig.stream.frames import encode_frame
-from streamsig.stream.producer import produce
-from streamsig.stream.sigframes import decode_signals
-from streamsig.stream.topics import ensure_topics
-from streamsig.stream.worker import build_worker
+from streamsig.live.config import running
+from streamsig.wire.frames import encode_frame
+from streamsig.live.producer import produce
+from streamsig.wire.signals import decode_signals
+from streamsig.wire.topics import ensure_topics
+from streamsig.live.worker import build_worker
 from tests.test_stream_e2e import collect
 
 pytestmark = pytest.mark.slow

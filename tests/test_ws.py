@@ -16,11 +16,11 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from streamsig.backtest.result import SIGNAL_DTYPE
-from streamsig.serve.metrics import REGISTRY
+from streamsig.book.records import SIGNAL_DTYPE
+from streamsig.telemetry import REGISTRY
 from streamsig.serve.ws import CLOSE_SLOW_CONSUMER, CLOSE_UNAUTHORIZED, SignalServer
-from streamsig.stream.sigframes import decode_signals, encode_signals
-from streamsig.stream.topics import Topics, ensure_topics
+from streamsig.wire.signals import decode_signals, encode_signals
+from streamsig.wire.topics import Topics, ensure_topics
 
 TOKEN = "s3cret-token"
 
@@ -255,7 +255,7 @@ async def test_live_signals_and_pnl_from_kafka(kafka: str, unique_prefix: str) -
 
 
 def test_default_token_is_generated_and_printed() -> None:
-    from streamsig.serve.commands import tokens_or_new
+    from streamsig.cli.serve import tokens_or_new
 
     assert tokens_or_new(["a", " ", "b"], {}) == (["a", "b"], False)
     (tok,), generated = tokens_or_new(None, {})
@@ -271,10 +271,10 @@ def line(stream, timeout: float = 30.0) -> str:
 
 @pytest.mark.slow
 def test_serve_command_runs_and_stops_on_sigterm(kafka: str, unique_prefix: str, tmp_path) -> None:
-    from streamsig.stream.broker import free_port
+    from streamsig.live.broker import free_port
 
     ws_port, metrics_port = free_port(), free_port()
-    script = ("import typer; from streamsig.serve.commands import register; app = typer.Typer(); "
+    script = ("import typer; from streamsig.cli.serve import register; app = typer.Typer(); "
               "register(app); app()")
     env = {k: v for k, v in os.environ.items() if k != "STREAMSIG_TOKEN"}
     proc = subprocess.Popen([sys.executable, "-c", script, "serve", "--kafka", kafka, "--port", str(ws_port),

@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from streamsig.backtest.result import BacktestResult  # noqa: E402
-from streamsig.trading import metrics  # noqa: E402
+from streamsig.trading import performance  # noqa: E402
 
 MAX_POINTS = 4000
 HOUR_NS = 3_600_000_000_000
@@ -57,7 +57,7 @@ def equity(res: BacktestResult) -> bytes:
         x, label = _time_axis(ts[k], t0)
         lw = 2.0 if s == res.primary else 1.0
         ax.plot(x, eq[k] - cap, lw=lw, label=s, drawstyle="steps-post")
-        dd.plot(x, -metrics.drawdowns(eq)[k] * 100, lw=lw, label=s, drawstyle="steps-post")
+        dd.plot(x, -performance.drawdowns(eq)[k] * 100, lw=lw, label=s, drawstyle="steps-post")
     ax.set_ylabel("P&L (quote currency)")
     ax.set_title("Equity after costs")
     ax.legend(loc="best", fontsize=8)

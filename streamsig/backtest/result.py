@@ -3,8 +3,8 @@
 Curves are per symbol (one sample per feature row after trading starts); a
 strategy's account curve adds the symbols' P&L in time order:
 ``equity(t) = sum(capital_s) + sum_s (E_s(t) - capital_s)``. Metrics are
-:func:`streamsig.trading.metrics.summary` of that curve resampled to bars
-(:func:`~streamsig.trading.metrics.resample_last`), with the round trips, fees,
+:func:`streamsig.trading.performance.summary` of that curve resampled to bars
+(:func:`~streamsig.trading.performance.resample_last`), with the round trips, fees,
 spread cost and notional of all its symbols.
 """
 from __future__ import annotations
@@ -15,19 +15,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from streamsig.backtest.lane import Lane
-from streamsig.trading import metrics
+from streamsig.book.records import FILL_DTYPE, SIGNAL_DTYPE, TRIP_DTYPE  # noqa: F401 - re-exported
+from streamsig.trading.account import Account
+from streamsig.trading import performance
 
-#: one signal per feature row: the sequence it answers, probabilities and the policy's target
-SIGNAL_DTYPE = np.dtype([("seq", "<i8"), ("ts_ns", "<i8"), ("p_down", "<f8"), ("p_flat", "<f8"),
-                         ("p_up", "<f8"), ("target", "<f8")])
-FILL_DTYPE = np.dtype([("ts_ns", "<i8"), ("seq", "<i8"), ("side", "<i1"), ("qty", "<f8"), ("price", "<f8"),
-                       ("fee", "<f8"), ("maker", "?"), ("mid", "<f8")])
-TRIP_DTYPE = np.dtype([("open_ts", "<i8"), ("close_ts", "<i8"), ("side", "<i1"), ("pnl", "<f8")])
 
 
 @dataclass
-class LaneRecord:
+class AccountRecord:
     """One strategy on one symbol: per-row position and equity, fills, round trips, totals."""
 
     ts_ns: np.ndarray
@@ -44,23 +39,23 @@ class LaneRecord:
     killed: bool
 
 
-def lane_record(lane: Lane) -> LaneRecord:
+def account_record(lane: Account) -> AccountRecord:
     """Freeze a finished lane."""
     fills = np.array([(f.ts_ns, f.seq, f.side, f.qty, f.price, f.fee, f.maker, f.mid) for f in lane.fills],
                      dtype=FILL_DTYPE)
     pf = lane.pf
     if pf is None:
         z = np.zeros(0)
-        return LaneRecord(z.astype(np.int64), z.astype(np.int64), z, z, z, fills, np.zeros(0, TRIP_DTYPE),
+        return AccountRecord(z.astype(np.int64), z.astype(np.int64), z, z, z, fills, np.zeros(0, TRIP_DTYPE),
                           0.0, 0.0, 0.0, 0.0, False)
     ts, eq = pf.equity_curve()
     p = pf.positions.get(lane.symbol)
-    return LaneRecord(ts, np.array(lane.seq, np.int64), np.array(lane.mid), np.array(lane.position), eq,
+    return AccountRecord(ts, np.array(lane.seq, np.int64), np.array(lane.mid), np.array(lane.position), eq,
                       fills, pf.round_trips().astype(TRIP_DTYPE), pf.capital, pf.fees,
                       p.spread_cost if p else 0.0, p.notional if p else 0.0, pf.killed)
 
 
-def combine(records: list[LaneRecord]) -> tuple[np.ndarray, np.ndarray, float]:
+def combine(records: list[AccountRecord]) -> tuple[np.ndarray, np.ndarray, float]:
     """The account curve of several symbols: ``(ts_ns, equity, capital)``, samples in time order
     (ties keep the symbols' order)."""
     cap = float(sum(r.capital for r in records))
@@ -72,11 +67,11 @@ def combine(records: list[LaneRecord]) -> tuple[np.ndarray, np.ndarray, float]:
 
 def curve_summary(ts: np.ndarray, eq: np.ndarray, capital: float, bar_ns: int, trips: np.ndarray,
                   fees: float, spread_cost: float, notional: float) -> dict[str, float | None]:
-    """:func:`metrics.summary` of a curve resampled to ``bar_ns`` bars, with its trading totals."""
+    """:func:`performance.summary` of a curve resampled to ``bar_ns`` bars, with its trading totals."""
     if len(ts) == 0:
         ts, eq = np.zeros(1, np.int64), np.array([capital if capital > 0 else 1.0])
-    ts_r, eq_r = metrics.resample_last(ts, eq, bar_ns)
-    return metrics.summary(eq_r, ts_r, capital=capital if capital > 0 else None, trade_pnl=trips["pnl"],
+    ts_r, eq_r = performance.resample_last(ts, eq, bar_ns)
+    return performance.summary(eq_r, ts_r, capital=capital if capital > 0 else None, trade_pnl=trips["pnl"],
                            holding_ns=trips["close_ts"] - trips["open_ts"], fees=fees,
                            spread_cost=spread_cost, notional=notional)
 
@@ -88,7 +83,7 @@ class BacktestResult:
     strategies: list[str]
     primary: str | None = None
     model: dict[str, Any] | None = None
-    lanes: dict[tuple[str, str], LaneRecord] = field(default_factory=dict)
+    lanes: dict[tuple[str, str], AccountRecord] = field(default_factory=dict)
     signals: dict[str, np.ndarray] = field(default_factory=dict)  #: per symbol, SIGNAL_DTYPE
     feeds: dict[str, dict[str, Any]] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
@@ -97,7 +92,7 @@ class BacktestResult:
     def symbols(self) -> list[str]:
         return list(self.feeds)
 
-    def records(self, strategy: str) -> list[LaneRecord]:
+    def records(self, strategy: str) -> list[AccountRecord]:
         return [self.lanes[(strategy, s)] for s in self.symbols]
 
     def curve(self, strategy: str) -> tuple[np.ndarray, np.ndarray, float]:

@@ -5,7 +5,7 @@ equal row count; block boundaries are exchange times, so a boundary applies to
 every symbol at once. For k = 0..K-2 a model is trained on block k alone with
 :func:`streamsig.models.train_model` (its defaults, the given label), and it
 scores the rows of block k+1. One replay then trades blocks 1..K-1 with those
-models (:class:`~streamsig.backtest.strategy.ScheduledModelStrategy`); the
+models (:class:`~streamsig.trading.strategies.ScheduledModelStrategy`); the
 baselines trade the same span. Earlier rows only warm up features. Each model's
 labels are computed inside its own block, so no label reads a row it trades.
 """
@@ -19,20 +19,10 @@ import numpy as np
 
 from streamsig.backtest.result import BacktestResult
 from streamsig.backtest.runner import run_backtest
-from streamsig.backtest.strategy import ScheduledModelStrategy
+from streamsig.trading.policy import PolicyConfig
+from streamsig.trading.strategies import ScheduledModelStrategy
 from streamsig.book.sources import Feed
-from streamsig.features import FeatureSpec
-
-#: scale-free features a walk-forward model uses by default (those the spec has)
-DEFAULT_FEATURES = ("qimb_1", "depth_imb_1", "depth_imb_5", "depth_imb_10", "ofi_1", "ofi_dw", "ofi_1_sum_10",
-                    "ofi_1_sum_50", "ofi_1_sum_100", "ofi_dw_sum_50", "spread_ticks", "ret_10", "ret_50",
-                    "rv_50")
-
-
-def default_features(spec: FeatureSpec) -> list[str]:
-    """:data:`DEFAULT_FEATURES` that ``spec`` computes."""
-    return [f for f in DEFAULT_FEATURES if f in spec.names]
-
+from streamsig.features import FeatureSpec, default_features
 
 def fold_bounds(ts_ns: np.ndarray, folds: int) -> np.ndarray:
     """Start times of blocks 1..K-1 for time-ordered ``ts_ns`` cut into ``folds`` equal row counts.
@@ -52,7 +42,7 @@ def fold_bounds(ts_ns: np.ndarray, folds: int) -> np.ndarray:
 def walk_forward_backtest(feeds: Sequence[Feed], spec: FeatureSpec, folds: int = 4,
                           label: dict[str, Any] | None = None, model_type: str = "lightgbm",
                           features: Sequence[str] | None = None, seed: int = 0,
-                          models_dir: str | Path = "models", policy_cfg: dict[str, Any] | None = None,
+                          models_dir: str | Path = "models", policy_cfg: PolicyConfig = PolicyConfig(),
                           train_folds: int | None = None, params: dict[str, Any] | None = None,
                           on_stage: Callable[[str, int, int], None] | None = None,
                           **run_kw: Any) -> BacktestResult:

@@ -26,7 +26,7 @@ import numpy as np
 
 from streamsig.labels import FLAT
 from streamsig.models.dataset import Dataset
-from streamsig.models.metrics import macro_f1
+from streamsig.models.scores import macro_f1
 from streamsig.models.walkforward import Fold, WalkForward, walk_forward
 
 _QUANTILES = np.linspace(0.0, 0.95, 20)

@@ -11,7 +11,7 @@ from streamsig.labels import LabelConfig
 from streamsig.models.baselines import predict_baseline
 from streamsig.models.card import table_sha256
 from streamsig.models.dataset import build_dataset
-from streamsig.models.metrics import classification_metrics
+from streamsig.models.scores import classification_metrics
 from streamsig.models.report import evaluation_report, write_html
 from streamsig.models.scorer import load_scorer
 

@@ -91,7 +91,9 @@ class LstmClassifier:
         return predict_net(self.net, X, self.seed)
 
     def onnx_bytes(self, input_name: str, output_name: str) -> bytes:
-        """The network as an ONNX model (opset 17) with input ``[batch, window, F]``."""
+        """The network as an ONNX model (opset 17) with input ``[batch, window, F]``, as
+        ``torch.onnx.export`` writes it (:func:`streamsig.models.export.to_onnx` then
+        puts it in canonical form)."""
         assert self.net is not None, "fit first"
         return export_net(self.net, self.window, self.net.lstm.input_size, self.seed, input_name, output_name)
 

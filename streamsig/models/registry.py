@@ -38,3 +38,9 @@ def list_models(root: Path | str) -> list[dict[str, Any]]:
             "verified": onnx.is_file() and sha256_bytes(onnx.read_bytes()) == card["onnx"]["sha256"],
         })
     return sorted(out, key=lambda m: m.get("created", ""), reverse=True)
+
+
+def default_model() -> Path | None:
+    """The committed default model (``models/default``), if this checkout has one."""
+    here = Path(__file__).resolve().parents[2] / "models" / "default"
+    return here if (here / "card.json").exists() else None

@@ -15,7 +15,7 @@ import numpy as np
 
 from streamsig.models.dataset import Dataset
 from streamsig.models.estimators import fit_native, predict_native
-from streamsig.models.metrics import classification_metrics
+from streamsig.models.scores import classification_metrics
 from streamsig.models.walkforward import Fold
 
 

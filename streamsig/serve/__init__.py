@@ -1,1 +1,1 @@
-"""The edges: Prometheus metrics and the websocket signal server."""
+"""The websocket signal server (:mod:`.ws`); the Prometheus metric objects live in :mod:`streamsig.telemetry`."""

@@ -37,10 +37,10 @@ from urllib.parse import parse_qs, urlsplit
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from streamsig.serve.metrics import WS_CLIENTS, WS_DROPPED, WS_SENT
-from streamsig.stream.frames import FrameError
-from streamsig.stream.sigframes import SignalFrame, decode_signals, signal_dicts, to_json
-from streamsig.stream.topics import Topics
+from streamsig.telemetry import WS_CLIENTS, WS_DROPPED, WS_SENT
+from streamsig.wire.frames import FrameError
+from streamsig.wire.signals import SignalFrame, decode_signals, signal_dicts, to_json
+from streamsig.wire.topics import Topics
 
 PROTOCOL = 1
 CLOSE_UNAUTHORIZED = 4401
@@ -299,7 +299,7 @@ class SignalServer:
     async def _start_consumer(self) -> None:
         from aiokafka import AIOKafkaConsumer, TopicPartition
 
-        from streamsig.stream.topics import ensure_topics
+        from streamsig.wire.topics import ensure_topics
 
         assert self.bootstrap is not None
         counts = await ensure_topics(self.bootstrap, (self.topics.signals, self.topics.pnl), self.partitions)

@@ -42,7 +42,7 @@ from typing import Any
 import numba as nb
 import numpy as np
 
-from streamsig.trading.policy import SignalPolicy
+from streamsig.trading.policy import PolicyConfig, SignalPolicy
 
 
 def _step_py(e: float, mid: float, spread: float, pos: float, size: float, cost_frac: float,
@@ -139,22 +139,17 @@ class EdgePolicy:
         self.position = float(state["position"])
 
 
-POLICIES = ("threshold", "edge")
-_THRESHOLD_KEYS = ("enter", "exit", "max_position", "unit", "min_hold")
-_EDGE_KEYS = ("max_position", "fee_bps", "slippage_bps", "margin_bps")
-
-
-def make_policy(cfg: Mapping[str, Any] | None, card: Mapping[str, Any] | None = None
+def make_policy(cfg: PolicyConfig = PolicyConfig(), card: Mapping[str, Any] | None = None
                 ) -> SignalPolicy | EdgePolicy:
-    """A fresh policy from a config dict: ``kind`` ``threshold`` (default, :class:`SignalPolicy`)
-    or ``edge`` (:class:`EdgePolicy`, needs the model ``card``). Keys the kind does not take
-    are ignored, so one dict can carry both kinds' settings."""
-    cfg = dict(cfg or {})
-    kind = cfg.pop("kind", "threshold")
-    if kind == "threshold":
-        return SignalPolicy(**{k: v for k, v in cfg.items() if k in _THRESHOLD_KEYS})
-    if kind == "edge":
+    """A fresh policy for ``cfg.kind``: ``threshold`` (:class:`~streamsig.trading.policy.SignalPolicy`)
+    or ``edge`` (:class:`EdgePolicy` with ``cfg``'s size, costs and margin; needs the model ``card``).
+
+    >>> make_policy(PolicyConfig(kind="edge", fee_bps=1.0), {"class_moves": {"mean_return": [-1e-3, 0, 1e-3]}}).cost_frac
+    0.0001
+    """
+    if cfg.kind == "edge":
         if card is None:
             raise ValueError("the edge policy needs a model (its card's class_moves)")
-        return EdgePolicy.from_card(card, **{k: v for k, v in cfg.items() if k in _EDGE_KEYS})
-    raise ValueError(f"policy must be one of {POLICIES}, got {kind!r}")
+        return EdgePolicy.from_card(card, max_position=cfg.max_position, fee_bps=cfg.fee_bps,
+                                    slippage_bps=cfg.slippage_bps, margin_bps=cfg.margin_bps)
+    return SignalPolicy(cfg)

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from streamsig.trading import metrics
+from streamsig.trading import performance
 from streamsig.trading.executor import Fill
 
 ROUND_TRIP_DTYPE = np.dtype([("open_ts", "<i8"), ("close_ts", "<i8"), ("side", "<i1"), ("pnl", "<f8")])
@@ -183,7 +183,7 @@ class Portfolio:
         return np.array(self._trips, dtype=ROUND_TRIP_DTYPE)
 
     def report(self, periods_per_year: float | None = None, period_ns: int | None = None) -> dict[str, float | None]:
-        """:func:`metrics.summary` of this portfolio; ``period_ns`` resamples the curve first.
+        """:func:`performance.summary` of this portfolio; ``period_ns`` resamples the curve first.
 
         The curve starts at the first mark; a driver that marks on every book
         update marks before any fill, so that first sample is the capital.
@@ -192,9 +192,9 @@ class Portfolio:
         if ts.size == 0:
             ts, eq = np.zeros(1, dtype=np.int64), np.array([self.capital])
         if period_ns:
-            ts, eq = metrics.resample_last(ts, eq, period_ns)
+            ts, eq = performance.resample_last(ts, eq, period_ns)
         rt = self.round_trips()
-        return metrics.summary(eq, ts, capital=self.capital, periods_per_year=periods_per_year,
+        return performance.summary(eq, ts, capital=self.capital, periods_per_year=periods_per_year,
                                trade_pnl=rt["pnl"], holding_ns=rt["close_ts"] - rt["open_ts"],
                                fees=self.fees, spread_cost=self._sum("spread_cost", None),
                                notional=self._sum("notional", None))

@@ -20,7 +20,7 @@ import numpy as np
 from streamsig.book import events as E
 from streamsig.book.book import Book
 from streamsig.book.sources import Feed
-from streamsig.stream.frames import Framer
+from streamsig.wire.frames import Framer
 
 
 @dataclass

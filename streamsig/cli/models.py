@@ -9,13 +9,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from streamsig.cliopts import Data, Levels, Seed, Source, Symbols, Updates, feature_spec, open_data, progress
+from streamsig.cli.options import Data, Levels, Seed, Source, Symbols, Updates, feature_spec, open_data, progress
 from streamsig.errors import DataError
 
-#: scale-free book features a model gets unless ``--features`` says otherwise
-DEFAULT_FEATURES = ["spread_ticks", "qimb_1", "depth_imb_1", "depth_imb_5", "ofi_1", "ofi_dw",
-                    "ofi_1_sum_10", "ofi_1_sum_50", "ofi_1_sum_100", "ofi_dw_sum_50",
-                    "ret_1", "ret_10", "ret_50", "rv_50"]
+from streamsig.features import DEFAULT_FEATURES
 
 models_app = typer.Typer(help="Inspect trained models.", no_args_is_help=True)
 

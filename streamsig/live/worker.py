@@ -26,12 +26,13 @@ from typing import Any
 import numpy as np
 
 from streamsig.book.events import EOB, Reason
+from streamsig.book.sequence import fresh_start
 from streamsig.engine import SignalEngine
 from streamsig.features import FeatureSpec
-from streamsig.serve import metrics as M
-from streamsig.stream.config import StreamConfig, make_app, raw_topic
-from streamsig.stream.frames import FrameError, dead_letter_record, decode_frame, encode_frame, peek_symbol
-from streamsig.stream.sigframes import encode_signals
+from streamsig import telemetry as M
+from streamsig.live.config import StreamConfig, make_app, raw_topic
+from streamsig.wire.frames import FrameError, dead_letter_record, decode_frame, encode_frame, peek_symbol
+from streamsig.wire.signals import encode_signals
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +85,7 @@ def fresh_events(frames: list, last_closed: int) -> tuple[np.ndarray, int]:
     parts, skipped = [], 0
     for f in frames:
         e = f.events
-        fresh = e["seq"] > last_closed
-        k = int(np.argmax(fresh)) if fresh.any() else len(e)
+        k = fresh_start(e["seq"], last_closed)
         skipped += k
         if k < len(e):
             parts.append(e[k:])
@@ -169,11 +169,11 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
         sig = res.signals
         mark = marks.get(sym, -1)
         if len(sig) and sig["seq"][-1] > mark:
-            sig = sig[sig["seq"] > mark]
+            sig = sig[fresh_start(sig["seq"], mark):]
             marks[sym] = int(sig["seq"][-1])
             out[sym] = (sig, pts, eng.last_seq)
             if res.challenger is not None:
-                out["\0ch:" + sym] = (res.challenger[res.challenger["seq"] > mark], pts, eng.last_seq)
+                out["\0ch:" + sym] = (res.challenger[fresh_start(res.challenger["seq"], mark):], pts, eng.last_seq)
 
     @app.agent(book)
     async def process(stream):  # type: ignore[no-untyped-def]

@@ -30,13 +30,18 @@ last ``window`` rows; :func:`model_strategy` picks the one a scorer needs.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import json
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
+from streamsig.errors import DataError
 from streamsig.features import FeatureSpec
 from streamsig.trading.edge import make_policy
+from streamsig.trading.policy import PolicyConfig
 
 
 class Trader(Protocol):
@@ -111,16 +116,15 @@ class _ModelTrader:
 class ModelStrategy:
     """Scorer -> policy, batch-scored per chunk (identical to per-row scoring).
 
-    ``policy`` is a :func:`~streamsig.trading.edge.make_policy` config: ``kind``
-    ``threshold`` (default; :class:`SignalPolicy` keyword arguments enter, exit,
-    max_position, unit, min_hold) or ``edge`` (max_position, fee_bps,
-    slippage_bps, margin_bps; the scorer's card gives the class moves).
+    ``policy`` is the :class:`~streamsig.trading.policy.PolicyConfig`; its
+    ``kind`` picks the policy (:func:`~streamsig.trading.edge.make_policy`; the
+    edge policy takes the class moves from the scorer's card).
     ``name`` defaults to ``"model"``.
     """
 
-    def __init__(self, scorer: ScorerLike, policy: Mapping[str, Any] | None = None,
+    def __init__(self, scorer: ScorerLike, policy: PolicyConfig = PolicyConfig(),
                  name: str = "model") -> None:
-        self.scorer, self.policy, self.name = scorer, dict(policy or {}), name
+        self.scorer, self.policy, self.name = scorer, policy, name
 
     def start(self, symbol: str, spec: FeatureSpec) -> _ModelTrader:
         return _ModelTrader(self.scorer, _model_cols(self.scorer, spec),
@@ -156,7 +160,7 @@ class _SequenceTrader(_ModelTrader):
         """The policy's state and the window tail (a float32 array): plain arrays and numbers."""
         return {"policy": self.policy.state(), "window": self.tail.copy()}
 
-    def restore(self, state: Mapping[str, Any]) -> None:
+    def restore(self, state: dict[str, Any]) -> None:
         """Continue from :meth:`state` output (same model)."""
         tail = np.asarray(state["window"], dtype=np.float32)
         if tail.shape != self.tail.shape:
@@ -185,7 +189,7 @@ def is_sequence(scorer: Any) -> bool:
     return int(getattr(scorer, "window", 1)) > 1
 
 
-def model_strategy(scorer: ScorerLike, policy: Mapping[str, Any] | None = None,
+def model_strategy(scorer: ScorerLike, policy: PolicyConfig = PolicyConfig(),
                    name: str = "model") -> ModelStrategy:
     """:class:`SequenceStrategy` for a sequence scorer, else :class:`ModelStrategy`."""
     return (SequenceStrategy if is_sequence(scorer) else ModelStrategy)(scorer, policy, name)
@@ -221,14 +225,53 @@ class ScheduledModelStrategy:
     """
 
     def __init__(self, starts: Sequence[int], scorers: Sequence[ScorerLike],
-                 policy: Mapping[str, Any] | None = None, name: str = "model") -> None:
+                 policy: PolicyConfig = PolicyConfig(), name: str = "model") -> None:
         if len(starts) != len(scorers) or list(starts) != sorted(starts):
             raise ValueError("need one scorer per start time, starts ascending")
         self.starts = np.asarray(starts, dtype=np.int64)
-        self.scorers, self.policy, self.name = list(scorers), dict(policy or {}), name
+        self.scorers, self.policy, self.name = list(scorers), policy, name
 
     def start(self, symbol: str, spec: FeatureSpec) -> _ScheduledTrader:
-        traders = [model_strategy(s, {k: v for k, v in self.policy.items() if k != "kind"}).start(symbol, spec)
-                   for s in self.scorers]
+        # the models only score: one policy per symbol runs across the switches
+        scoring = replace(self.policy, kind="threshold")
+        traders = [model_strategy(s, scoring).start(symbol, spec) for s in self.scorers]
         card = getattr(self.scorers[0], "card", None) if self.scorers else None
         return _ScheduledTrader(self.starts, traders, make_policy(self.policy, card), _book_cols(spec))
+
+
+def load_strategy(model: Path | None, strategy: str, policy: PolicyConfig) -> tuple[Any, str, Any]:
+    """(strategy, model id, FeatureSpec or None) for a model folder or a named rule.
+
+    A model folder gets :func:`model_strategy` (a sequence model, card window > 1,
+    :class:`SequenceStrategy`). A rule trades ``policy.max_position`` units (its
+    full size, like the baselines).
+    """
+    from streamsig.trading.rules import OfiRule, Sma
+
+    if model is not None:
+        from streamsig.models.scorer import load_scorer
+
+        if not (model / "card.json").exists():
+            raise DataError(model, None, "not a model folder (no card.json)")
+        from streamsig.models.card import card_feature_spec
+
+        scorer = load_scorer(model)
+        return model_strategy(scorer, policy), scorer.model_id, card_feature_spec(scorer.card)
+    size = float(policy.max_position)
+    rules = {"ofi": OfiRule(size=size), "sma": Sma(size=size)}
+    if strategy not in rules:
+        raise DataError(strategy, None, f"unknown strategy (choose one of {', '.join(rules)} or pass --model)")
+    return rules[strategy], strategy, None
+
+
+def online_factory(model: Path | None, spec: Any) -> Any:
+    """A callable making a fresh online challenger on the champion's features and label."""
+    from streamsig.models import OnlineChallenger
+    from streamsig.features import DEFAULT_FEATURES
+
+    if model is not None:
+        card = json.loads((model / "card.json").read_text())
+        feats, label = card["features"], {k: v for k, v in card["label"].items() if k != "description"}
+    else:
+        feats, label = [f for f in DEFAULT_FEATURES if f in spec.names], {"horizon": 50}
+    return lambda: OnlineChallenger(feats, label)

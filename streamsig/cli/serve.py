@@ -13,16 +13,12 @@ from typing import Annotated, Any, NoReturn, Optional
 
 import typer
 
-from streamsig.cliopts import console
+from streamsig.cli.options import Kafka, MetricsPort, Partitions, Prefix, PrintConfig, console, print_config
 
 ENV_TOKEN = "STREAMSIG_TOKEN"  #: accepted websocket token(s), comma-separated
 DASHBOARDS_DIR = Path("dashboards")  #: relative to the working directory (the repository root)
 DATASOURCE_UID = "streamsig-prometheus"  #: the uid deploy/grafana provisions and the dashboards use
 
-_Kafka = Annotated[Optional[str], typer.Option(
-    "--kafka", envvar="STREAMSIG_KAFKA", show_envvar=True,
-    help="Kafka bootstrap servers HOST:PORT[,HOST:PORT]. Without it an embedded in-memory broker is "
-    "started (useful only together with a worker on that broker).")]
 _Host = Annotated[str, typer.Option("--host", envvar="STREAMSIG_WS_HOST", show_envvar=True,
                                     help="Interface the websocket server binds to (0.0.0.0 for all).")]
 _Port = Annotated[int, typer.Option("--port", min=0, max=65535, help="Websocket port (0 picks a free one).")]
@@ -32,12 +28,8 @@ _Token = Annotated[Optional[list[str]], typer.Option(
 _Queue = Annotated[int, typer.Option(
     "--queue-size", min=1, help="Messages queued per client; a client whose queue fills is disconnected "
     "with close code 4408 (slow consumer).")]
-_MetricsPort = Annotated[int, typer.Option("--metrics-port", min=0, max=65535,
-                                           help="Port of the Prometheus /metrics endpoint (0 disables it).")]
 _MetricsAddr = Annotated[str, typer.Option("--metrics-addr", envvar="STREAMSIG_METRICS_ADDR", show_envvar=True,
                                            help="Interface the /metrics endpoint binds to.")]
-_Prefix = Annotated[str, typer.Option("--topic-prefix", envvar="STREAMSIG_TOPIC_PREFIX", show_envvar=True,
-                                      help="Deployment prefix of the topic names (PREFIX-signals, PREFIX-pnl).")]
 _FromBeginning = Annotated[bool, typer.Option(
     "--from-beginning", help="Replay the topics from their first offset instead of starting at their end.")]
 
@@ -59,19 +51,24 @@ def tokens_or_new(given: list[str] | None, env: dict[str, str] | None = None) ->
     return [secrets.token_urlsafe(24)], True
 
 
-def serve(kafka: _Kafka = None, host: _Host = "127.0.0.1", port: _Port = 8765, token: _Token = None,
-          queue_size: _Queue = 1000, metrics_port: _MetricsPort = 9108, metrics_addr: _MetricsAddr = "127.0.0.1",
-          topic_prefix: _Prefix = "", from_beginning: _FromBeginning = False) -> None:
+def serve(kafka: Kafka = None, host: _Host = "127.0.0.1", port: _Port = 8765, token: _Token = None,
+          queue_size: _Queue = 1000, metrics_port: MetricsPort = 9108, metrics_addr: _MetricsAddr = "127.0.0.1",
+          topic_prefix: Prefix = "", partitions: Partitions = 4, from_beginning: _FromBeginning = False,
+          show: PrintConfig = False) -> None:
     """Serve live signals and P&L to websocket clients as JSON (protocol: docs/observability.md).
 
     Reads the signals and pnl topics (no consumer group); Ctrl-C or SIGTERM stops it.
     """
-    from streamsig.serve.metrics import serve_metrics
+    from streamsig.telemetry import serve_metrics
     from streamsig.serve.ws import SignalServer, run_server
-    from streamsig.stream.broker import BrokerError, resolve_kafka
-    from streamsig.stream.config import StreamConfig
-    from streamsig.stream.topics import Topics, TopicError
+    from streamsig.live.broker import BrokerError, resolve_kafka
+    from streamsig.live.config import StreamConfig
+    from streamsig.wire.topics import Topics, TopicError
 
+    if show:
+        print_config("serve", kafka=kafka, stream=StreamConfig.from_env(
+            bootstrap=kafka or "embedded", topic_prefix=topic_prefix, partitions=partitions),
+            host=host, port=port, metrics_port=metrics_port, metrics_addr=metrics_addr)
     tokens, generated = tokens_or_new(token)
     if generated:
         print(f"token: {tokens[0]}", flush=True)
@@ -80,7 +77,6 @@ def serve(kafka: _Kafka = None, host: _Host = "127.0.0.1", port: _Port = 8765, t
     except BrokerError as exc:
         _fail(str(exc))
     try:
-        partitions = StreamConfig.from_env(bootstrap).partitions
         serve_metrics(metrics_port, metrics_addr)
         topics = Topics(topic_prefix)
 

@@ -34,8 +34,8 @@ PNL = Gauge("streamsig_pnl_quote", "Paper-trading P&L in quote currency (net of 
 POSITION = Gauge("streamsig_position", "Paper-trading position in units", ["symbol", "model"], registry=REGISTRY)
 DRAWDOWN = Gauge("streamsig_drawdown_ratio", "Drawdown of equity from its peak (fraction)", ["symbol", "model"],
                  registry=REGISTRY)
-SHARPE = Gauge("streamsig_sharpe_ratio", "Live Sharpe ratio of the paper portfolio", ["symbol", "model"],
-               registry=REGISTRY)
+SHARPE = Gauge("streamsig_sharpe_ratio", "Sharpe ratio of the paper portfolio's returns between trader "
+               "updates (one per processed frame batch; not annualised)", ["symbol", "model"], registry=REGISTRY)
 FILLS = Counter("streamsig_fills", "Paper fills", ["symbol", "model"], registry=REGISTRY)
 FEES = Counter("streamsig_fees_quote", "Fees paid in quote currency", ["symbol", "model"], registry=REGISTRY)
 WS_CLIENTS = Gauge("streamsig_websocket_clients", "Connected websocket clients", registry=REGISTRY)

@@ -11,28 +11,32 @@ from typing import Any
 
 from streamsig.book.sources import Feed
 from streamsig.features import FeatureSpec
-from streamsig.trading import ExecConfig
+from streamsig.trading import ExecConfig, PolicyConfig
 
 
 async def run_demo(feeds: list[Feed], bootstrap: str, strategy: Any, model_id: str, spec: FeatureSpec,
                    speed: float | None, duration: float | None, ws_port: int, metrics_port: int,
-                   token: str | None, state_dir: Path, say=print, exec_cfg: ExecConfig | None = None,
-                   max_position: float = 1.0) -> dict[str, Any]:
-    """Run everything until the replay ends (plus a short drain), ``duration`` s, or Ctrl-C."""
-    from streamsig.serve.metrics import serve_metrics
-    from streamsig.stream.commands import stream_config, status_line
-    from streamsig.stream.config import running
-    from streamsig.stream.producer import ProduceStats, produce
-    from streamsig.stream.topics import ensure_topics
-    from streamsig.stream.trader import build_trader
-    from streamsig.stream.worker import build_worker
+                   token: str | None, state_dir: Path, say=print, exec_cfg: ExecConfig = ExecConfig(),
+                   policy: PolicyConfig = PolicyConfig(), prefix: str = "demo",
+                   partitions: int = 4) -> dict[str, Any]:
+    """Run everything until the replay ends (plus a short drain), ``duration`` s, or Ctrl-C.
 
-    cfg = stream_config(bootstrap, "demo", 4, app_id=f"streamsig-demo-{secrets.token_hex(3)}",
+    ``exec_cfg`` and ``policy`` are the paper trader's (the strategy already holds its policy).
+    """
+    from streamsig.telemetry import serve_metrics
+    from streamsig.live.config import stream_config
+    from streamsig.live.config import running
+    from streamsig.live.producer import ProduceStats, produce
+    from streamsig.wire.topics import ensure_topics
+    from streamsig.live.trader import build_trader
+    from streamsig.live.worker import build_worker
+
+    cfg = stream_config(bootstrap, prefix, partitions, app_id=f"streamsig-demo-{secrets.token_hex(3)}",
                         session_timeout_s=3.0, heartbeat_s=0.5)
     await ensure_topics(bootstrap, cfg.topics.all(), cfg.partitions)
     serve_metrics(metrics_port)
     worker = build_worker(cfg, spec, strategy, model_id, state_dir)
-    trader = build_trader(cfg, spec, exec_cfg or ExecConfig(fee_bps=1.0), max_position)
+    trader = build_trader(cfg, exec_cfg, policy, book_capacity=spec.book_capacity)
     token = token or secrets.token_urlsafe(12)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -77,7 +81,7 @@ def _caught_up(worker: Any, trader: Any, sent: Any) -> bool:
     engines = getattr(worker, "streamsig_engines", {})
     traders = getattr(trader, "streamsig_traders", {})
     return all(sym in engines and engines[sym].last_seq >= seq and sym in traders
-               and traders[sym].state.last_seq >= seq for sym, seq in sent.last_seq.items())
+               and traders[sym].traded_seq >= seq for sym, seq in sent.last_seq.items())
 
 
 async def _start_ws(stack: contextlib.AsyncExitStack, bootstrap: str, cfg: Any, port: int, token: str) -> Any:
@@ -86,3 +90,15 @@ async def _start_ws(stack: contextlib.AsyncExitStack, bootstrap: str, cfg: Any, 
     server = SignalServer(bootstrap, cfg.topics, "127.0.0.1", port, [token])
     await stack.enter_async_context(server)
     return server
+
+
+def status_line(worker_app: Any, trader_app: Any) -> str:
+    """One line: per symbol last sequence, position and P&L."""
+    parts = []
+    for sym, eng in sorted(getattr(worker_app, "streamsig_engines", {}).items()):
+        tr = getattr(trader_app, "streamsig_traders", {}).get(sym)
+        rec = tr.pnl() if tr else {}
+        pnl = rec.get("pnl")
+        parts.append(f"{sym} seq {eng.last_seq} pos {rec.get('position', 0):+g} "
+                     f"pnl {pnl if pnl is not None else 0:+.2f}")
+    return " | ".join(parts) or "waiting for data..."

@@ -1,15 +1,16 @@
 """The live paper trader: book frames + signal frames in, fills and P&L out.
 
-Per symbol, :class:`LiveTrader` keeps its own copy of the book (the same
-kernel on the same ``book-events`` frames) and the worker's targets by
-sequence. A book row is traded only once the signal stream has answered its
-sequence (a signal frame's ``last_seq``), then it runs exactly the backtest's
-per-row step (:class:`~streamsig.backtest.lane.Lane`: executor against the book
-at that row, portfolio marked at mid, kill switch). So a file replayed live
-trades like the backtest of the same file. Redelivered book events and
-signals (sequence already seen) are ignored: no signal trades twice.
-
-Passive (queue) orders are not used live.
+Per symbol, :class:`LiveTrader` keeps only the book it executes against (a
+:class:`~streamsig.trading.cursor.BookCursor` fed the ``book-events`` frames; no
+feature kernel) and the worker's signal records, which carry each row's
+sequence, time, target and mid. Book events are traded only once the signal
+stream has answered their sequence (a signal frame's ``last_seq``); then the
+drained part runs exactly the backtest's per-row loop
+(:func:`~streamsig.trading.account.step_rows`: executor against the book at
+each row, portfolio marked at the row's mid, kill switch, passive orders if
+configured). So a file replayed live trades like the backtest of the same
+file. Redelivered book events and signals are dropped by sequence
+(:func:`~streamsig.book.sequence.fresh_start`): no signal trades twice.
 """
 from __future__ import annotations
 
@@ -19,55 +20,61 @@ from typing import Any
 
 import numpy as np
 
-from streamsig.backtest.cursor import BookCursor
-from streamsig.backtest.lane import Lane
 from streamsig.book import events as E
-from streamsig.features import FeatureSpec, FeatureState
-from streamsig.serve import metrics as M
-from streamsig.stream.sigframes import SignalFrame, to_json
-from streamsig.trading import ExecConfig, Fill
+from streamsig.book.records import SIGNAL_DTYPE
+from streamsig.book.sequence import fresh_start
+from streamsig.trading.cursor import BookCursor
+from streamsig.trading.account import Account, step_rows
+from streamsig import telemetry as M
+from streamsig.wire.signals import SignalFrame, to_json
+from streamsig.trading import ExecConfig, Fill, PolicyConfig
 from streamsig.trading.executor import fill_to_dict
-from streamsig.trading.metrics import LiveStats
+from streamsig.trading.performance import LiveStats
 
 
 class LiveTrader:
-    """One symbol's paper trading, joined on sequence numbers (see module doc)."""
+    """One symbol's paper trading, joined on sequence numbers (see module doc).
 
-    def __init__(self, symbol: str, spec: FeatureSpec, tick_size: float, exec_cfg: ExecConfig,
-                 size: float = 1.0, capital: float | None = None, max_drawdown: float | None = None,
-                 strategy: str = "model") -> None:
-        self.symbol, self.spec = symbol, spec
-        self.state = FeatureState(spec, tick_size)
-        self.cursor = BookCursor(spec, tick_size)
-        self.lane = Lane(strategy, symbol, replace(exec_cfg, tick_size=tick_size), capital, size,
-                         max_drawdown, None, False, record=False)
-        self.imid = spec.index("mid")
+    ``capital_units`` sizes the default capital (the notional of that many
+    units at the first mid), as the backtest does with the policy's
+    ``max_position``; ``book_capacity`` should be the worker's feature spec's.
+    """
+
+    def __init__(self, symbol: str, tick_size: float, exec_cfg: ExecConfig, capital_units: float = 1.0,
+                 capital: float | None = None, strategy: str = "model", book_capacity: int = 64) -> None:
+        self.symbol = symbol
+        self.cursor = BookCursor(book_capacity, tick_size)
+        self.lane = Account(strategy, symbol, replace(exec_cfg, tick_size=tick_size), capital, capital_units,
+                            None, record=False)
         self._events: list[np.ndarray] = []
-        self._book_seq = -1  # last book sequence buffered
-        self._sig_seq = np.zeros(0, np.int64)
-        self._sig_tgt = np.zeros(0, np.float64)
+        self._closed = -1  # sequence of the last end-of-batch event buffered
+        self._sig = np.zeros(0, SIGNAL_DTYPE)  # signal records not traded yet
+        self._sig_seq = -1  # last signal sequence buffered
         self._answered = -1  # the worker has processed the book up to here
-        self._target = 0.0
         self.stats = LiveStats()
         self.n_fills = 0
+        self.traded_seq = -1  #: the book has been traded up to this sequence
 
     def on_book(self, events: np.ndarray) -> int:
         """Buffer a book frame; returns how many events were new (not redelivered)."""
-        fresh = events["seq"] > self._book_seq
-        k = int(np.argmax(fresh)) if fresh.any() else len(events)
+        # as the worker does: events at or below the last closed update were buffered already;
+        # a frame continuing an update split across frames keeps its events
+        k = fresh_start(events["seq"], self._closed)
         if k < len(events):
-            self._events.append(np.array(events[k:]))
-            self._book_seq = int(events["seq"][-1])
+            new = np.array(events[k:])
+            self._events.append(new)
+            eob = np.flatnonzero(new["flags"] & E.EOB)
+            if len(eob):
+                self._closed = max(self._closed, int(new["seq"][eob[-1]]))
         return len(events) - k
 
     def on_signals(self, frame: SignalFrame) -> None:
-        """Buffer a signal frame's targets (records already seen are ignored)."""
+        """Buffer a signal frame's records (records already seen are dropped)."""
         rec = frame.records
-        last = self._sig_seq[-1] if len(self._sig_seq) else -1
-        rec = rec[rec["seq"] > last]
+        rec = rec[fresh_start(rec["seq"], self._sig_seq):]
         if len(rec):
-            self._sig_seq = np.concatenate([self._sig_seq, rec["seq"]])
-            self._sig_tgt = np.concatenate([self._sig_tgt, rec["target"]])
+            self._sig = np.concatenate([self._sig, rec])
+            self._sig_seq = int(rec["seq"][-1])
         self._answered = max(self._answered, frame.last_seq)
 
     def drain(self) -> list[Fill]:
@@ -82,26 +89,23 @@ class LiveTrader:
             return []
         cut = int(ok[-1]) + 1
         part, rest = ev[:cut], ev[cut:]
+        self.traded_seq = max(self.traded_seq, int(part["seq"][cut - 1]))
         self._events = [rest] if len(rest) else []
-        rows, idx, _ = self.state.update(part)
-        seqs = part["seq"][idx]
-        pos = np.searchsorted(self._sig_seq, seqs)
-        hit = (pos < len(self._sig_seq)) & (self._sig_seq[np.minimum(pos, len(self._sig_seq) - 1)] == seqs)
-        tix = np.flatnonzero(part["flags"] & E.TRADE)
-        bounds = np.searchsorted(tix, idx, side="right")
+        n_sig = int(np.searchsorted(self._sig["seq"], part["seq"][cut - 1], side="right"))
+        sig, self._sig = self._sig[:n_sig], self._sig[n_sig:]
+        # a row closes at the first end-of-batch event of its sequence (later ones with the same
+        # sequence are periodic snapshots); a signal without such an event in the part is not traded
+        eob = ok
+        eseq = part["seq"][eob]
+        first = np.ones(len(eseq), bool)
+        first[1:] = eseq[1:] > np.maximum.accumulate(eseq)[:-1]
+        eob, eseq = eob[first], eseq[first]
+        pos = np.minimum(np.searchsorted(eseq, sig["seq"]), max(len(eseq) - 1, 0))
+        hit = (eseq[pos] == sig["seq"]) if len(eseq) else np.zeros(len(sig), bool)
+        sig, idx = sig[hit], eob[pos[hit]]
         n_before = len(self.lane.fills)
-        self.cursor.begin(part)
-        lo = 0
-        for i in range(len(rows)):
-            if hit[i]:
-                self._target = float(self._sig_tgt[pos[i]])
-            hi = int(bounds[i])
-            self.lane.on_row(int(part["exch_ts"][idx[i]]), int(seqs[i]), float(rows[i, self.imid]),
-                             self._target, self.cursor, int(idx[i]), part, tix[lo:hi])
-            lo = hi
-        self.cursor.finish()
-        drop = np.searchsorted(self._sig_seq, seqs[-1], side="right") if len(seqs) else 0
-        self._sig_seq, self._sig_tgt = self._sig_seq[drop:], self._sig_tgt[drop:]
+        step_rows([self.lane], [sig["target"].tolist()], part, idx.tolist(), sig["ts_ns"].tolist(),
+                  sig["seq"].tolist(), sig["mid"].tolist(), self.cursor)
         pf = self.lane.pf
         if pf is not None:
             self.stats.update(pf.equity)
@@ -128,12 +132,15 @@ class LiveTrader:
                 "fills": self.n_fills, "killed": pf.killed}
 
 
-def build_trader(cfg, spec: FeatureSpec, exec_cfg: ExecConfig, size: float = 1.0,  # noqa: ANN001, ANN201
-                 capital: float | None = None, max_drawdown: float | None = None, model: str = "model"):
-    """The paper trader's Faust app: agents on ``book-events`` and ``signals``."""
-    from streamsig.stream.config import make_app, raw_topic
-    from streamsig.stream.frames import FrameError, decode_frame
-    from streamsig.stream.sigframes import decode_signals
+def build_trader(cfg, exec_cfg: ExecConfig, policy: PolicyConfig = PolicyConfig(),  # noqa: ANN001, ANN201
+                 capital: float | None = None, model: str = "model", book_capacity: int = 64):
+    """The paper trader's Faust app: agents on ``book-events`` and ``signals``.
+
+    ``policy.max_position`` sizes each symbol's default capital (as in the backtest).
+    """
+    from streamsig.live.config import make_app, raw_topic
+    from streamsig.wire.frames import FrameError, decode_frame
+    from streamsig.wire.signals import decode_signals
 
     app = make_app(cfg.replace(app_id=cfg.app_id + "-trader"))
     t = cfg.topics
@@ -146,7 +153,8 @@ def build_trader(cfg, spec: FeatureSpec, exec_cfg: ExecConfig, size: float = 1.0
     def trader(symbol: str, tick: float) -> LiveTrader:
         tr = traders.get(symbol)
         if tr is None:
-            tr = traders[symbol] = LiveTrader(symbol, spec, tick, exec_cfg, size, capital, max_drawdown, model)
+            tr = traders[symbol] = LiveTrader(symbol, tick, exec_cfg, policy.max_position, capital, model,
+                                                    book_capacity)
             for sf in early.pop(symbol, []):
                 tr.on_signals(sf)
         return tr

@@ -10,7 +10,7 @@
   Without a fixed threshold it is ``k`` times the mean absolute value of that
   sum over the rows seen so far (causal: no future rows).
 
-Each is a :class:`~streamsig.backtest.strategy.Strategy`; state carries across
+Each is a :class:`~streamsig.trading.strategies.Strategy`; state carries across
 chunks, so targets do not depend on how the stream is chunked.
 
 >>> import numpy as np

@@ -13,22 +13,31 @@ import contextlib
 import dataclasses
 import os
 import tempfile
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import faust
 from faust.transport.drivers import aiokafka as _faust_kafka
 
-from streamsig.stream.frames import max_events_for
-from streamsig.stream.topics import Topics
+from streamsig.config import Config
+from streamsig.wire.frames import max_events_for
+from streamsig.wire.topics import Topics
 
 _MAX_REQUEST_BYTES = 1_000_000  # Faust's default producer_max_request_size
 
 
 @dataclass(frozen=True)
-class StreamConfig:
-    """Everything the Kafka side needs; the defaults suit the embedded broker."""
+class StreamConfig(Config):
+    """Everything the Kafka side needs; the defaults suit the embedded broker.
+
+    Loaded like every config (:class:`~streamsig.config.Config`); each field
+    can be set by a ``STREAMSIG_<FIELD>`` variable (the bootstrap comes from
+    ``--kafka`` / ``STREAMSIG_KAFKA``):
+
+    >>> StreamConfig.from_env({"STREAMSIG_PARTITIONS": "8"}, bootstrap="h:1").partitions
+    8
+    """
 
     bootstrap: str = "127.0.0.1:9092"  #: "host:port[,host:port...]"
     app_id: str = "streamsig"  #: Faust app id = consumer group id
@@ -64,36 +73,12 @@ class StreamConfig:
 
     @property
     def frame_delay_ns(self) -> int:
-        """:attr:`frame_delay_ms` in nanoseconds, for :class:`~streamsig.stream.frames.Framer`."""
+        """:attr:`frame_delay_ms` in nanoseconds, for :class:`~streamsig.wire.frames.Framer`."""
         return int(self.frame_delay_ms * 1_000_000)
 
     def replace(self, **changes: Any) -> "StreamConfig":
         """A copy with some fields changed."""
         return dataclasses.replace(self, **changes)
-
-    @classmethod
-    def from_env(cls, bootstrap: str, env: Mapping[str, str] | None = None, **overrides: Any) -> "StreamConfig":
-        """Config for ``bootstrap`` with ``STREAMSIG_<FIELD>`` variables applied, then ``overrides``.
-
-        >>> StreamConfig.from_env("h:1", {"STREAMSIG_PARTITIONS": "8"}).partitions
-        8
-        """
-        env = os.environ if env is None else env
-        values: dict[str, Any] = {}
-        for f in dataclasses.fields(cls):
-            var = f"STREAMSIG_{f.name.upper()}"
-            raw = env.get(var)
-            if raw is None or f.name == "bootstrap":
-                continue
-            try:
-                if f.default is None:  # optional fields: web_port (int), datadir (str)
-                    values[f.name] = (int(raw) if f.name == "web_port" else raw) if raw else None
-                else:
-                    values[f.name] = type(f.default)(raw)
-            except ValueError:
-                raise ValueError(f"{var}={raw!r} is not a valid {f.name}") from None
-        values.update(overrides)
-        return cls(bootstrap=bootstrap, **values)
 
 
 def broker_urls(bootstrap: str) -> list[str]:
@@ -216,3 +201,11 @@ async def running(app: faust.App, ready_timeout_s: float = 30.0) -> AsyncIterato
 async def _start_and_wait(app: faust.App, ready: asyncio.Event) -> None:
     await app.start()
     await ready.wait()
+
+
+def stream_config(bootstrap: str, prefix: str = "", partitions: int = 4, app_id: str = "streamsig",
+                  **kw: Any) -> StreamConfig:
+    """StreamConfig from CLI values (already resolved: CLI value > ``STREAMSIG_*`` > default);
+    ``STREAMSIG_*`` variables fill the fields the CLI does not set."""
+    return StreamConfig.from_env(bootstrap=bootstrap, topic_prefix=prefix, partitions=partitions, app_id=app_id,
+                                 **kw)

@@ -1,23 +1,27 @@
-"""Signal frames: one symbol's signal records for one book frame, in one message.
+"""Signal frames: one symbol's signal records for the book frames processed together, in one message.
+
+The worker takes the frames waiting on a partition together and answers each
+symbol's with one signal frame (one book frame when there is no backlog).
 
 Layout (little-endian): a 96-byte header, then ``count`` raw ``SIGNAL_DTYPE`` rows::
 
     offset size field
          0    4 magic b"SSGS"
-         4    1 schema version (1)
+         4    1 schema version (2: records carry the mid and the touch)
          5    1 symbol length (1..16)
          6    1 model id length (0..32)
          7    1 reserved
          8   16 symbol, utf-8, NUL padded
         24   32 model id, utf-8, NUL padded
-        56    8 producer timestamp of the book frame, ns since epoch
+        56    8 producer timestamp of the earliest book frame answered, ns since epoch
         64    8 worker timestamp (when the signals were computed), ns since epoch
-        72    8 last sequence the worker applied (answers the whole book frame)
+        72    8 last sequence the worker applied (answers every book frame up to it)
         80    4 count
         84   12 reserved
 
 Every feature row gets a record (sequence, exchange time, class probabilities,
-target position), so a consumer can join signals to the book by sequence.
+target position, mid, best bid/ask price and size), so a consumer can join
+signals to the book by sequence.
 
 >>> import numpy as np
 >>> rec = np.zeros(2, SIGNAL_DTYPE); rec["seq"] = [5, 6]; rec["target"] = [0.0, 1.0]
@@ -35,11 +39,11 @@ from typing import Any
 
 import numpy as np
 
-from streamsig.backtest.result import SIGNAL_DTYPE
-from streamsig.stream.frames import FrameError
+from streamsig.book.records import SIGNAL_DTYPE
+from streamsig.wire.frames import FrameError
 
 MAGIC = b"SSGS"
-VERSION = 1
+VERSION = 2
 _HEADER = struct.Struct("<4sBBBB16s32sqqqI12x")
 HEADER_SIZE = _HEADER.size
 assert HEADER_SIZE == 96
@@ -91,7 +95,7 @@ def signal_dicts(frame: SignalFrame, changes_only: bool = False, last_target: fl
     out = []
     prev = last_target
     for r in frame.records.tolist():
-        seq, ts, pd_, pf, pu, tgt = r
+        seq, ts, pd_, pf, pu, tgt = r[:6]
         if changes_only and prev is not None and tgt == prev:
             continue
         prev = tgt

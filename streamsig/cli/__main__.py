@@ -1,0 +1,4 @@
+"""``python -m streamsig.cli``."""
+from streamsig.cli.main import main
+
+main()
