@@ -11,7 +11,7 @@ point down only):
   :mod:`streamsig.backtest` — the offline driver: replay runner, results,
   run folder, report, walk-forward, the hftbacktest cross-check. The two are
   siblings and never import each other.
-- :mod:`streamsig.serve` — the websocket signal server.
+- :mod:`streamsig.serve` — the websocket signal server and the live page.
 - :mod:`streamsig.engine` — one symbol's live signal step (book, features,
   model, policy).
 - :mod:`streamsig.trading` — the shared trading domain: strategies and rule

@@ -121,9 +121,10 @@ class SignalEngine:
     def _challenge(self, rows: np.ndarray, sig: np.ndarray) -> np.ndarray:
         out = sig.copy()
         x = np.nan_to_num(rows[:, self._ch_cols], nan=0.0, posinf=0.0, neginf=0.0)  # warm-up NaN -> 0
+        champ = np.stack([sig["p_down"], sig["p_flat"], sig["p_up"]], axis=1)  # scored too once labels mature
         for i in range(len(rows)):
             p = self.challenger.process_one(x[i], mid=float(rows[i, self._imid]), ts_ns=int(sig["ts_ns"][i]),
-                                            symbol=self.symbol)
+                                            symbol=self.symbol, champion=champ[i])
             out["p_down"][i], out["p_flat"][i], out["p_up"][i] = p[0], p[1], p[2]
             out["target"][i] = self._ch_policy.target(p)
         return out

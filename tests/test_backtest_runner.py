@@ -161,7 +161,7 @@ def test_cli_backtest_writes_a_run_folder(model_dir: Path, tmp_path: Path) -> No
     (run,) = [p for p in tmp_path.iterdir() if p.is_dir()]
     assert {p.name for p in run.iterdir()} >= {"summary.json", "trades.parquet", "equity.parquet", "report.html"}
     s = json.loads((run / "summary.json").read_text())
-    assert s["config"]["exec"]["fee_bps"] == 1.0 and s["config"]["exec"]["order_latency_ns"] == 1000
+    assert s["config"]["exec"]["fee_bps"] == 1.0 and s["config"]["exec"]["signal_latency_ns"] == 1000
     assert s["model"]["id"] == model_dir.name
     bad = CliRunner().invoke(app, ["backtest", "--model", str(tmp_path / "nope"), "--updates", "100"])
     assert bad.exit_code != 0

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from streamsig.book.crypto import TARDIS_BOOK_SNAPSHOT, SnapshotColumns
+from streamsig.book.crypto import TARDIS_BOOK_SNAPSHOT
 from streamsig.book.synthetic import SyntheticConfig
 from streamsig.config import Config
 from streamsig.errors import DataError

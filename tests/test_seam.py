@@ -22,7 +22,7 @@ from streamsig.engine import SignalEngine
 from streamsig.features import FeatureSpec, FeatureState
 from streamsig.live.producer import with_snapshots
 from streamsig.live.trader import LiveTrader
-from streamsig.trading import ExecConfig, PolicyConfig
+from streamsig.trading import ExecConfig
 from streamsig.trading.policy import POLICY_KINDS
 from streamsig.trading.cursor import BookCursor
 from streamsig.models.registry import default_model
@@ -131,6 +131,7 @@ def test_backtest_and_live_agree(cfg, seed: int, n: int, onnx: bool, snapshot_ev
     live_sig = np.concatenate(signals)
     assert live_sig.tobytes() == res.signals["S"].tobytes()
     assert fills_array(fills).tobytes() == off.fills.tobytes()
+    assert trader.desyncs == 0
     pf = trader.lane.pf
     if pf is None:
         assert len(off.equity) == 0
@@ -191,3 +192,19 @@ def test_cursor_book_equals_the_kernel_book_on_bad_input(seed: int, bad) -> None
             assert (getattr(cur, f"{side}_px")[:n] == getattr(state, f"{side}_px")[:n]).all()
             assert (getattr(cur, f"{side}_sz")[:n] == getattr(state, f"{side}_sz")[:n]).all()
         lo = hi
+
+
+def test_trader_counts_a_book_that_differs_from_the_workers() -> None:
+    feed = open_feeds("synthetic", symbols=["S"], n_updates=300, seed=4)[0]
+    ev = feed.read_all()
+    eng = SignalEngine("S", SPEC, feed.tick_size, ModelStrategy(ImbalanceScorer()))
+    sf = decode_signals(encode_signals("S", "m", eng.on_events(ev).signals, 0, 0, eng.last_seq))
+    for bad, expect in ((False, 0), (True, 1)):
+        book = ev.copy()
+        if bad:  # the trader's copy of the book gets other sizes after the first 40 events
+            book["size"][40:] = book["size"][40:] + 1.0
+        tr = LiveTrader("S", feed.tick_size, ExecConfig(), book_capacity=SPEC.book_capacity)
+        tr.on_signals(sf)
+        tr.on_book(book)
+        tr.drain()
+        assert tr.desyncs == expect

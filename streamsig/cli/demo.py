@@ -10,8 +10,8 @@ from rich.console import Console
 from streamsig.cli.options import (
     ENTER, EXIT, FEE_BPS, LATENCY_EVENTS, MARGIN_BPS, MAX_DRAWDOWN, MAX_POSITION, MIN_HOLD, POLICY, Data, Enter, Exit,
     FeeBps, Kafka, LatencyEvents, LatencyNs, Levels, MakerFeeBps, MarginBps, MaxDrawdown, MaxPosition, MetricsPort,
-    MinHold, Model, Partitions, Passive, Policy, Prefix, PrintConfig, Seed, SlippageBps, Source, Symbols, Unit,
-    Updates, feature_spec,
+    MinHold, Model, PagePort, Partitions, Passive, Policy, Prefix, PrintConfig, Seed, SlippageBps, Source, Symbols,
+    Unit, Updates, feature_spec,
     open_data, parse_speed, print_config, trading_configs,
 )
 
@@ -26,6 +26,8 @@ def demo(
     ws_port: Annotated[int, typer.Option("--ws-port", help="Websocket signal server port.")] = 8765,
     metrics_port: MetricsPort = 9100,
     token: Annotated[Optional[str], typer.Option("--token", envvar="STREAMSIG_TOKEN", help="Websocket token (default: random, printed).")] = None,
+    page_port: PagePort = 8766,
+    challenger: Annotated[bool, typer.Option("--challenger", help="Also run the online (river) challenger beside the model (it learns row by row: at speed 2 and above the worker falls behind).")] = False,
     enter: Enter = ENTER, exit: Exit = EXIT, max_position: MaxPosition = MAX_POSITION, unit: Unit = None,  # noqa: A002
     min_hold: MinHold = MIN_HOLD, fee_bps: FeeBps = FEE_BPS, maker_fee_bps: MakerFeeBps = 0.0,
     slippage_bps: SlippageBps = 0.0, latency_ns: LatencyNs = 0, latency_events: LatencyEvents = LATENCY_EVENTS,
@@ -42,7 +44,7 @@ def demo(
     from streamsig.live.broker import resolve_kafka
     from streamsig.live.config import stream_config
     from streamsig.models.registry import default_model
-    from streamsig.trading.strategies import load_strategy
+    from streamsig.trading.strategies import load_strategy, online_factory
     from streamsig.live.demo import run_demo
 
     policy, ex = trading_configs(enter, exit, max_position, unit, min_hold, fee_bps, maker_fee_bps, slippage_bps,
@@ -50,7 +52,8 @@ def demo(
     model = model or default_model()
     if show:
         print_config("demo", kafka=kafka, stream=stream_config(kafka or "embedded", prefix, partitions),
-                     policy=policy, exec=ex, model=model, metrics_port=metrics_port, ws_port=ws_port)
+                     policy=policy, exec=ex, model=model, metrics_port=metrics_port, ws_port=ws_port,
+                     page_port=page_port, challenger=challenger)
     feeds = open_data(source, data, levels, symbols, updates, seed)
     strat, model_id, spec = load_strategy(model, "ofi", policy)
     spec = spec or feature_spec(levels or feeds[0].levels)
@@ -67,7 +70,8 @@ def demo(
     try:
         res = asyncio.run(run_demo(feeds, bootstrap, strat, model_id, spec, rate, duration or None, ws_port,
                                    metrics_port, token, Path(".streamsig") / "demo-state", say, ex, policy,
-                                   prefix, partitions))
+                                   prefix, partitions, page_port=page_port,
+                                   challenger=online_factory(model, spec) if challenger else None))
     finally:
         if broker is not None:
             broker.stop()

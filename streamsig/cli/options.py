@@ -60,6 +60,8 @@ Partitions = Annotated[int, _opt("--partitions", "Partitions per topic when crea
 MetricsPort = Annotated[int, _opt("--metrics-port", "Port for Prometheus /metrics (0: off). Processes on one "
                                   "host need different ports; each command has its own default.",
                                   min=0, max=65535)]
+PagePort = Annotated[int, _opt("--page-port", "HTTP port of the live page (0 picks a free one).",
+                               min=0, max=65535)]
 Model = Annotated[Optional[Path], _opt(
     "--model", "Model folder (models/<id>, holding model.onnx and card.json).")]
 PrintConfig = Annotated[bool, typer.Option(

@@ -7,6 +7,8 @@
 - :mod:`.producer` — replays feeds onto the book topic, framed and paced;
 - :mod:`.config` — ``StreamConfig``, the Faust app built from it, worker
   start/stop; :mod:`.broker` — the embedded Tansu broker and ``resolve_kafka``;
+- :mod:`.health` — what the live processes report about themselves (consumer
+  lag, broker probes, model scores);
 - :mod:`.demo` — broker, producer, worker, trader, server and metrics in one
   process.
 

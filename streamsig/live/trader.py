@@ -9,12 +9,18 @@ drained part runs exactly the backtest's per-row loop
 (:func:`~streamsig.trading.account.step_rows`: executor against the book at
 each row, portfolio marked at the row's mid, kill switch, passive orders if
 configured). So a file replayed live trades like the backtest of the same
-file. Redelivered book events and signals are dropped by sequence
-(:func:`~streamsig.book.sequence.fresh_start`): no signal trades twice.
+file. The records also carry the touch at their row; the trader counts the
+drained parts whose last row's touch differs from its own book (:attr:`LiveTrader.desyncs`).
+Redelivered book events and signals are dropped by sequence
+(:func:`~streamsig.book.sequence.fresh_start`): no signal trades twice. The
+P&L record says where the last traded row stood: its sequence, exchange time,
+mid and the :func:`microprice` of its touch.
 """
 from __future__ import annotations
 
+import logging
 import math
+import time
 from dataclasses import replace
 from typing import Any
 
@@ -31,6 +37,24 @@ from streamsig.trading import ExecConfig, Fill, PolicyConfig
 from streamsig.trading.executor import fill_to_dict
 from streamsig.trading.performance import LiveStats
 
+log = logging.getLogger(__name__)
+
+
+def microprice(rec: np.void) -> float:
+    """The size-weighted mid of a signal record's touch (the feature kernel's ``microprice``).
+
+    NaN when the record has no touch sizes (a feature spec without depth 1).
+
+    >>> r = np.zeros(1, SIGNAL_DTYPE)[0]
+    >>> r["bid"], r["bid_sz"], r["ask"], r["ask_sz"] = 99.0, 3.0, 101.0, 1.0
+    >>> microprice(r)
+    100.5
+    """
+    qb, qa = float(rec["bid_sz"]), float(rec["ask_sz"])
+    if not (qb + qa > 0):
+        return math.nan
+    return (float(rec["ask"]) * qb + float(rec["bid"]) * qa) / (qb + qa)
+
 
 class LiveTrader:
     """One symbol's paper trading, joined on sequence numbers (see module doc).
@@ -46,6 +70,7 @@ class LiveTrader:
         self.cursor = BookCursor(book_capacity, tick_size)
         self.lane = Account(strategy, symbol, replace(exec_cfg, tick_size=tick_size), capital, capital_units,
                             None, record=False)
+        self._mark: tuple[int, int, float, float] | None = None  # (exch ts, seq, mid, microprice) of the last row
         self._events: list[np.ndarray] = []
         self._closed = -1  # sequence of the last end-of-batch event buffered
         self._sig = np.zeros(0, SIGNAL_DTYPE)  # signal records not traded yet
@@ -54,6 +79,8 @@ class LiveTrader:
         self.stats = LiveStats()
         self.n_fills = 0
         self.traded_seq = -1  #: the book has been traded up to this sequence
+        #: drained parts whose last row's touch in the signal differs from this trader's book
+        self.desyncs = 0
 
     def on_book(self, events: np.ndarray) -> int:
         """Buffer a book frame; returns how many events were new (not redelivered)."""
@@ -106,6 +133,11 @@ class LiveTrader:
         n_before = len(self.lane.fills)
         step_rows([self.lane], [sig["target"].tolist()], part, idx.tolist(), sig["ts_ns"].tolist(),
                   sig["seq"].tolist(), sig["mid"].tolist(), self.cursor)
+        if len(sig):
+            last = sig[-1]
+            self._mark = (int(part["exch_ts"][idx[-1]]), int(last["seq"]), float(last["mid"]), microprice(last))
+            if idx[-1] == cut - 1:
+                self._check_touch(last)
         pf = self.lane.pf
         if pf is not None:
             self.stats.update(pf.equity)
@@ -113,6 +145,18 @@ class LiveTrader:
         self.lane.fills.clear()  # published by the caller; a long-running trader keeps no history
         self.n_fills += len(new)
         return list(new)
+
+    def _check_touch(self, rec: np.ndarray) -> None:
+        """Compare the book after the part with the touch the worker saw at the same row."""
+        c, tk = self.cursor, self.cursor.tick_size
+        same = (c.n_bid > 0 and c.n_ask > 0 and c.bid_px[0] * tk == rec["bid"] and c.ask_px[0] * tk == rec["ask"]
+                and (np.isnan(rec["bid_sz"]) or c.bid_sz[0] == rec["bid_sz"])
+                and (np.isnan(rec["ask_sz"]) or c.ask_sz[0] == rec["ask_sz"]))
+        if not same:
+            if not self.desyncs:
+                log.warning("%s: the trader's book differs from the worker's at seq %d", self.symbol,
+                            int(rec["seq"]))
+            self.desyncs += 1
 
     def pnl(self) -> dict[str, Any]:
         """The P&L record published on ``pnl`` (JSON-safe)."""
@@ -129,7 +173,14 @@ class LiveTrader:
                 "realised": num(pf.realised()), "unrealised": num(pf.unrealised()), "fees": num(pf.fees),
                 "drawdown": num(pf.drawdown), "sharpe": num(self.stats.sharpe),
                 "sortino": num(self.stats.sortino), "max_drawdown": num(self.stats.max_drawdown),
-                "fills": self.n_fills, "killed": pf.killed}
+                "fills": self.n_fills, "killed": pf.killed, **self._mark_fields(num)}
+
+    def _mark_fields(self, num: Any) -> dict[str, Any]:
+        """Where the book stood at the last traded row (for the live page's price chart)."""
+        if self._mark is None:
+            return {}
+        ts, seq, mid, micro = self._mark
+        return {"exch_ts_ns": ts, "seq": seq, "mid": num(mid), "microprice": num(micro)}
 
 
 def build_trader(cfg, exec_cfg: ExecConfig, policy: PolicyConfig = PolicyConfig(),  # noqa: ANN001, ANN201
@@ -138,7 +189,9 @@ def build_trader(cfg, exec_cfg: ExecConfig, policy: PolicyConfig = PolicyConfig(
 
     ``policy.max_position`` sizes each symbol's default capital (as in the backtest).
     """
+
     from streamsig.live.config import make_app, raw_topic
+    from streamsig.live.health import add_health_timer
     from streamsig.wire.frames import FrameError, decode_frame
     from streamsig.wire.signals import decode_signals
 
@@ -149,6 +202,7 @@ def build_trader(cfg, exec_cfg: ExecConfig, policy: PolicyConfig = PolicyConfig(
     traders: dict[str, LiveTrader] = {}
     early: dict[str, list] = {}  # signal frames that arrived before the symbol's first book frame
     app.streamsig_traders = traders
+    add_health_timer(app, "trader", cfg.bootstrap)
 
     def trader(symbol: str, tick: float) -> LiveTrader:
         tr = traders.get(symbol)
@@ -192,15 +246,18 @@ def build_trader(cfg, exec_cfg: ExecConfig, policy: PolicyConfig = PolicyConfig(
     @app.agent(signals)
     async def on_signals(stream):  # type: ignore[no-untyped-def]
         async for value in stream:
+            received = time.time_ns()
             try:
                 sf = decode_signals(value)
             except FrameError:
                 continue
+            M.observe_stage("worker_to_trader", sf.worker_ts_ns, received)
             tr = traders.get(sf.symbol)
             if tr is None:  # the book side has not seen this symbol yet: keep the targets
                 early.setdefault(sf.symbol, []).append(sf)
                 continue
             tr.on_signals(sf)
             await publish(tr, tr.drain())
+            M.observe_stage("trader", received, time.time_ns())
 
     return app

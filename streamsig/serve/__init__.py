@@ -1,1 +1,2 @@
-"""The websocket signal server (:mod:`.ws`); the Prometheus metric objects live in :mod:`streamsig.telemetry`."""
+"""The websocket signal server (:mod:`.ws`) and the live page served beside it (:mod:`.page`); the Prometheus
+metric objects live in :mod:`streamsig.telemetry`."""
