@@ -133,11 +133,15 @@ class SignalEngine:
     def checkpoint(self) -> dict[str, Any]:
         """Everything needed to resume: kernel state bytes and the strategy's state.
 
-        A model trader's state is its policy; a rule trader (plain numbers and
-        arrays) is saved whole, its attributes as they are.
+        A trader with ``state()`` (a sequence model's: its policy and window)
+        saves that; a model trader's state is its policy; a rule trader (plain
+        numbers and arrays) is saved whole, its attributes as they are. Every
+        value is an array, bytes or a JSON scalar.
         """
         pol = getattr(self.trader, "policy", None)
-        if pol is not None:
+        if hasattr(self.trader, "state"):
+            strat = {"trader": self.trader.state()}
+        elif pol is not None:
             strat = {"policy": pol.state()}
         else:
             strat = {"attrs": {k: (v.copy() if isinstance(v, np.ndarray) else v)
@@ -153,7 +157,9 @@ class SignalEngine:
         """Resume from :meth:`checkpoint` output (same spec and strategy)."""
         self.state.load_bytes(ck["state"])
         strat = ck.get("strategy") or {}
-        if "policy" in strat:
+        if "trader" in strat:
+            self.trader.restore(strat["trader"])
+        elif "policy" in strat:
             self.trader.policy.restore(strat["policy"])
         elif "attrs" in strat:
             vars(self.trader).update(strat["attrs"])

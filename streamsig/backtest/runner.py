@@ -35,7 +35,7 @@ from streamsig.trading.rules import default_baselines
 from streamsig.trading.cursor import BookCursor
 from streamsig.trading.account import Account, step_rows
 from streamsig.backtest.result import SIGNAL_DTYPE, BacktestResult, account_record
-from streamsig.trading.strategies import ModelStrategy, Strategy
+from streamsig.trading.strategies import Strategy, model_strategy
 from streamsig.book import events as E
 from streamsig.book.sources import Feed
 from streamsig.engine import signal_records
@@ -76,10 +76,9 @@ def run_backtest(feeds: Sequence[Feed], spec: FeatureSpec, model_dir: str | Path
     if model_dir is not None:
         if strategy is not None:
             raise ValueError("pass model_dir or strategy, not both")
-        from streamsig.models.scorer import Scorer
+        from streamsig.models.scorer import load_scorer
 
-        scorer = Scorer(model_dir)
-        strategy = ModelStrategy(scorer, policy_cfg)
+        strategy = model_strategy(load_scorer(model_dir), policy_cfg)
         model_info = model_summary(model_dir)
     strategies: list[Strategy] = ([strategy] if strategy is not None else [])
     strategies += list(default_baselines(size) if baselines is None else baselines)

@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from streamsig.cli.options import (
-    ENTER, EXIT, FEE_BPS, LATENCY_EVENTS, MAX_DRAWDOWN, MAX_POSITION, MIN_HOLD, Data, Enter, Exit, FeeBps,
-    LatencyEvents, LatencyNs, Levels, MakerFeeBps, MaxDrawdown, MaxPosition, MinHold, Model, Passive, PrintConfig, Seed,
+    ENTER, EXIT, FEE_BPS, LATENCY_EVENTS, MARGIN_BPS, MAX_DRAWDOWN, MAX_POSITION, MIN_HOLD, POLICY, Data, Enter,
+    Exit, FeeBps, LatencyEvents, LatencyNs, Levels, MakerFeeBps, MarginBps, MaxDrawdown, MaxPosition, MinHold, Model,
+    Passive, Policy, PrintConfig, Seed,
     SlippageBps, Source, Symbols, Unit, Updates, console, feature_spec, open_data, print_config, progress,
     trading_configs,
 )
@@ -23,7 +24,7 @@ _WalkForward = Annotated[bool, typer.Option(
     "(streamsig.models.train_model defaults) and trade it on block k+1; report the stitched out-of-sample run.")]
 _Folds = Annotated[int, typer.Option("--folds", min=2, help="Walk-forward: number of time blocks.")]
 _Horizon = Annotated[int, typer.Option("--horizon", min=1, help="Walk-forward: label horizon in feature rows.")]
-_ModelType = Annotated[str, typer.Option("--model-type", help="Walk-forward: logreg | rf | lightgbm.")]
+_ModelType = Annotated[str, typer.Option("--model-type", help="Walk-forward: logreg | rf | lightgbm | lstm | transformer.")]
 _TrainFolds = Annotated[Optional[int], typer.Option(
     "--train-folds", min=1, help="Walk-forward: folds of train_model's own evaluation inside each block "
     "(default: its default; fewer for short samples).")]
@@ -47,6 +48,7 @@ def backtest(
     latency_events: LatencyEvents = LATENCY_EVENTS, max_position: MaxPosition = MAX_POSITION,
     max_drawdown: MaxDrawdown = MAX_DRAWDOWN, passive: Passive = False, enter: Enter = ENTER,
     exit: Exit = EXIT, unit: Unit = None, min_hold: MinHold = MIN_HOLD,  # noqa: A002
+    policy: Policy = POLICY, margin_bps: MarginBps = MARGIN_BPS,
     capital: _Capital = None, bar_seconds: _Bar = 1.0, out: _Out = Path("reports"),
     run_id: _RunId = None, spec: _Spec = None, show: PrintConfig = False,
 ) -> None:
@@ -58,7 +60,8 @@ def backtest(
     from streamsig.backtest.runner import run_backtest
 
     policy, exec_cfg = trading_configs(enter, exit, max_position, unit, min_hold, fee_bps, maker_fee_bps,
-                                       slippage_bps, latency_ns, latency_events, max_drawdown, passive)
+                                       slippage_bps, latency_ns, latency_events, max_drawdown, passive, policy,
+                                       margin_bps)
     if show:
         print_config("backtest", policy=policy, exec=exec_cfg, model=model, capital=capital,
                      data={"source": source, "data": str(data) if data else None, "levels": levels,

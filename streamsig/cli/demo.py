@@ -8,9 +8,10 @@ import typer
 from rich.console import Console
 
 from streamsig.cli.options import (
-    ENTER, EXIT, FEE_BPS, LATENCY_EVENTS, MAX_DRAWDOWN, MAX_POSITION, MIN_HOLD, Data, Enter, Exit, FeeBps, Kafka,
-    LatencyEvents, LatencyNs, Levels, MakerFeeBps, MaxDrawdown, MaxPosition, MetricsPort, MinHold, Model,
-    PagePort, Partitions, Passive, Prefix, PrintConfig, Seed, SlippageBps, Source, Symbols, Unit, Updates, feature_spec,
+    ENTER, EXIT, FEE_BPS, LATENCY_EVENTS, MARGIN_BPS, MAX_DRAWDOWN, MAX_POSITION, MIN_HOLD, POLICY, Data, Enter, Exit,
+    FeeBps, Kafka, LatencyEvents, LatencyNs, Levels, MakerFeeBps, MarginBps, MaxDrawdown, MaxPosition, MetricsPort,
+    MinHold, Model, PagePort, Partitions, Passive, Policy, Prefix, PrintConfig, Seed, SlippageBps, Source, Symbols,
+    Unit, Updates, feature_spec,
     open_data, parse_speed, print_config, trading_configs,
 )
 
@@ -30,11 +31,14 @@ def demo(
     enter: Enter = ENTER, exit: Exit = EXIT, max_position: MaxPosition = MAX_POSITION, unit: Unit = None,  # noqa: A002
     min_hold: MinHold = MIN_HOLD, fee_bps: FeeBps = FEE_BPS, maker_fee_bps: MakerFeeBps = 0.0,
     slippage_bps: SlippageBps = 0.0, latency_ns: LatencyNs = 0, latency_events: LatencyEvents = LATENCY_EVENTS,
-    max_drawdown: MaxDrawdown = MAX_DRAWDOWN, passive: Passive = False, show: PrintConfig = False,
+    max_drawdown: MaxDrawdown = MAX_DRAWDOWN, passive: Passive = False, policy_kind: Policy = POLICY,
+    margin_bps: MarginBps = MARGIN_BPS, show: PrintConfig = False,
 ) -> None:
     """Run the whole live pipeline on one machine: broker, producer, worker, paper trader,
     websocket signals and Prometheus metrics, with a live status line. Ctrl-C stops it cleanly.
-    Without --model it runs models/default, else the OFI rule."""
+    Without --model it runs models/default, else the OFI rule. The policy is the edge policy, as
+    in backtest and worker; on the synthetic source the default model's expected moves do not pay
+    the 1 bp fee, so it stays flat there: pass --policy threshold to watch it trade."""
     import asyncio
 
     from streamsig.live.broker import resolve_kafka
@@ -44,7 +48,7 @@ def demo(
     from streamsig.live.demo import run_demo
 
     policy, ex = trading_configs(enter, exit, max_position, unit, min_hold, fee_bps, maker_fee_bps, slippage_bps,
-                                 latency_ns, latency_events, max_drawdown, passive)
+                                 latency_ns, latency_events, max_drawdown, passive, policy_kind, margin_bps)
     model = model or default_model()
     if show:
         print_config("demo", kafka=kafka, stream=stream_config(kafka or "embedded", prefix, partitions),

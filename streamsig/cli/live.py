@@ -13,9 +13,10 @@ from streamsig.live.config import stream_config
 from streamsig.models.registry import default_model
 from streamsig.trading.strategies import load_strategy, online_factory
 from streamsig.cli.options import (
-    ENTER, EXIT, FEE_BPS, LATENCY_EVENTS, MAX_DRAWDOWN, MAX_POSITION, MIN_HOLD, Data, Enter, Exit, FeeBps, Kafka,
-    LatencyEvents, LatencyNs, Levels, MakerFeeBps, MaxDrawdown, MaxPosition, MetricsPort, MinHold, Model,
-    Partitions, Passive, Prefix, PrintConfig, Seed, SlippageBps, Source, Symbols, Unit, Updates, console,
+    ENTER, EXIT, FEE_BPS, LATENCY_EVENTS, MARGIN_BPS, MAX_DRAWDOWN, MAX_POSITION, MIN_HOLD, POLICY, Data, Enter, Exit,
+    FeeBps, Kafka, LatencyEvents, LatencyNs, Levels, MakerFeeBps, MarginBps, MaxDrawdown, MaxPosition, MetricsPort,
+    MinHold, Model, Partitions, Passive, Policy, Prefix, PrintConfig, Seed, SlippageBps, Source, Symbols, Unit,
+    Updates, console,
     open_data, parse_speed, print_config, progress, trading_configs,
 )
 
@@ -87,18 +88,22 @@ def register(app: typer.Typer) -> None:
         model: Model = None,
         strategy: Annotated[str, typer.Option("--strategy", help="Without a model: a rule, ofi or sma.")] = "ofi",
         enter: Enter = ENTER, exit_: Exit = EXIT, max_position: MaxPosition = MAX_POSITION, unit: Unit = None,
-        min_hold: MinHold = MIN_HOLD,
+        min_hold: MinHold = MIN_HOLD, policy_kind: Policy = POLICY, margin_bps: MarginBps = MARGIN_BPS,
+        fee_bps: FeeBps = FEE_BPS, slippage_bps: SlippageBps = 0.0,
         state_dir: Annotated[Path, typer.Option("--state-dir", help="Where per-symbol checkpoints are kept.")] = Path(".streamsig/worker"),
         challenger: Annotated[bool, typer.Option("--challenger", help="Also run an online (river) model per symbol, learning each row once its label matures; its signals go to <signals>-challenger.")] = False,
         metrics_port: MetricsPort = 9101, show: PrintConfig = False,
     ) -> None:
         """Run the Faust worker: book frames -> features -> model -> signals (+ dead letters).
 
-        Without --model it runs models/default; --strategy applies when there is none."""
+        Without --model it runs models/default; --strategy applies when there is none. The
+        policy options, and the fee and slippage the edge policy expects, mean what they mean in
+        ``backtest`` (give ``trade`` the same fee and slippage)."""
         from streamsig.features import FeatureSpec
         from streamsig.live.worker import build_worker
 
-        policy, _ = trading_configs(enter, exit_, max_position, unit, min_hold)
+        policy, _ = trading_configs(enter, exit_, max_position, unit, min_hold, fee_bps=fee_bps,
+                                    slippage_bps=slippage_bps, kind=policy_kind, margin_bps=margin_bps)
         model = model or default_model()
         if show:
             print_config("worker", kafka=kafka, stream=stream_config(kafka or "embedded", prefix, partitions),

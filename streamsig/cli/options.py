@@ -15,6 +15,8 @@ policy and execution options are turned into one :class:`~streamsig.trading.poli
   further book updates (at least one).
 * ``--fee-bps`` (taker) defaults to 1 bp, ``--max-drawdown`` to a kill switch
   at 20 % of a symbol's capital (0: off).
+* ``--policy`` defaults to ``edge`` (the cost-aware policy; it reads the fee and
+  slippage options too), ``threshold`` is the ``--enter/--exit`` hysteresis.
 """
 from __future__ import annotations
 
@@ -66,8 +68,15 @@ PrintConfig = Annotated[bool, typer.Option(
     "--print-config", help="Print the resolved configuration as JSON and exit (nothing is started).")]
 
 # ---- policy options (one PolicyConfig) ------------------------------------------------------
-Enter = Annotated[float, _opt("--enter", "Policy: enter when |p_up - p_down| >= this.")]
-Exit = Annotated[float, _opt("--exit", "Policy: leave a position when the edge falls below this (hysteresis).")]
+Policy = Annotated[str, _opt(
+    "--policy", "edge: trade only when the expected mid move (class probabilities x the model card's "
+    "per-class moves) beats half the spread plus --fee-bps and --slippage-bps by --margin-bps "
+    "(streamsig.trading.edge); threshold: trade on p_up - p_down crossing --enter/--exit.")]
+MarginBps = Annotated[float, _opt("--margin-bps", "Edge policy: extra expected gain per unit traded, bps of "
+                                  "the mid.", min=0.0)]
+Enter = Annotated[float, _opt("--enter", "Threshold policy: enter when |p_up - p_down| >= this.")]
+Exit = Annotated[float, _opt("--exit", "Threshold policy: leave a position when the edge falls below this "
+                             "(hysteresis).")]
 MaxPosition = Annotated[float, _opt(
     "--max-position", "Largest position per symbol, in units: the policy's cap (entries go all-in unless "
     "--unit is smaller), the size of rules and baselines, and the default capital's size.")]
@@ -77,9 +86,10 @@ MinHold = Annotated[int, _opt("--min-hold", "Policy: events a changed position i
                               min=0)]
 
 # ---- execution options (one ExecConfig) -----------------------------------------------------
-FeeBps = Annotated[float, _opt("--fee-bps", "Taker fee, basis points of notional.")]
+FeeBps = Annotated[float, _opt("--fee-bps", "Taker fee, basis points of notional (the edge policy expects to pay it).")]
 MakerFeeBps = Annotated[float, _opt("--maker-fee-bps", "Maker fee for --passive fills, bps (negative: rebate).")]
-SlippageBps = Annotated[float, _opt("--slippage-bps", "Adverse price move on every market fill, bps.")]
+SlippageBps = Annotated[float, _opt("--slippage-bps", "Adverse price move on every market fill, bps (the edge "
+                                    "policy expects to pay it).")]
 LatencyNs = Annotated[int, _opt("--latency-ns", "Signal -> order latency, ns of book time.", min=0)]
 LatencyEvents = Annotated[int, _opt(
     "--latency-events", "Signal -> order latency, book updates (at least 1; both latencies must pass).", min=0)]
@@ -90,6 +100,7 @@ Passive = Annotated[bool, _opt("--passive/--aggressive", "Rest orders at our tou
                                "crossing the spread.")]
 
 # the defaults, once
+POLICY, MARGIN_BPS = "edge", 0.0  # edge: better net of costs than threshold on every sample (docs/backtest.md)
 ENTER, EXIT, MAX_POSITION, MIN_HOLD = 0.2, 0.0, 1.0, 0
 FEE_BPS, LATENCY_EVENTS, MAX_DRAWDOWN = DEFAULT_FEE_BPS, DEFAULT_LATENCY_EVENTS, DEFAULT_MAX_DRAWDOWN
 
@@ -98,12 +109,16 @@ def trading_configs(enter: float = ENTER, exit: float = EXIT, max_position: floa
                     unit: float | None = None, min_hold: int = MIN_HOLD, fee_bps: float = FEE_BPS,
                     maker_fee_bps: float = 0.0, slippage_bps: float = 0.0, latency_ns: int = 0,
                     latency_events: int = LATENCY_EVENTS, max_drawdown: float = MAX_DRAWDOWN,
-                    passive: bool = False):  # noqa: ANN201 - (PolicyConfig, ExecConfig)
-    """The one :class:`~streamsig.trading.policy.PolicyConfig` and :class:`~streamsig.trading.executor.ExecConfig` of the shared options (see module doc)."""
+                    passive: bool = False, kind: str = POLICY,
+                    margin_bps: float = MARGIN_BPS):  # noqa: ANN201 - (PolicyConfig, ExecConfig)
+    """The one :class:`~streamsig.trading.policy.PolicyConfig` and :class:`~streamsig.trading.executor.ExecConfig` of the shared options (see module doc).
+
+    ``kind`` is ``--policy``; the edge policy's costs are the executor's taker fee and slippage."""
     from streamsig.trading import ExecConfig, PolicyConfig
 
     try:
-        policy = PolicyConfig(enter=enter, exit=exit, max_position=max_position, unit=unit, min_hold=min_hold)
+        policy = PolicyConfig(kind=kind, enter=enter, exit=exit, max_position=max_position, unit=unit,
+                              min_hold=min_hold, fee_bps=fee_bps, slippage_bps=slippage_bps, margin_bps=margin_bps)
         ex = ExecConfig(fee_bps=fee_bps, maker_fee_bps=maker_fee_bps, slippage_bps=slippage_bps,
                         signal_latency_ns=latency_ns, signal_latency_events=latency_events,
                         max_position=max_position, max_drawdown=max_drawdown or None, passive=passive)

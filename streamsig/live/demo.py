@@ -93,7 +93,7 @@ def _caught_up(worker: Any, trader: Any, sent: Any) -> bool:
     engines = getattr(worker, "streamsig_engines", {})
     traders = getattr(trader, "streamsig_traders", {})
     return all(sym in engines and engines[sym].last_seq >= seq and sym in traders
-               and traders[sym].state.last_seq >= seq for sym, seq in sent.last_seq.items())
+               and traders[sym].traded_seq >= seq for sym, seq in sent.last_seq.items())
 
 
 async def _start_ws(stack: contextlib.AsyncExitStack, bootstrap: str, cfg: Any, port: int, token: str) -> Any:

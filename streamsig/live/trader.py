@@ -78,6 +78,7 @@ class LiveTrader:
         self._answered = -1  # the worker has processed the book up to here
         self.stats = LiveStats()
         self.n_fills = 0
+        self.traded_seq = -1  #: the book has been traded up to this sequence
         #: drained parts whose last row's touch in the signal differs from this trader's book
         self.desyncs = 0
 
@@ -115,6 +116,7 @@ class LiveTrader:
             return []
         cut = int(ok[-1]) + 1
         part, rest = ev[:cut], ev[cut:]
+        self.traded_seq = max(self.traded_seq, int(part["seq"][cut - 1]))
         self._events = [rest] if len(rest) else []
         n_sig = int(np.searchsorted(self._sig["seq"], part["seq"][cut - 1], side="right"))
         sig, self._sig = self._sig[:n_sig], self._sig[n_sig:]
