@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from streamsig.cli.options import Data, Levels, Seed, Source, Symbols, Updates, console, feature_spec, open_data, progress
+from streamsig.cli.options import Columns, Data, Instruments, TickSize, Levels, Seed, Source, Symbols, Updates, console, feature_spec, open_data, progress
 from streamsig.errors import DataError
 
 if TYPE_CHECKING:
@@ -53,7 +53,8 @@ _Spec = Annotated[Optional[Path], typer.Option(
 
 def backtest(
     source: Source = "synthetic", data: Data = None, levels: Levels = None, symbols: Symbols = None,
-    updates: Updates = None, seed: Seed = None, model: _Model = None, walk_forward: _WalkForward = False,
+    updates: Updates = None, seed: Seed = None, tick_size: TickSize = None, columns: Columns = None,
+    instruments: Instruments = None, model: _Model = None, walk_forward: _WalkForward = False,
     folds: _Folds = 4, horizon: _Horizon = 10, model_type: _ModelType = "lightgbm",
     train_folds: _TrainFolds = None, fee_bps: _Fee = 0.0,
     maker_fee_bps: _Maker = 0.0, slippage_bps: _Slip = 0.0, latency_ns: _LatNs = 0, latency_events: _LatEv = 0,
@@ -72,7 +73,7 @@ def backtest(
         raise DataError(model, None, "--model and --walk-forward exclude each other")
     if model is not None and not (model / "card.json").exists():
         raise DataError(model, None, "not a model folder (no card.json)")
-    feeds = open_data(source, data, levels, symbols, updates, seed)
+    feeds = open_data(source, data, levels, symbols, updates, seed, tick_size, columns, instruments)
     fspec = (_card_spec(model) if model is not None and spec is None else None) or \
         feature_spec(levels or feeds[0].levels, spec)
     exec_cfg = ExecConfig(fee_bps=fee_bps, maker_fee_bps=maker_fee_bps, slippage_bps=slippage_bps,

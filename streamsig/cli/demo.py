@@ -7,13 +7,14 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from streamsig.cli.options import Data, Levels, Seed, Source, Symbols, feature_spec, open_data, parse_speed
+from streamsig.cli.options import Columns, Data, Instruments, TickSize, Levels, Seed, Source, Symbols, feature_spec, open_data, parse_speed
 
 
 def demo(
     source: Source = "synthetic", data: Data = None, levels: Levels = None, symbols: Symbols = None,
     updates: Annotated[Optional[int], typer.Option("--updates", min=1, help="Synthetic only: updates per symbol.")] = None,
-    seed: Seed = None,
+    seed: Seed = None, tick_size: TickSize = None, columns: Columns = None,
+    instruments: Instruments = None,
     kafka: Annotated[Optional[str], typer.Option("--kafka", envvar="STREAMSIG_KAFKA",
                                                  help="External Kafka HOST:PORT (default: embedded broker).")] = None,
     speed: Annotated[str, typer.Option("--speed", help="Replay speed: 1 (real time), 10... or max.")] = "1",
@@ -32,7 +33,7 @@ def demo(
     from streamsig.trading.strategies import load_strategy
     from streamsig.live.demo import run_demo
 
-    feeds = open_data(source, data, levels, symbols, updates, seed)
+    feeds = open_data(source, data, levels, symbols, updates, seed, tick_size, columns, instruments)
     strat, model_id, spec = load_strategy(model or default_model(), "ofi", {"enter": 0.2, "max_position": 1.0})
     spec = spec or feature_spec(levels or feeds[0].levels)
     rate = parse_speed(speed)

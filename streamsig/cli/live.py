@@ -13,7 +13,7 @@ from streamsig.live.config import stream_config
 from streamsig.models.registry import default_model
 from streamsig.trading.strategies import load_strategy, online_factory
 from streamsig.cli.options import parse_speed
-from streamsig.cli.options import Data, Levels, Seed, Source, Symbols, Updates, console, open_data, progress
+from streamsig.cli.options import Columns, Data, Instruments, TickSize, Levels, Seed, Source, Symbols, Updates, console, open_data, progress
 
 Kafka = Annotated[Optional[str], typer.Option(
     "--kafka", envvar="STREAMSIG_KAFKA",
@@ -46,7 +46,8 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def produce(
         source: Source = "synthetic", data: Data = None, levels: Levels = None, symbols: Symbols = None,
-        updates: Updates = None, seed: Seed = None, kafka: Kafka = None, prefix: Prefix = "",
+        updates: Updates = None, seed: Seed = None, tick_size: TickSize = None, columns: Columns = None,
+        instruments: Instruments = None, kafka: Kafka = None, prefix: Prefix = "",
         partitions: Partitions = 4,
         speed: Annotated[str, typer.Option("--speed", help="Replay speed: 1 (real time), 10, 100... or max.")] = "max",
         frame_size: Annotated[int, typer.Option("--frame-size", min=1, help="Max events per Kafka message.")] = 500,
@@ -59,7 +60,7 @@ def register(app: typer.Typer) -> None:
         from streamsig.wire.topics import Topics, ensure_topics
 
         rate = parse_speed(speed)
-        feeds = open_data(source, data, levels, symbols, updates, seed)
+        feeds = open_data(source, data, levels, symbols, updates, seed, tick_size, columns, instruments)
         bootstrap, brk = resolve_kafka(kafka)
         try:
             topics = Topics(prefix)

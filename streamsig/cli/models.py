@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from streamsig.cli.options import Data, Levels, Seed, Source, Symbols, Updates, feature_spec, open_data, progress
+from streamsig.cli.options import Columns, Data, Instruments, TickSize, Levels, Seed, Source, Symbols, Updates, feature_spec, open_data, progress
 from streamsig.errors import DataError
 
 from streamsig.features import DEFAULT_FEATURES
@@ -33,7 +33,8 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def train(
         source: Source = "synthetic", data: Data = None, levels: Levels = None, symbols: Symbols = None,
-        updates: Updates = None, seed: Seed = None,
+        updates: Updates = None, seed: Seed = None, tick_size: TickSize = None, columns: Columns = None,
+        instruments: Instruments = None,
         model_type: Annotated[str, typer.Option("--model-type", help="logreg | rf | lightgbm | lstm")] = "lightgbm",
         horizon: Annotated[float, typer.Option("--horizon", help="Label horizon (rows, or seconds with --horizon-unit seconds).")] = 50,
         horizon_unit: Annotated[str, typer.Option("--horizon-unit", help="rows | seconds")] = "rows",
@@ -52,7 +53,7 @@ def register(app: typer.Typer) -> None:
         from streamsig.labels import LabelConfig
         from streamsig.models import train_model
 
-        feeds = open_data(source, data, levels, symbols, updates, seed)
+        feeds = open_data(source, data, levels, symbols, updates, seed, tick_size, columns, instruments)
         spec = feature_spec(levels or feeds[0].levels, spec_file)
         feats = [f.strip() for f in features.split(",")] if features else [
             f for f in DEFAULT_FEATURES if f in spec.names]
@@ -81,7 +82,8 @@ def register(app: typer.Typer) -> None:
     def evaluate(
         model: Annotated[Path, typer.Option("--model", help="Model folder (model.onnx + card.json).")],
         source: Source = "synthetic", data: Data = None, levels: Levels = None, symbols: Symbols = None,
-        updates: Updates = None, seed: Seed = None,
+        updates: Updates = None, seed: Seed = None, tick_size: TickSize = None, columns: Columns = None,
+        instruments: Instruments = None,
         report: Annotated[Optional[Path], typer.Option("--report", help="HTML report path.")] = None,
     ) -> None:
         """Score new data with a saved model; metrics beside the baselines, and an HTML report."""
@@ -89,7 +91,7 @@ def register(app: typer.Typer) -> None:
         from streamsig.models.card import card_feature_spec, read_card
 
         spec = card_feature_spec(read_card(model))
-        feeds = open_data(source, data, levels, symbols, updates, seed)
+        feeds = open_data(source, data, levels, symbols, updates, seed, tick_size, columns, instruments)
         spec = spec or feature_spec(levels or feeds[0].levels)
         res = evaluate_model(model, _frame(feeds, spec, "features"), report_path=report)
         t = Table("", "macro-F1", "accuracy", "log loss", title=f"{res['model_id']} on {res['labelled_rows']:,} rows")

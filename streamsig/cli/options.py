@@ -13,7 +13,8 @@ from streamsig.errors import DataError
 console = Console(stderr=True, soft_wrap=True)
 
 # ---- the shared data options ------------------------------------------------------------
-Source = Annotated[str, typer.Option("--source", help="Where book events come from: synthetic | lobster | crypto.")]
+Source = Annotated[str, typer.Option("--source", help="Where book events come from: synthetic | lobster | crypto "
+                                     "(default: detected from --data; synthetic without --data).")]
 Data = Annotated[Optional[Path], typer.Option(
     "--data", help="LOBSTER message file or folder of pairs; crypto book file (Tardis book_snapshot_N or "
     "incremental_book_L2, trades beside it are merged); synthetic scenario TOML (optional).")]
@@ -21,6 +22,14 @@ Levels = Annotated[Optional[int], typer.Option("--levels", min=1, help="Book lev
 Symbols = Annotated[Optional[str], typer.Option("--symbols", help="Comma-separated symbols to keep (default: all).")]
 Updates = Annotated[Optional[int], typer.Option("--updates", min=1, help="Synthetic only: updates per symbol.")]
 Seed = Annotated[Optional[int], typer.Option("--seed", help="Synthetic only: generator seed.")]
+TickSize = Annotated[Optional[float], typer.Option(
+    "--tick-size", help="Price tick of every symbol (default: --instruments, else inferred from the data's price grid).")]
+Columns = Annotated[Optional[Path], typer.Option(
+    "--columns", help="TOML (or JSON) column map of a snapshot layout not detected from the header "
+    "(keys: timestamp, bid_price, bid_size, ask_price, ask_size with {i}, first_level, time_unit...).")]
+Instruments = Annotated[Optional[Path], typer.Option(
+    "--instruments", help="TOML table of instruments: [SYMBOL] tick_size, lot_size, contract = linear|inverse, "
+    "multiplier, quote, settle, taker_fee_bps, maker_fee_bps.")]
 
 
 def _symbols(s: str | None) -> list[str] | None:
@@ -28,11 +37,29 @@ def _symbols(s: str | None) -> list[str] | None:
 
 
 def open_data(source: str, data: Path | None, levels: int | None, symbols: str | None,
-              updates: int | None = None, seed: int | None = None):  # noqa: ANN201
-    """Feeds for the shared data options (see :func:`streamsig.book.sources.open_feeds`)."""
+              updates: int | None = None, seed: int | None = None, tick_size: float | None = None,
+              columns: Path | None = None, instruments: Path | None = None, quiet: bool = False):  # noqa: ANN201
+    """Feeds for the shared data options (see :func:`streamsig.book.sources.open_feeds`).
+
+    The default ``--source synthetic`` with a ``--data`` that is no scenario
+    file means "detect the source". Each file's tick (and how it was found) and
+    what was detected are stated on stderr, one line per feed.
+    """
     from streamsig.book.sources import open_feeds
 
-    return open_feeds(source, data, levels, _symbols(symbols), n_updates=updates, seed=seed)
+    if source == "synthetic" and data is not None and data.suffix != ".toml":
+        source = "auto"
+    feeds = open_feeds(source, data, levels, _symbols(symbols), n_updates=updates, seed=seed,
+                       tick_size=tick_size, columns=columns, instruments=instruments)
+    if not quiet:
+        for f in feeds:
+            if f.label.startswith("synthetic:"):
+                continue
+            inst = f.instrument
+            kind = f", {inst.contract} x{inst.multiplier:g} in {inst.currency}" if inst.inverse else ""
+            console.print(f"{f.label}: {f.symbol} tick {f.tick_size:g} ({inst.tick_from}){kind}"
+                          + "".join(f"; {n}" for n in f.notes), highlight=False)
+    return feeds
 
 
 def feature_spec(levels: int, spec_file: Path | None = None):  # noqa: ANN201
@@ -63,13 +90,13 @@ def progress() -> Progress:
 
 
 def parse_speed(speed: str) -> float | None:
-    """``max`` -> None (as fast as possible), else a positive multiple of real time."""
-    if speed.lower() in ("max", "inf", "0"):
+    """``max`` -> None (as fast as possible), else a positive multiple of real time (0 is an error)."""
+    if speed.lower() in ("max", "inf"):
         return None
     try:
         v = float(speed.lower().rstrip("x"))
     except ValueError:
         raise DataError("--speed", None, f"expected a number or 'max', got {speed!r}") from None
-    if v <= 0:
-        raise DataError("--speed", None, f"must be > 0, got {speed!r}")
+    if not v > 0:
+        raise DataError("--speed", None, f"must be > 0 (or 'max' for as fast as possible), got {speed!r}")
     return v

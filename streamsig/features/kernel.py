@@ -7,13 +7,16 @@ on a whole array; the live path calls it per frame (or per event). There is no
 other implementation of any formula in :mod:`streamsig.features.spec`.
 
 Validation (reason codes from :class:`streamsig.book.events.Reason`): NaN/inf or
-negative sizes, zero size for a level the book lacks, a sequence that goes
+negative sizes, a sequence that goes
 backwards or reopens a closed batch, a depth event without exactly one side, and
 a crossed or locked book after a batch. A crossed batch leaves the book
 untrusted: later events are dropped with ``RESYNC`` until a CLEAR snapshot.
 A sequence gap (a batch more than one above the last) also forces a resync.
 Snapshot events of an update already applied are skipped (``DUPLICATE``):
-that is how a healthy stream passes over periodic snapshots.
+that is how a healthy stream passes over periodic snapshots. A delete of a
+level the book does not hold is a no-op counted as ``BENIGN_DELETE`` (the
+count is in the reasons array, hence in ``FeatureTable.rejects``); it is not a
+reject and does not stop the batch from producing a row.
 """
 from __future__ import annotations
 
@@ -293,7 +296,7 @@ def run(ev, ist, fst, ipar, fpar, out, row_ev, reasons):
             nb_, na_ = ist[S.I_NBID], ist[S.I_NASK]
             if nb_ > 0 and na_ > 0:
                 if ist[o_bpx] >= ist[o_apx]:
-                    if reason == 0:
+                    if reason == 0 or reason == 10:  # a benign delete does not hide a cross
                         reason = 5  # CROSSED
                     ist[S.I_RESYNC] = 1
                 else:
