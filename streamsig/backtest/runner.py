@@ -88,10 +88,12 @@ def run_backtest(feeds: Sequence[Feed], spec: FeatureSpec, model_dir: str | Path
                          model=model_info)
     for key, feed in zip(keys, feeds):
         cfg = replace(exec_cfg, tick_size=feed.tick_size)
-        lanes = [Account(n, key, cfg, per_cap, size, max_drawdown, start_ns, passive) for n in names]
+        lanes = [Account(n, key, cfg, per_cap, size, max_drawdown, start_ns, passive, instrument=feed.instrument)
+                 for n in names]
         sig, n_ev, rejects = _replay(feed, spec, strategies, lanes, on_progress)
         res.signals[key] = sig
         res.feeds[key] = {"symbol": feed.symbol, "label": feed.label, "tick_size": feed.tick_size,
+                          "instrument": feed.instrument.to_dict() if feed.instrument is not None else None,
                           "events": n_ev, "rows": len(sig),
                           "rejects": {E.Reason(i).name: int(c) for i, c in enumerate(rejects) if i and c}}
         for lane in lanes:

@@ -143,7 +143,7 @@ def describe_contract(symbol: str, venue: str = "") -> dict[str, object]:
     sym = symbol.upper()
     known = KNOWN.get((venue, sym))
     if known is not None:
-        return dict(known)
+        return {"contract": "linear", "multiplier": 1.0, **known}
     market = _VENUE_MARKET.get(venue, "")
     head, _, tail = sym.partition("_")
     if head.endswith("USD") and tail and (tail == "PERP" or tail.isdigit()):
