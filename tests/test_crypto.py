@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -49,7 +50,9 @@ def top_from_snap(snap, tick):
 
 
 def test_snapshot_diffs_exactly(tmp_path):
-    r = SnapshotReader(tardis_snapshot_csv(tmp_path / "snap.csv"))
+    path = tardis_snapshot_csv(tmp_path / "snap.csv")
+    assert SnapshotReader(path).tick_size == 0.05  # every price of SNAPS lies on a 0.05 grid
+    r = SnapshotReader(path, tick_size=0.01)
     assert (r.symbol, r.tick_size, r.levels) == ("BTCUSDT", 0.01, 3)
     ev = r.read_all()
     got = [(E.describe_flags(int(f)), int(p), float(s), int(q), int(t)) for f, p, s, q, t in
@@ -76,15 +79,15 @@ def test_snapshot_chunking_levels_and_parquet(tmp_path):
     path = tardis_snapshot_csv(tmp_path / "snap.csv")
     gz = tmp_path / "snap.csv.gz"
     gz.write_bytes(gzip.compress(path.read_bytes()))
-    whole = SnapshotReader(path).read_all()
-    assert SnapshotReader(gz, chunk_rows=1).read_all().tobytes() == whole.tobytes()
+    whole = SnapshotReader(path, tick_size=0.01).read_all()
+    assert SnapshotReader(gz, chunk_rows=1, tick_size=0.01).read_all().tobytes() == whole.tobytes()
     pq = tmp_path / "snap.parquet"
     df = pd.read_csv(path)
     df.to_parquet(pq)
-    par = SnapshotReader(pq, chunk_rows=2)
-    assert par.tick_size == 0.01
+    assert SnapshotReader(pq, chunk_rows=2).tick_size == 0.05  # Parquet floats: inferred from their text
+    par = SnapshotReader(pq, chunk_rows=2, tick_size=0.01)
     assert par.read_all().tobytes() == whole.tobytes()
-    two = SnapshotReader(path, levels=2).read_all()
+    two = SnapshotReader(path, levels=2, tick_size=0.01).read_all()
     book = DictBook()
     for k, _ in zip([0, 2, 3, 4], book.replay(two)):
         asks, bids = top_from_snap(SNAPS[k], 0.01)
@@ -103,27 +106,30 @@ def test_kaggle_layout_from_dict_json_and_toml(tmp_path):
         rows.append(",".join(str(vals[c]) for c in cols))
     path = tmp_path / "ETHUSD_levels.csv"
     path.write_text(",".join(cols) + "\n" + "\n".join(rows) + "\n")
-    ref = SnapshotReader(tardis_snapshot_csv(tmp_path / "snap.csv")).read_all()
+    ref = SnapshotReader(tardis_snapshot_csv(tmp_path / "snap.csv"), tick_size=0.01).read_all()
     mapping = {"timestamp": "timestamp", "bid_price": "bid_price_{i}", "bid_size": "bid_size_{i}",
                "ask_price": "ask_price_{i}", "ask_size": "ask_size_{i}", "first_level": 1, "time_unit": "ms"}
     (tmp_path / "map.json").write_text(json.dumps(mapping))
     (tmp_path / "map.toml").write_text("\n".join(f"{k} = {json.dumps(v)}" for k, v in mapping.items()))
-    for cols_ in (KAGGLE_LEVELS, SnapshotColumns.from_dict(mapping), SnapshotColumns.load(tmp_path / "map.json"),
+    for cols_ in (replace(KAGGLE_LEVELS, time_unit="ms"), SnapshotColumns.from_dict(mapping), SnapshotColumns.load(tmp_path / "map.json"),
                   SnapshotColumns.load(tmp_path / "map.toml")):
-        r = SnapshotReader(path, columns=cols_)
+        r = SnapshotReader(path, columns=cols_, tick_size=0.01)
         assert (r.symbol, r.levels) == ("ETHUSD", 3)
         ev = r.read_all()
         for f in ("flags", "price", "size", "seq", "level", "exch_ts"):
             assert (ev[f] == ref[f]).all(), f
         assert (ev["local_ts"] == ev["exch_ts"]).all()
+    # without a map the layout is detected from the header; these small stamps read as epoch seconds
+    auto = SnapshotReader(path, tick_size=0.01)
+    assert (auto.columns.name, auto.time_unit) == ("bid_price_i / ask_size_i levels", "s")
     with pytest.raises(DataError, match=r"ETHUSD_levels.csv:1: missing column 'asks\[0\].price'"):
-        SnapshotReader(path)
+        SnapshotReader(path, columns=TARDIS_BOOK_SNAPSHOT)
     with pytest.raises(ValueError, match="unknown SnapshotColumns keys"):
         SnapshotColumns.from_dict({**mapping, "bid_px": "x"})
 
 
 def test_tick_inference_and_off_grid(tmp_path):
-    assert infer_tick(["1.5", "2.125", "3"]) == 0.001
+    assert infer_tick(["1.5", "2.125", "3"]) == (0.125, 3)
     assert TARDIS_BOOK_SNAPSHOT.level(0) == ("asks[0].price", "asks[0].amount", "bids[0].price", "bids[0].amount")
     path = tardis_snapshot_csv(tmp_path / "snap.csv")
     assert SnapshotReader(path, tick_size=0.05).tick_size == 0.05
@@ -195,7 +201,7 @@ def test_incremental_batches(tmp_path):
         assert IncrementalReader(path, symbol="BTC", chunk_rows=n).read_all().tobytes() == ev.tobytes()
     eth = IncrementalReader(path, symbol="ETH").read_all()
     assert [E.describe_flags(int(f)) for f in eth["flags"]] == ["CLEAR|SNAPSHOT", "DEPTH|SELL|EOB|SNAPSHOT"]
-    assert IncrementalReader(path, symbol="ETH").tick_size == 0.01
+    assert IncrementalReader(path, symbol="ETH").tick_size == 2.5  # one price: the grid it proves is coarse
     with pytest.raises(DataError) as exc:
         IncrementalReader(path).read_all()
     assert str(exc.value) == f"{path}:5: file holds more than one symbol (BTC, ETH); pass symbol="
@@ -230,7 +236,8 @@ def trades_csv(path):
 
 
 def test_trades_and_merge(tmp_path):
-    tr = TradesReader(trades_csv(tmp_path / "trades.csv"))
+    assert TradesReader(trades_csv(tmp_path / "trades.csv")).tick_size == 0.05
+    tr = TradesReader(trades_csv(tmp_path / "trades.csv"), tick_size=0.01)
     assert (tr.symbol, tr.tick_size) == ("BTC", 0.01)
     t = tr.read_all()
     assert [E.describe_flags(int(f)) for f in t["flags"]] == ["TRADE|BUY|EOB", "TRADE|SELL|EOB", "TRADE|EOB"]
@@ -276,11 +283,11 @@ def snapshot_tops(path, tick):
 
 
 @pytest.mark.realdata
-@pytest.mark.parametrize("sym", ["BTCUSDT", "ETHUSDT"])
-def test_real_snapshot_round_trips(sym):
+@pytest.mark.parametrize("sym,tick", [("BTCUSDT", 0.1), ("ETHUSDT", 0.01)])
+def test_real_snapshot_round_trips(sym, tick):
     path = real(TARDIS.format("book_snapshot_10", sym))
     r = SnapshotReader(path, chunk_rows=2000)
-    assert (r.symbol, r.levels, r.tick_size) == (sym, 10, 0.01)
+    assert (r.symbol, r.levels, r.tick_size) == (sym, 10, tick)
     ev = r.read_all()
     ts, tops = snapshot_tops(path, r.tick_size)
     # a batch for row 0 and for every row that differs from the row before; nothing else
@@ -293,11 +300,11 @@ def test_real_snapshot_round_trips(sym):
 
 
 @pytest.mark.realdata
-@pytest.mark.parametrize("sym", ["BTCUSDT", "ETHUSDT"])
-def test_real_incremental_matches_snapshots_and_quotes(sym):
+@pytest.mark.parametrize("sym,tick", [("BTCUSDT", 0.1), ("ETHUSDT", 0.01)])
+def test_real_incremental_matches_snapshots_and_quotes(sym, tick):
     inc = IncrementalReader(real(TARDIS.format("incremental_book_L2", sym)), chunk_rows=50_000)
     ev = inc.read_all()
-    assert inc.tick_size == 0.01
+    assert inc.tick_size == tick
     ts_snap, tops = snapshot_tops(real(TARDIS.format("book_snapshot_10", sym)), inc.tick_size)
     book, bts, bb, ba = DictBook(strict=False), [], [], []  # Binance may delete levels it never sent
     for k, i in enumerate(book.replay(ev)):
@@ -317,8 +324,8 @@ def test_real_incremental_matches_snapshots_and_quotes(sym):
     bts, bb, ba = np.array(bts), np.array(bb), np.array(ba)
     j = np.minimum(np.searchsorted(bts, qt), len(bts) - 1)
     sel = last & (bts[j] == qt)
-    same = (bb[j[sel]] == np.rint(q["bid_price"].to_numpy()[sel] / 0.01)) & \
-           (ba[j[sel]] == np.rint(q["ask_price"].to_numpy()[sel] / 0.01))
+    same = (bb[j[sel]] == np.rint(q["bid_price"].to_numpy()[sel] / tick)) & \
+           (ba[j[sel]] == np.rint(q["ask_price"].to_numpy()[sel] / tick))
     assert sel.sum() > 400
     assert same.mean() > 0.95, (same.sum(), sel.sum())
 
@@ -348,9 +355,10 @@ def test_real_snapshot_events_apply_cleanly_to_the_book():
     from streamsig.book.book import Book
 
     path = real(TARDIS.format("book_snapshot_10", "BTCUSDT"))
-    ev = SnapshotReader(path).read_all()
+    rd = SnapshotReader(path)
+    ev = rd.read_all()
     book = Book(capacity=10)
     assert not book.apply(ev).any()
-    asks, bids = snapshot_tops(path, 0.01)[1][-1]
+    asks, bids = snapshot_tops(path, rd.tick_size)[1][-1]
     assert list(zip(book.ask_px[:book.n_ask].tolist(), book.ask_sz[:book.n_ask].tolist())) == asks
     assert list(zip(book.bid_px[:book.n_bid].tolist(), book.bid_sz[:book.n_bid].tolist())) == bids

@@ -80,9 +80,9 @@ def test_binance_spot_files_with_8_decimals_get_a_0_01_tick(tmp_path):
 
 def test_a_later_off_grid_price_is_one_line_naming_file_and_line(tmp_path):
     path = spot_incremental(tmp_path / "inc.csv", later="61839.27500000")
-    rd = IncrementalReader(path)  # the sample (first chunk) holds the off-grid price only with big chunks
+    rd = IncrementalReader(path)  # a sample of all rows includes the off-grid price: a finer tick
     with pytest.raises(DataError) as exc:
-        IncrementalReader(path, chunk_rows=5).read_all()
+        IncrementalReader(path, sample_rows=5).read_all()
     assert rd.tick_size == 0.005
     assert str(exc.value) == (f"{path}:7: price: price 61839.275 is not a multiple of tick 0.01 "
                               "(inferred from the first rows); pass --tick-size")

@@ -33,8 +33,10 @@ class IncrementalReader:
     REQUIRED = ["symbol", "timestamp", "local_timestamp", "is_snapshot", "side", "price", "amount"]
 
     def __init__(self, path: str | Path, symbol: str | None = None, tick_size: float | None = None,
-                 chunk_rows: int = 100_000, instruments: Mapping[str, Mapping[str, object]] | None = None) -> None:
-        self._src = TabularFile(path, chunk_rows, symbol, "symbol", ["price"], tick_size, self.REQUIRED, instruments)
+                 chunk_rows: int = 100_000, instruments: Mapping[str, Mapping[str, object]] | None = None,
+                 sample_rows: int = 100_000) -> None:
+        self._src = TabularFile(path, chunk_rows, symbol, "symbol", ["price"], tick_size, self.REQUIRED, instruments,
+                                sample_rows=sample_rows)
         self.path, self.symbol, self.tick_size = self._src.path, self._src.symbol, self._src.tick_size
         self.instrument = self._src.instrument
 

@@ -57,6 +57,7 @@ from streamsig.errors import DataError
 
 MESSAGE_COLUMNS = ["Time", "Type", "OrderID", "Size", "Price", "Direction"]
 PLACEHOLDER = 9999999999  #: LOBSTER's price for an empty level (negated on the bid side)
+SAMPLE_ROWS = 100_000  #: orderbook rows read to infer the tick
 _MSG_RE = re.compile(r"(?P<stem>.*)_message_(?P<levels>\d+)(?P<ext>\.csv(?:\.gz)?)")
 _OB_RE = re.compile(r"(?P<stem>.*)_orderbook_(?P<levels>\d+)(?P<ext>\.csv(?:\.gz)?)")
 _DATE_RE = re.compile(r"_(\d{4}-\d{2}-\d{2})(?:_|$)")
@@ -284,7 +285,7 @@ class LobsterReader:
         if tick_size is not None or "tick_size" in table[self.symbol]:
             return resolve(self.symbol, "lobster", tick_size=tick_size, table=table, where=self.message_path)
         g, n = 0, 0
-        for line0, data in byte_chunks(self.orderbook_path, self.chunk_rows):
+        for line0, data in byte_chunks(self.orderbook_path, SAMPLE_ROWS):
             o = parse_int_chunk(self.orderbook_path, line0, data, self._ob_names)
             px = np.concatenate([o[:, 0::4][o[:, 1::4] > 0], o[:, 2::4][o[:, 3::4] > 0]])
             px = np.unique(px[(px > 0) & (px != PLACEHOLDER)])

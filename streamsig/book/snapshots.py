@@ -157,7 +157,7 @@ class SnapshotReader:
 
     def __init__(self, path: str | Path, columns: SnapshotColumns | None = None, levels: int | None = None,
                  symbol: str | None = None, tick_size: float | None = None, chunk_rows: int = 50_000,
-                 instruments: Mapping[str, Mapping[str, object]] | None = None) -> None:
+                 instruments: Mapping[str, Mapping[str, object]] | None = None, sample_rows: int = 100_000) -> None:
         header = read_header(Path(path))
         cols = columns or detect_layout(header, path)
         avail = 0
@@ -174,9 +174,10 @@ class SnapshotReader:
         self._ap, self._as, self._bp, self._bs = ([x[k] for x in lv] for k in range(4))
         required = [cols.timestamp, *([cols.local_timestamp] if cols.local_timestamp else []),
                     *([cols.midpoint] if cols.midpoint else [])]
-        sample = _touch_sample(path, header, cols, chunk_rows) if cols.midpoint else None
+        sample = _touch_sample(path, header, cols, sample_rows) if cols.midpoint else None
         self._src = src = TabularFile(path, chunk_rows, symbol, cols.symbol, self._ap + self._bp, tick_size,
-                                      required + [c for x in lv for c in x], instruments, sample=sample)
+                                      required + [c for x in lv for c in x], instruments, sample=sample,
+                                      sample_rows=sample_rows)
         if cols.time_unit == "auto":
             first = src.first_value(cols.timestamp)
             cols = replace(cols, time_unit=time_unit_of(first) if first is not None else "us")

@@ -85,7 +85,7 @@ def time_dtype(unit: str) -> object:
 class TabularFile:
     """Header, symbol choice, instrument and filtered chunks of one file.
 
-    ``price_cols`` are read as text from the first chunk to infer the tick
+    ``price_cols`` are read as text from the first ``sample_rows`` rows to infer the tick
     (unless ``tick_size`` or ``instruments`` gives it); ``venue_col`` (Tardis
     ``exchange``) names the venue for the known-instrument table.
     """
@@ -93,7 +93,8 @@ class TabularFile:
     def __init__(self, path: str | Path, chunk_rows: int, symbol: str | None, symbol_col: str | None,
                  price_cols: list[str], tick_size: float | None, required: list[str],
                  instruments: Mapping[str, Mapping[str, object]] | None = None,
-                 venue_col: str | None = "exchange", sample: list[object] | None = None) -> None:
+                 venue_col: str | None = "exchange", sample: list[object] | None = None,
+                 sample_rows: int = 100_000) -> None:
         self.path = Path(path)
         self.chunk_rows = int(chunk_rows)
         self.header = read_header(self.path)
@@ -104,7 +105,7 @@ class TabularFile:
         venue_col = venue_col if venue_col in self.header else None
         self.symbol_given = symbol is not None
         cols = [c for c in [self.symbol_col, venue_col, *price_cols] if c]
-        first = next((df for _, df in self._raw_frames(dict.fromkeys(cols, str), cols)), None)
+        first = next((df for _, df in self._raw_frames(dict.fromkeys(cols, str), cols, sample_rows)), None)
         if symbol is None:
             if self.symbol_col and first is not None and len(first):
                 symbol = str(first[self.symbol_col].iloc[0])
@@ -123,11 +124,13 @@ class TabularFile:
                                               sample=sample, where=self.path)
         self.tick_size = self.instrument.tick_size
 
-    def _raw_frames(self, dtypes: dict[str, object], usecols: list[str]) -> Iterator[tuple[int, pd.DataFrame]]:
+    def _raw_frames(self, dtypes: dict[str, object], usecols: list[str],
+                    rows: int | None = None) -> Iterator[tuple[int, pd.DataFrame]]:
+        rows = rows or self.chunk_rows
         if is_parquet(self.path):
             import pyarrow.parquet as pq
             row = 1
-            for batch in pq.ParquetFile(self.path).iter_batches(batch_size=self.chunk_rows, columns=usecols):
+            for batch in pq.ParquetFile(self.path).iter_batches(batch_size=rows, columns=usecols):
                 df = batch.to_pandas()
                 for c, t in dtypes.items():
                     try:
@@ -137,12 +140,12 @@ class TabularFile:
                 yield row, df
                 row += len(df)
             return
-        for line0, data in byte_chunks(self.path, self.chunk_rows, skip=1):
+        for line0, data in byte_chunks(self.path, rows, skip=1):
             yield line0, parse_chunk(self.path, line0, data, self.header, dtypes, usecols)
 
     def first_value(self, col: str) -> object | None:
         """The first cell of ``col`` (text), or None for an empty file."""
-        df = next((d for _, d in self._raw_frames({col: str}, [col])), None)
+        df = next((d for _, d in self._raw_frames({col: str}, [col], 1)), None)
         return None if df is None or not len(df) else df[col].iloc[0]
 
     def frames(self, dtypes: dict[str, object]) -> Iterator[tuple[np.ndarray, pd.DataFrame]]:
