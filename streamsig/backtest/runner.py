@@ -98,7 +98,8 @@ def run_backtest(feeds: Sequence[Feed], spec: FeatureSpec, model_dir: str | Path
                           "rejects": {E.Reason(i).name: int(c) for i, c in enumerate(rejects) if i and c}}
         for lane in lanes:
             res.lanes[(lane.strategy, key)] = account_record(lane)
-    res.config = {"spec": spec.to_dict(), "exec": exec_dict(exec_cfg), "policy": policy_cfg,
+    warnings = [w for w in [_training_overlap(model_dir, res)] if w]
+    res.config = {"spec": spec.to_dict(), "exec": exec_dict(exec_cfg), "policy": policy_cfg, "warnings": warnings,
                   "capital": capital, "max_drawdown": max_drawdown, "start_ns": start_ns,
                   "bar_ns": int(bar_ns), "size": size, "passive": passive}
     return res
@@ -152,6 +153,17 @@ def exec_dict(cfg: ExecConfig) -> dict[str, Any]:
     """Execution settings (JSON-safe: infinite limits become None; the tick size is per feed)."""
     d = {k: getattr(cfg, k) for k in cfg.__dataclass_fields__ if k != "tick_size"}
     return {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in d.items()}
+
+
+def _training_overlap(model_dir: str | Path | None, res: BacktestResult) -> str | None:
+    """The in-sample warning of :func:`streamsig.models.card.training_overlap` for this run's rows."""
+    if model_dir is None:
+        return None
+    from streamsig.models.card import read_card, training_overlap
+
+    ranges = {res.feeds[k]["symbol"]: (int(s["ts_ns"][0]), int(s["ts_ns"][-1])) for k, s in res.signals.items()
+              if len(s)}
+    return training_overlap(read_card(model_dir), ranges)
 
 
 def model_summary(model_dir: str | Path) -> dict[str, Any]:

@@ -104,6 +104,8 @@ def backtest(
         except ValueError as e:
             raise DataError(model or source, None, str(e)) from None
     folder = write_outputs(res, out, run_id)
+    for w in res.config.get("warnings") or []:
+        console.print(f"[yellow]warning:[/] {w}", highlight=False)
     _print_table(res)
     console.print(f"{n[0]:,} events in {time.perf_counter() - t0:.1f} s; wrote {folder}/ "
                   "(summary.json, trades/fills/equity/signals .parquet, report.html)")

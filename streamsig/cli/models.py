@@ -74,7 +74,7 @@ def register(app: typer.Typer) -> None:
 
             path = train_model(df, feats, cfg, model_type, seed=model_seed, out_dir=out, folds=folds,
                                trials=trials, progress=say, name=name,
-                               extra={"feature_spec": spec.to_dict()})
+                               extra={"feature_spec": spec.to_dict(), "instruments": df.attrs.get("instruments")})
         card = json.loads((path / "card.json").read_text())
         show_metrics(card)
         if mlflow:
