@@ -362,3 +362,111 @@ def test_real_snapshot_events_apply_cleanly_to_the_book():
     asks, bids = snapshot_tops(path, rd.tick_size)[1][-1]
     assert list(zip(book.ask_px[:book.n_ask].tolist(), book.ask_sz[:book.n_ask].tolist())) == asks
     assert list(zip(book.bid_px[:book.n_bid].tolist(), book.bid_sz[:book.n_bid].tolist())) == bids
+
+
+# ---- snapshot layouts and timestamps, detected through the CLI ------------------------------
+
+def run_features(*args):
+    import subprocess
+    import sys
+    return subprocess.run([sys.executable, "-m", "streamsig.cli", "features", *args], capture_output=True,
+                          text=True, timeout=300)
+
+
+EPOCH_US = 1_721_347_022_000_000  # 2024-07-19 00:37:02 UTC
+
+
+def level_rows(unit):
+    """SNAPS as ``timestamp,bid_price_i,...`` rows (3 levels) with stamps written in ``unit``."""
+    cols = ["timestamp"] + [f"{s}_{k}_{i}" for i in (1, 2, 3) for s in ("bid", "ask") for k in ("price", "size")]
+    out = [",".join(cols)]
+    for ts, asks, bids in SNAPS:
+        us = EPOCH_US + ts
+        stamp = {"iso": pd.Timestamp(us, unit="us", tz="UTC").isoformat(), "s": f"{us / 1e6:.6f}",
+                 "ms": str(us // 1000), "us": str(us), "ns": str(us * 1000)}[unit]
+        vals = {"timestamp": stamp}
+        for i in range(3):
+            a = asks[i] if i < len(asks) else ("", "")
+            b = bids[i] if i < len(bids) else ("", "")
+            vals |= {f"ask_price_{i+1}": a[0], f"ask_size_{i+1}": a[1], f"bid_price_{i+1}": b[0], f"bid_size_{i+1}": b[1]}
+        out.append(",".join(str(vals[c]) for c in cols))
+    return out
+
+
+@pytest.mark.parametrize("unit,words", [("iso", "ISO datetime text"), ("s", "epoch seconds"), ("ms", "epoch ms"),
+                                        ("us", "epoch µs"), ("ns", "epoch ns")])
+def test_level_columns_layout_and_time_units_through_cli(tmp_path, unit, words):
+    path = tmp_path / "ETHUSDT_levels.csv"
+    path.write_text("\n".join(level_rows(unit)) + "\n")
+    out = tmp_path / "f.parquet"
+    r = run_features("--data", str(path), "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert f"layout bid_price_i / ask_size_i levels, 3 levels, timestamps {words}" in r.stderr
+    df = pd.read_parquet(out)
+    # rows 0, 2, 3, 4 change the book (row 1 repeats row 0); stamps are exact to the ms at least
+    want = [(EPOCH_US + SNAPS[k][0]) * 1000 for k in (0, 2, 3, 4)]
+    assert df["ts_ns"].tolist() == want
+    assert df["mid"].tolist() == pytest.approx([100.45, 100.45, 100.475, 100.525])
+
+
+def test_tardis_snapshot_layout_through_cli(tmp_path):
+    path = tardis_snapshot_csv(tmp_path / "binance-futures_book_snapshot_3_2024-07-18_BTCUSDT.csv")
+    out = tmp_path / "f.parquet"
+    r = run_features("--data", str(path), "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert "BTCUSDT tick 0.05 (inferred: GCD of 9 distinct prices" in r.stderr
+    assert "layout Tardis book_snapshot_N, 3 levels, timestamps epoch µs" in r.stderr
+    assert pd.read_parquet(out)["spread_ticks"].tolist() == [2.0, 2.0, 1.0, 3.0]  # 0.05 ticks
+
+
+def kaggle_1s_csv(path):
+    """SNAPS in the Kaggle 1-second layout: distances from the midpoint and notionals per level."""
+    head = ["system_time", "midpoint", "spread"] + [f"{s}_{k}_{i}" for s in ("bids", "asks")
+                                                    for k in ("distance", "notional") for i in range(3)]
+    out = [",".join(head)]
+    for ts, asks, bids in SNAPS:
+        a1, b1 = float(asks[0][0]), float(bids[0][0])
+        mid = (a1 + b1) / 2
+        row = {"system_time": pd.Timestamp(EPOCH_US + ts, unit="us", tz="UTC").isoformat(),
+               "midpoint": f"{mid:.3f}", "spread": f"{a1 - b1:.2f}"}
+        for side, lv in (("bids", bids), ("asks", asks)):
+            for i in range(3):
+                p, s = (float(lv[i][0]), float(lv[i][1])) if i < len(lv) else (mid, 0.0)
+                row[f"{side}_distance_{i}"] = f"{(p - mid) / mid:.10f}"
+                row[f"{side}_notional_{i}"] = f"{p * s:.6f}"
+        out.append(",".join(row[c] for c in head))
+    path.write_text("\n".join(out) + "\n")
+    return path
+
+
+def test_kaggle_1s_layout_through_cli(tmp_path):
+    path = kaggle_1s_csv(tmp_path / "BTC_1sec.csv")
+    r = run_features("--data", str(path), "--out", str(tmp_path / "f.parquet"))
+    assert r.returncode == 0, r.stderr
+    assert "BTC tick 0.05 (inferred: GCD of" in r.stderr
+    assert "layout Kaggle 1-second (midpoint, distance, notional), 3 levels, timestamps ISO datetime text" in r.stderr
+    rd = SnapshotReader(path, tick_size=0.01)
+    ref = SnapshotReader(tardis_snapshot_csv(tmp_path / "snap.csv"), tick_size=0.01).read_all()
+    ev = rd.read_all()
+    for f in ("flags", "price", "seq", "level"):
+        assert (ev[f] == ref[f]).all(), f
+    assert ev["size"] == pytest.approx(ref["size"], rel=1e-6)  # notional / price: approximate
+    assert (ev["exch_ts"] == ref["exch_ts"] + EPOCH_US * 1000).all()
+
+
+def test_any_layout_through_a_column_map(tmp_path):
+    lines = level_rows("ms")
+    lines[0] = lines[0].replace("timestamp", "t").replace("bid_price_", "bp").replace("bid_size_", "bs") \
+        .replace("ask_price_", "ap").replace("ask_size_", "as")
+    path = tmp_path / "XRP_custom.csv"
+    path.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "f.parquet"
+    r = run_features("--data", str(path), "--out", str(out))
+    assert r.returncode == 2 and "cannot tell the source from this file" in r.stderr
+    m = tmp_path / "map.toml"
+    m.write_text('timestamp = "t"\nbid_price = "bp{i}"\nbid_size = "bs{i}"\nask_price = "ap{i}"\n'
+                 'ask_size = "as{i}"\nfirst_level = 1\n')
+    r = run_features("--source", "crypto", "--data", str(path), "--columns", str(m), "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert "layout map.toml, 3 levels, timestamps epoch ms" in r.stderr
+    assert pd.read_parquet(out)["ts_ns"].tolist() == [(EPOCH_US + SNAPS[k][0]) * 1000 for k in (0, 2, 3, 4)]

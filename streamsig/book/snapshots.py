@@ -206,14 +206,15 @@ class SnapshotReader:
             if cols.midpoint:
                 mid = df[cols.midpoint].to_numpy(np.float64)[:, None]
                 ap, bp = mid * (1.0 + np.abs(ap)), mid * (1.0 - np.abs(bp))
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    asz, bsz = asz / ap, bsz / bp
             src.check_sizes(asz, lines, self._as)
             src.check_sizes(bsz, lines, self._bs)
             asz, bsz = np.nan_to_num(asz), np.nan_to_num(bsz)
             at = src.ticks(ap, asz > 0, lines, self._ap, rounding=bool(cols.midpoint))
             bt = src.ticks(bp, bsz > 0, lines, self._bp, rounding=bool(cols.midpoint))
-            if cols.midpoint:
+            if cols.midpoint:  # notional -> size at the rounded price, so equal rows stay equal
+                tick = self.tick_size
+                asz = np.where(at > 0, asz / np.maximum(at, 1) / tick, 0.0)
+                bsz = np.where(bt > 0, bsz / np.maximum(bt, 1) / tick, 0.0)
                 at, asz = _merge_equal(at, asz)
                 bt, bsz = _merge_equal(bt, bsz)
             hit = check_rows(at, asz, bt, bsz, fmt=lambda t: f"{t * self.tick_size:.10g}")

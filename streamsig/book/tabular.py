@@ -66,10 +66,13 @@ def time_ns(col: pd.Series, unit: str, path: Path, lines: np.ndarray) -> np.ndar
             raise DataError(path, int(lines[0]), f"bad datetime in this chunk: {exc}") from exc
         bad = t.isna().to_numpy()
         out = t.dt.tz_convert(None).astype("datetime64[ns]").to_numpy().astype(np.int64)
-    elif unit == "s":
-        v = col.to_numpy(np.float64)
-        bad = ~np.isfinite(v)
-        out = np.rint(np.nan_to_num(v) * 1e9).astype(np.int64)
+    elif unit == "s":  # decimal text, parsed exactly (a float has no ns resolution at epoch scale)
+        txt = col.astype(str).str.strip()
+        bad = ~txt.str.fullmatch(r"\d+(\.\d*)?").fillna(False).to_numpy(bool)
+        parts = txt.where(~bad, "0").str.split(".", n=1, expand=True).reindex(columns=[0, 1])
+        whole = parts[0].astype(np.int64).to_numpy()
+        frac = parts[1].fillna("").str[:9].str.ljust(9, "0").astype(np.int64).to_numpy()
+        out = whole * 1_000_000_000 + frac
     else:
         out = col.to_numpy(np.int64) * UNIT_NS[unit]
         bad = np.zeros(len(out), bool)
@@ -79,7 +82,7 @@ def time_ns(col: pd.Series, unit: str, path: Path, lines: np.ndarray) -> np.ndar
 
 
 def time_dtype(unit: str) -> object:
-    return str if unit == "iso" else ("float64" if unit == "s" else "int64")
+    return str if unit in ("iso", "s") else "int64"
 
 
 class TabularFile:
