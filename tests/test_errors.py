@@ -160,3 +160,67 @@ def test_incremental_sample_without_source(tmp_path):
     r = run_cli("features", "--data", str(need(BTC_INCR)), "--out", str(tmp_path / "f.parquet"))
     assert r.returncode == 0, r.stderr
     assert "BTCUSDT tick 0.1 (inferred: GCD of" in r.stderr and "benign deletes (levels not held): 12,706" in r.stderr
+
+
+# ---- card and report truth -------------------------------------------------------------------
+
+DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "models" / "default"
+
+
+@pytest.mark.realdata
+def test_evaluate_refuses_features_the_data_cannot_give(tmp_path):
+    r = run_cli("evaluate", "--model", str(DEFAULT_MODEL), "--data",
+                str(need(LOBSTER / "AMZN_2012-06-21_34200000_57600000_message_1.csv.gz")))
+    assert one_error(r) == (f"{DEFAULT_MODEL}: the model needs depth_imb_5 (5 levels per side) but the data has 1; "
+                            "these cannot be computed")
+
+
+@pytest.mark.realdata
+def test_evaluate_says_when_the_data_has_fewer_levels(tmp_path):
+    from tests._data import AAPL10
+
+    msg = tmp_path / "AAPL_2012-06-21_34200000_57600000_message_5.csv"
+    ob = tmp_path / "AAPL_2012-06-21_34200000_57600000_orderbook_5.csv"
+    msg.write_bytes(need(AAPL10).read_bytes())
+    src_ob = AAPL10.with_name(AAPL10.name.replace("message", "orderbook"))
+    ob.write_text("\n".join(",".join(line.split(",")[:20]) for line in src_ob.read_text().splitlines()) + "\n")
+    r = run_cli("evaluate", "--model", str(DEFAULT_MODEL), "--data", str(msg), "--report", str(tmp_path / "r.html"))
+    assert r.returncode == 0, r.stderr
+    assert ("warning: the data has 5 levels per side, the card's features 10; ofi_dw, ofi_dw_sum_50 will be "
+            "computed from 5 levels") in r.stderr
+
+
+def test_models_list_fits_80_columns():
+    r = subprocess.run([sys.executable, "-m", "streamsig.cli", "models", "list", "--root",
+                        str(DEFAULT_MODEL.parent)], capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "COLUMNS": "200"})
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert max(len(ln) for ln in lines) <= 80
+    row = next(ln for ln in lines if ln.strip().startswith("default"))
+    assert row.split() == ["default", "lightgbm", "2026-11-25", "SYNA,SYNB,SYNC", "h50", "rows", "0.460", "yes"]
+
+
+def test_backtest_on_the_models_training_data_warns(tmp_path):
+    r = run_cli("backtest", "--model", str(DEFAULT_MODEL), "--updates", "1500", "--out", str(tmp_path),
+                "--run-id", "r")
+    assert r.returncode == 0, r.stderr
+    want = ("model lightgbm-4feda7572a8b was trained on this data: SYNA, SYNB, SYNC overlap its training range "
+            "2024-01-01T00:00:00 to 2024-01-01T00:03:20; figures are in-sample")
+    assert f"warning: {want}" in " ".join(r.stderr.split())
+    html = (tmp_path / "r" / "report.html").read_text()
+    assert f"<p class='banner' role='alert'>{want}</p>" in html
+
+
+@pytest.mark.realdata
+def test_lobster_card_times_carry_the_file_date(tmp_path):
+    from tests._data import AAPL10
+
+    r = run_cli("train", "--data", str(need(AAPL10)), "--horizon", "10", "--folds", "2", "--model-type", "logreg",
+                "--out", str(tmp_path), "--name", "m")
+    assert r.returncode == 0, r.stderr
+    import json
+    card = json.loads((tmp_path / "m" / "card.json").read_text())
+    assert card["data"]["time_range"][0].startswith("2012-06-21T09:30:00")
+    assert card["instruments"]["AAPL"]["tick_size"] == 0.01
+    assert card["instruments"]["AAPL"]["tick_from"].startswith("inferred: GCD")

@@ -159,15 +159,16 @@ def describe_contract(symbol: str, venue: str = "") -> dict[str, object]:
     return out
 
 
-def default_fee_bps(instrument: Instrument | None, fallback: float) -> float:
-    """The taker fee to charge when none is given: the instrument's where known, else ``fallback``.
+def default_fee_bps(instrument: Instrument | None, fallback: float | None = None) -> float | None:
+    """The taker fee to charge when none is given: the instrument's where known, else ``fallback``
+    (the shared default fee; None if that is not given either).
 
     >>> default_fee_bps(Instrument("X", taker_fee_bps=5.0), 1.0), default_fee_bps(None, 1.0)
     (5.0, 1.0)
     """
     if instrument is not None and instrument.taker_fee_bps is not None:
         return float(instrument.taker_fee_bps)
-    return float(fallback)
+    return None if fallback is None else float(fallback)
 
 
 def load_table(path: str | Path) -> dict[str, dict[str, object]]:
