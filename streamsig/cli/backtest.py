@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from streamsig.cli.options import Columns, Data, Instruments, TickSize, Levels, Seed, Source, Symbols, Updates, console, feature_spec, open_data, progress
+from streamsig.cli.options import (Columns, Data, Instruments, Levels, Seed, Source, Symbols, TickSize,
+                                   Updates, console, feature_spec, open_data, progress)
 from streamsig.errors import DataError
 
 if TYPE_CHECKING:

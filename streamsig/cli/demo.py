@@ -7,7 +7,8 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from streamsig.cli.options import Columns, Data, Instruments, TickSize, Levels, Seed, Source, Symbols, feature_spec, open_data, parse_speed
+from streamsig.cli.options import (Columns, Data, Instruments, Levels, Seed, Source, Symbols, TickSize,
+                                   feature_spec, open_data, parse_speed)
 
 
 def demo(

@@ -13,7 +13,8 @@ from streamsig.live.config import stream_config
 from streamsig.models.registry import default_model
 from streamsig.trading.strategies import load_strategy, online_factory
 from streamsig.cli.options import parse_speed
-from streamsig.cli.options import Columns, Data, Instruments, TickSize, Levels, Seed, Source, Symbols, Updates, console, open_data, progress
+from streamsig.cli.options import (Columns, Data, Instruments, Levels, Seed, Source, Symbols, TickSize, Updates,
+                                   console, open_data, progress)
 
 Kafka = Annotated[Optional[str], typer.Option(
     "--kafka", envvar="STREAMSIG_KAFKA",

@@ -10,8 +10,8 @@ import typer
 
 from streamsig.errors import DataError
 
-from streamsig.cli.options import (Columns, Data, Instruments, TickSize, Levels, Seed, Source, Symbols, Updates, console, feature_spec,
-                               open_data, progress)
+from streamsig.cli.options import (Columns, Data, Instruments, Levels, Seed, Source, Symbols, TickSize, Updates,
+                                   console, feature_spec, flush_notes, open_data, progress)
 
 app = typer.Typer(help="Real-time limit-order-book signals: replay, features, models, paper trading.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -41,6 +41,7 @@ def features(
             prog.update(task, advance=n, rate=f"{n_ev[0] / (time.perf_counter() - t0):,.0f} events/s")
 
         rows, rejects = write_parquet(feeds, fspec, out, tick)
+    flush_notes()
     skipped = (Reason.DUPLICATE, Reason.BENIGN_DELETE)
     bad = {Reason(i).name: int(c) for i, c in enumerate(rejects[:len(Reason)]) if i and c and i not in skipped}
     benign = int(rejects[Reason.BENIGN_DELETE])
@@ -63,6 +64,10 @@ def main() -> None:
     """Entry point: one-line errors for bad input (files, options, models), no tracebacks."""
     try:
         app()
+    except SystemExit as done:
+        if done.code in (0, None):
+            flush_notes()
+        raise
     except (DataError, ValueError, OSError) as exc:
         console.print(f"[red]error:[/] {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
                       highlight=False)

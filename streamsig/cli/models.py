@@ -11,7 +11,8 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from streamsig.cli.options import Columns, Data, Instruments, TickSize, Levels, Seed, Source, Symbols, Updates, console, feature_spec, open_data, progress
+from streamsig.cli.options import (Columns, Data, Instruments, Levels, Seed, Source, Symbols, TickSize,
+                                   Updates, console, feature_spec, open_data, progress)
 from streamsig.errors import DataError
 
 from streamsig.features import DEFAULT_FEATURES

@@ -57,9 +57,21 @@ def open_data(source: str, data: Path | None, levels: int | None, symbols: str |
                 continue
             inst = f.instrument
             kind = f", {inst.contract} x{inst.multiplier:g} in {inst.currency}" if inst.inverse else ""
-            console.print(f"{f.label}: {f.symbol} tick {f.tick_size:g} ({inst.tick_from}){kind}"
-                          + "".join(f"; {n}" for n in f.notes), highlight=False)
+            _NOTES.append(f"{f.label}: {f.symbol} tick {f.tick_size:g} ({inst.tick_from}){kind}"
+                          + "".join(f"; {n}" for n in f.notes))
     return feeds
+
+
+_NOTES: list[str] = []
+
+
+def flush_notes() -> None:
+    """Print what :func:`open_data` detected (each file's tick and how it was found, layout, time unit,
+    depth chosen), once. Commands call it when they have read their data; on an error the notes
+    are dropped so the error stays the one line."""
+    for line in _NOTES:
+        console.print(line, highlight=False)
+    _NOTES.clear()
 
 
 def feature_spec(levels: int, spec_file: Path | None = None):  # noqa: ANN201
