@@ -22,7 +22,7 @@ The shipped table :data:`KNOWN` (common Binance markets) supplies contract
 type, multiplier and fees, and a tick only where inference is not possible;
 inference works without it.
 
->>> infer_tick(["61837.64000000", "61837.70000000", "61838.00000000"])[0]
+>>> infer_tick(["61837.64000000", "61837.65000000", "61838.00000000"])[0]
 0.01
 >>> inst = Instrument("BTCUSD_PERP", venue="binance-delivery", tick_size=0.1, contract="inverse",
 ...                   multiplier=100.0, quote="USD", settle="BTC")
@@ -217,7 +217,7 @@ def infer_tick(prices: Iterable[object]) -> tuple[float, int]:
 
     >>> infer_tick(["61800.20", "61800.30", "61801.00"])   # printed with 2 decimals, 0.1 grid
     (0.1, 3)
-    >>> infer_tick([3424.98, 3425.0])[0], infer_tick(["7", "21"])[0]
+    >>> infer_tick([3424.98, 3425.0, 3425.37])[0], infer_tick(["7", "21"])[0]
     (0.01, 7.0)
     """
     import pandas as pd
