@@ -470,3 +470,24 @@ def test_any_layout_through_a_column_map(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "layout map.toml, 3 levels, timestamps epoch ms" in r.stderr
     assert pd.read_parquet(out)["ts_ns"].tolist() == [(EPOCH_US + SNAPS[k][0]) * 1000 for k in (0, 2, 3, 4)]
+
+
+@pytest.mark.realdata
+def test_real_diff_stream_deletes_are_benign_and_counted():
+    """Binance deletes levels the local book never held (beyond its depth, already removed): each such
+    delete is a counted no-op, and the kernel still equals the independent reference."""
+    from streamsig.features import FeatureSpec, compute_features
+    from tests.reference_features import reference_features
+    from tests.test_features_kernel import assert_frames_close
+
+    rd = IncrementalReader(real(TARDIS.format("incremental_book_L2", "BTCUSDT")))
+    ev = next(iter(rd))  # the first chunk: the REST snapshot and ~100k diff rows
+    spec = FeatureSpec(levels=5)
+    tab = compute_features(ev, spec, rd.tick_size)
+    counts: dict = {}
+    ref = reference_features(ev, spec, rd.tick_size, counts=counts)
+    assert counts["benign"] > 100 and tab.rejects[E.Reason.BENIGN_DELETE] == counts["benign"]
+    assert tab.rejects[E.Reason.ZERO_SIZE_ADD] == 0 and counts["crossed"] == 0
+    assert tab.rejects[[r for r in range(len(E.Reason)) if r not in (0, E.Reason.BENIGN_DELETE)]].sum() == 0
+    assert len(tab.values) == len(ref)
+    assert_frames_close(tab.values, ref, spec.names)

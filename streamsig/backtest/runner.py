@@ -95,7 +95,9 @@ def run_backtest(feeds: Sequence[Feed], spec: FeatureSpec, model_dir: str | Path
         res.feeds[key] = {"symbol": feed.symbol, "label": feed.label, "tick_size": feed.tick_size,
                           "instrument": feed.instrument.to_dict() if feed.instrument is not None else None,
                           "events": n_ev, "rows": len(sig),
-                          "rejects": {E.Reason(i).name: int(c) for i, c in enumerate(rejects) if i and c}}
+                          "rejects": {E.Reason(i).name: int(c) for i, c in enumerate(rejects)
+                                      if i and c and i != E.Reason.BENIGN_DELETE},
+                          "benign_deletes": int(rejects[E.Reason.BENIGN_DELETE])}
         for lane in lanes:
             res.lanes[(lane.strategy, key)] = account_record(lane)
     warnings = [w for w in [_training_overlap(model_dir, res)] if w]
