@@ -194,7 +194,7 @@ def test_inverse_short_and_harmonic_average_entry():
 
 
 def test_account_capital_for_inverse_is_the_coin_notional():
-    acc = Account("s", "BTCUSD_PERP", ExecConfig(tick_size=0.1), None, 10.0, None, None, instrument=COINM)
+    acc = Account("s", "BTCUSD_PERP", ExecConfig(tick_size=0.1), None, 10.0, instrument=COINM)
 
     class Cur:
         state = None

@@ -25,10 +25,8 @@ leaving the top N are deleted. ``seq`` counts emitted batches from 0.
 """
 from __future__ import annotations
 
-import json
-import tomllib
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
@@ -37,11 +35,12 @@ import numpy as np
 from streamsig.book import events as E
 from streamsig.book.levels import check_rows, diff_levels, mark_eob
 from streamsig.book.tabular import UNIT_NS, TabularFile, concat, read_header, time_dtype, time_ns, time_unit_of
+from streamsig.config import Config
 from streamsig.errors import DataError
 
 
 @dataclass(frozen=True)
-class SnapshotColumns:
+class SnapshotColumns(Config):
     """Column names of a per-level snapshot file; never guessed by position.
 
     Level patterns use ``{i}`` for the level number, counted from
@@ -51,7 +50,7 @@ class SnapshotColumns:
     ``midpoint`` set, the price columns hold the relative distance from that
     column's price and the size columns the notional (the Kaggle 1-second
     layout). Load one from a dict, or a JSON / TOML file with the same keys
-    via :meth:`load`.
+    via :meth:`load` (the :class:`~streamsig.config.Config` loaders).
 
     >>> KAGGLE_LEVELS.level(1)
     ('ask_price_1', 'ask_size_1', 'bid_price_1', 'bid_size_1')
@@ -86,23 +85,13 @@ class SnapshotColumns:
                 self.bid_price.format(i=i), self.bid_size.format(i=i))
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, object]) -> SnapshotColumns:
-        """Build from a mapping with this class's field names (unknown keys rejected)."""
-        known = {f.name for f in fields(cls)}
-        extra = set(d) - known
-        if extra:
-            raise ValueError(f"unknown SnapshotColumns keys: {sorted(extra)}")
-        return cls(**d)  # type: ignore[arg-type]
-
-    @classmethod
     def load(cls, path: str | Path) -> SnapshotColumns:
-        """Read a ``.json`` or ``.toml`` file holding the mapping (one-line DataError if unusable)."""
-        p = Path(path)
-        try:
-            raw = tomllib.loads(p.read_text()) if p.suffix == ".toml" else json.loads(p.read_text())
-            return cls.from_dict({"name": p.name, **raw})
-        except (OSError, ValueError, TypeError, tomllib.TOMLDecodeError) as exc:
-            raise DataError(p, None, f"not a column map: {str(exc).splitlines()[0]}") from None
+        """Read a ``.toml`` (or ``.json``) column map; ``name`` defaults to the file name.
+
+        Errors are one :class:`~streamsig.errors.DataError` line (the :class:`~streamsig.config.Config` loader).
+        """
+        got = super().load(path)
+        return got if got.name != "custom" else replace(got, name=Path(path).name)
 
 
 #: Tardis ``book_snapshot_N`` CSV (``asks[0].price``, ..., µs timestamps).
