@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import shutil
 import subprocess
@@ -198,7 +199,8 @@ def test_models_list_fits_80_columns():
     lines = r.stdout.splitlines()
     assert max(len(ln) for ln in lines) <= 80
     row = next(ln for ln in lines if ln.strip().startswith("default"))
-    assert row.split() == ["default", "lightgbm", "2026-11-25", "SYNA,SYNB,SYNC", "h50", "rows", "0.460", "yes"]
+    created = json.loads((DEFAULT_MODEL / "card.json").read_text())["created"][:10]  # the day it was trained
+    assert row.split() == ["default", "lightgbm", created, "SYNA,SYNB,SYNC", "h50", "rows", "0.460", "yes"]
 
 
 def test_backtest_on_the_models_training_data_warns(tmp_path):
