@@ -200,3 +200,29 @@ def test_account_capital_for_inverse_is_the_coin_notional():
         state = None
     acc.on_row(0, 0, 50_000.0, 0.0, Cur(), 0, np.zeros(0), np.zeros(0, np.int64))
     assert acc.pf.capital == pytest.approx(10 * 100 / 50_000)  # 0.02 BTC
+
+
+def test_backtest_fee_is_the_market_fee_unless_given(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from streamsig.cli.main import app
+    from tests.test_crypto import tardis_snapshot_csv
+
+    data = tardis_snapshot_csv(tmp_path / "snap.csv")  # binance-futures BTCUSDT: USDⓈ-M, 5 bps taker
+    table = tmp_path / "inst.toml"
+    table.write_text("[BTCUSDT]\ntaker_fee_bps = 7.5\n")
+
+    def fees(*args, env=None):
+        out = tmp_path / f"run{len(list(tmp_path.glob('run*')))}"
+        r = CliRunner().invoke(app, ["backtest", "--data", str(data), "--out", str(out), "--run-id", "r", *args],
+                               env={"STREAMSIG_FEE_BPS": None, **(env or {})})
+        assert r.exit_code == 0, r.output
+        s = json.loads((out / "r" / "summary.json").read_text())
+        return s["config"]["exec"]["fee_bps"], [f["fee_bps"] for f in s["feeds"].values()]
+
+    assert fees() == (5.0, [5.0])
+    assert fees("--instruments", str(table)) == (7.5, [7.5])
+    assert fees("--instruments", str(table), "--fee-bps", "0.5") == (0.5, [0.5])
+    assert fees(env={"STREAMSIG_FEE_BPS": "2"}) == (2.0, [2.0])
