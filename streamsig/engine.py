@@ -42,6 +42,7 @@ from streamsig.trading.policy import PolicyConfig, SignalPolicy
 
 _RESYNC = int(E.Reason.RESYNC)
 _DUP = int(E.Reason.DUPLICATE)
+_BENIGN = int(E.Reason.BENIGN_DELETE)
 
 
 def signal_records(seq: np.ndarray, ts: np.ndarray, probs: np.ndarray | None, targets: np.ndarray,
@@ -78,6 +79,7 @@ class EngineOutput:
     resync_dropped: int  #: events dropped while waiting for a snapshot
     gap: bool  #: these events opened a sequence gap (the book waits for a snapshot)
     challenger: np.ndarray | None = None  #: the online challenger's signals (SIGNAL_DTYPE), if enabled
+    benign_deletes: int = 0  #: deletes of levels the book did not hold (no-ops, not rejects)
 
 
 class SignalEngine:
@@ -110,13 +112,14 @@ class SignalEngine:
         ts = ev["exch_ts"][idx]
         probs, targets = self.trader.step(rows, ts)
         sig = signal_records(ev["seq"][idx], ts, probs, targets, rows, self.spec, self.tick_size)
-        bad = np.flatnonzero((reasons != 0) & (reasons != _RESYNC) & (reasons != _DUP))
+        bad = np.flatnonzero((reasons != 0) & (reasons != _RESYNC) & (reasons != _DUP) & (reasons != _BENIGN))
         n_resync = int(np.count_nonzero(reasons == _RESYNC))
         skip_dup = skip + int(np.count_nonzero(reasons == _DUP))
         gap = (not was_waiting and self.state.needs_snapshot
                and not np.any(reasons == int(E.Reason.CROSSED)))
         ch = self._challenge(rows, sig) if self.challenger is not None else None
-        return EngineOutput(sig, rows, bad + skip, reasons[bad], skip_dup, n_resync, gap, ch)
+        return EngineOutput(sig, rows, bad + skip, reasons[bad], skip_dup, n_resync, gap, ch,
+                            int(np.count_nonzero(reasons == _BENIGN)))
 
     def _challenge(self, rows: np.ndarray, sig: np.ndarray) -> np.ndarray:
         out = sig.copy()

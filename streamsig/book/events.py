@@ -66,6 +66,7 @@ class Reason(enum.IntEnum):
     BAD_FLAGS = 7  #: no side, or both sides, on a depth event
     RESYNC = 8  #: dropped while waiting for a snapshot after an earlier reject
     DUPLICATE = 9  #: a snapshot event of an update already applied (skipped, not an error)
+    BENIGN_DELETE = 10  #: a delete of a level the book does not hold: a counted no-op, not an error
 
 
 def empty(n: int) -> np.ndarray:

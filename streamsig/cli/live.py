@@ -13,11 +13,11 @@ from streamsig.live.config import stream_config
 from streamsig.models.registry import default_model
 from streamsig.trading.strategies import load_strategy, online_factory
 from streamsig.cli.options import (
-    ENTER, EXIT, FEE_BPS, LATENCY_EVENTS, MARGIN_BPS, MAX_DRAWDOWN, MAX_POSITION, MIN_HOLD, POLICY, Data, Enter, Exit,
-    FeeBps, Kafka, LatencyEvents, LatencyNs, Levels, MakerFeeBps, MarginBps, MaxDrawdown, MaxPosition, MetricsPort,
-    MinHold, Model, Partitions, Passive, Policy, Prefix, PrintConfig, Seed, SlippageBps, Source, Symbols, Unit,
-    Updates, console,
-    open_data, parse_speed, print_config, progress, trading_configs,
+    ENTER, EXIT, LATENCY_EVENTS, MARGIN_BPS, MAX_DRAWDOWN, MAX_POSITION, MIN_HOLD, POLICY, Columns,
+    console, Data, Enter, Exit, FeeBps, Instruments, Kafka, LatencyEvents, LatencyNs, Levels, MakerFeeBps,
+    MarginBps, market_fee_bps, MaxDrawdown, MaxPosition, MetricsPort, MinHold, Model, open_data, parse_speed,
+    Partitions, Passive, Policy, Prefix, print_config, PrintConfig, progress, Seed, SlippageBps, Source,
+    Symbols, TickSize, trading_configs, Unit, Updates,
 )
 
 
@@ -45,7 +45,8 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def produce(
         source: Source = "synthetic", data: Data = None, levels: Levels = None, symbols: Symbols = None,
-        updates: Updates = None, seed: Seed = None, kafka: Kafka = None, prefix: Prefix = "",
+        updates: Updates = None, seed: Seed = None, tick_size: TickSize = None, columns: Columns = None,
+        instruments: Instruments = None, kafka: Kafka = None, prefix: Prefix = "",
         partitions: Partitions = 4,
         speed: Annotated[str, typer.Option("--speed", help="Replay speed: 1 (real time), 10, 100... or max.")] = "max",
         frame_size: Annotated[int, typer.Option("--frame-size", min=1, help="Max events per Kafka message.")] = 500,
@@ -62,8 +63,10 @@ def register(app: typer.Typer) -> None:
         if show:
             print_config("produce", kafka=kafka, stream=stream_config(kafka or "embedded", prefix, partitions),
                          data={"source": source, "data": str(data) if data else None, "levels": levels,
-                               "symbols": symbols, "updates": updates, "seed": seed})
-        feeds = open_data(source, data, levels, symbols, updates, seed)
+                               "symbols": symbols, "updates": updates, "seed": seed, "tick_size": tick_size,
+                               "columns": str(columns) if columns else None,
+                               "instruments": str(instruments) if instruments else None})
+        feeds = open_data(source, data, levels, symbols, updates, seed, tick_size, columns, instruments)
         bootstrap, brk = resolve_kafka(kafka)
         try:
             topics = Topics(prefix)
@@ -89,7 +92,7 @@ def register(app: typer.Typer) -> None:
         strategy: Annotated[str, typer.Option("--strategy", help="Without a model: a rule, ofi or sma.")] = "ofi",
         enter: Enter = ENTER, exit_: Exit = EXIT, max_position: MaxPosition = MAX_POSITION, unit: Unit = None,
         min_hold: MinHold = MIN_HOLD, policy_kind: Policy = POLICY, margin_bps: MarginBps = MARGIN_BPS,
-        fee_bps: FeeBps = FEE_BPS, slippage_bps: SlippageBps = 0.0,
+        fee_bps: FeeBps = None, slippage_bps: SlippageBps = 0.0,
         state_dir: Annotated[Path, typer.Option("--state-dir", help="Where per-symbol checkpoints are kept.")] = Path(".streamsig/worker"),
         challenger: Annotated[bool, typer.Option("--challenger", help="Also run an online (river) model per symbol, learning each row once its label matures; its signals go to <signals>-challenger.")] = False,
         metrics_port: MetricsPort = 9101, show: PrintConfig = False,
@@ -117,7 +120,8 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def trade(
         kafka: Kafka = None, prefix: Prefix = "", partitions: Partitions = 4, levels: Levels = None,
-        fee_bps: FeeBps = FEE_BPS, maker_fee_bps: MakerFeeBps = 0.0, slippage_bps: SlippageBps = 0.0,
+        fee_bps: FeeBps = None, instruments: Instruments = None,
+        maker_fee_bps: MakerFeeBps = 0.0, slippage_bps: SlippageBps = 0.0,
         latency_ns: LatencyNs = 0, latency_events: LatencyEvents = LATENCY_EVENTS,
         max_position: MaxPosition = MAX_POSITION, max_drawdown: MaxDrawdown = MAX_DRAWDOWN,
         passive: Passive = False,
@@ -128,7 +132,10 @@ def register(app: typer.Typer) -> None:
         """Run the paper trader: signals + book -> fills and P&L (costs, latency, risk limits).
 
         The execution options mean what they mean in ``backtest``; --levels should be the worker's
-        (it sizes the book the trader keeps)."""
+        (it sizes the book the trader keeps). The trader reads no data file, so without --fee-bps
+        each symbol pays the taker_fee_bps an --instruments table gives it, else 1 bp; the table's
+        contract (e.g. inverse) also values that symbol's positions."""
+        from streamsig.book.instrument import load_table, resolve
         from streamsig.features import FeatureSpec
         from streamsig.live.trader import build_trader
 
@@ -138,9 +145,16 @@ def register(app: typer.Typer) -> None:
         cap = FeatureSpec(levels=levels or 10).book_capacity
         if show:
             print_config("trade", kafka=kafka, stream=stream_config(kafka or "embedded", prefix, partitions),
-                         policy=policy, exec=ex, capital=capital, book_capacity=cap, metrics_port=metrics_port)
+                         policy=policy, exec=ex, capital=capital, book_capacity=cap, metrics_port=metrics_port,
+                         instruments=str(instruments) if instruments else None)
+        table = load_table(instruments) if instruments is not None else {}
+
+        def instrument_for(symbol: str, tick: float):  # noqa: ANN202 - Instrument | None
+            return resolve(symbol, tick_size=tick, table=table) if symbol in table else None
+
         run_app(kafka, prefix, partitions, metrics_port, "trader",
-                lambda cfg: build_trader(cfg, ex, policy, capital, book_capacity=cap))
+                lambda cfg: build_trader(cfg, ex, policy, capital, book_capacity=cap, instrument_for=instrument_for,
+                                         fee_for=lambda inst: market_fee_bps(fee_bps, inst)))
 
 
 def run_app(kafka: str | None, prefix: str, partitions: int, metrics_port: int, what: str,

@@ -22,11 +22,13 @@ import logging
 import math
 import time
 from dataclasses import replace
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from streamsig.book import events as E
+from streamsig.book.instrument import Instrument
 from streamsig.book.records import SIGNAL_DTYPE
 from streamsig.book.sequence import fresh_start
 from streamsig.trading.cursor import BookCursor
@@ -65,11 +67,12 @@ class LiveTrader:
     """
 
     def __init__(self, symbol: str, tick_size: float, exec_cfg: ExecConfig, capital_units: float = 1.0,
-                 capital: float | None = None, strategy: str = "model", book_capacity: int = 64) -> None:
+                 capital: float | None = None, strategy: str = "model", book_capacity: int = 64,
+                 instrument: Instrument | None = None) -> None:
         self.symbol = symbol
         self.cursor = BookCursor(book_capacity, tick_size)
         self.lane = Account(strategy, symbol, replace(exec_cfg, tick_size=tick_size), capital, capital_units,
-                            None, record=False)
+                            None, record=False, instrument=instrument)
         self._mark: tuple[int, int, float, float] | None = None  # (exch ts, seq, mid, microprice) of the last row
         self._events: list[np.ndarray] = []
         self._closed = -1  # sequence of the last end-of-batch event buffered
@@ -184,10 +187,14 @@ class LiveTrader:
 
 
 def build_trader(cfg, exec_cfg: ExecConfig, policy: PolicyConfig = PolicyConfig(),  # noqa: ANN001, ANN201
-                 capital: float | None = None, model: str = "model", book_capacity: int = 64):
+                 capital: float | None = None, model: str = "model", book_capacity: int = 64,
+                 instrument_for: Callable[[str, float], Instrument | None] | None = None,
+                 fee_for: Callable[[Instrument | None], float] | None = None):
     """The paper trader's Faust app: agents on ``book-events`` and ``signals``.
 
     ``policy.max_position`` sizes each symbol's default capital (as in the backtest).
+    ``instrument_for(symbol, tick)`` gives a symbol's instrument (None: a plain linear
+    unit) and ``fee_for(instrument)`` its taker fee, replacing ``exec_cfg.fee_bps``.
     """
 
     from streamsig.live.config import make_app, raw_topic
@@ -207,8 +214,10 @@ def build_trader(cfg, exec_cfg: ExecConfig, policy: PolicyConfig = PolicyConfig(
     def trader(symbol: str, tick: float) -> LiveTrader:
         tr = traders.get(symbol)
         if tr is None:
-            tr = traders[symbol] = LiveTrader(symbol, tick, exec_cfg, policy.max_position, capital, model,
-                                                    book_capacity)
+            inst = None if instrument_for is None else instrument_for(symbol, tick)
+            ex = exec_cfg if fee_for is None else replace(exec_cfg, fee_bps=fee_for(inst))
+            tr = traders[symbol] = LiveTrader(symbol, tick, ex, policy.max_position, capital, model,
+                                              book_capacity, inst)
             for sf in early.pop(symbol, []):
                 tr.on_signals(sf)
         return tr

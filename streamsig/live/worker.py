@@ -177,6 +177,8 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
         M.EVENTS.labels(sym).inc(len(ev) - res.duplicates)
         if res.duplicates + skipped:
             M.DUPLICATES.labels(sym).inc(res.duplicates + skipped)
+        if res.benign_deletes:
+            M.BENIGN_DELETES.labels(sym).inc(res.benign_deletes)
         if res.resync_dropped:
             M.RESYNC_DROPPED.labels(sym).inc(res.resync_dropped)
         if res.gap:
