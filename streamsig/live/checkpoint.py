@@ -319,14 +319,16 @@ class Versions:
         self.version.pop(symbol, None)
         self._digest.pop(symbol, None)
 
-    def next(self, symbol: str, content: dict[str, Any]) -> int | None:
-        """The version to write for ``content``, or None when it equals the last one written."""
+    def next(self, symbol: str, content: dict[str, Any]) -> tuple[int, bytes] | None:
+        """(version, digest) to write for ``content``, or None when it equals the last one written."""
         d = state_digest(content)
         if self._digest.get(symbol) == d:
             return None
-        self._digest[symbol] = d
-        self.version[symbol] = self.version.get(symbol, 0) + 1
-        return self.version[symbol]
+        return self.version.get(symbol, 0) + 1, d
+
+    def written(self, symbol: str, version: int, digest: bytes) -> None:
+        """Record that ``version`` (with content ``digest``) is saved."""
+        self.version[symbol], self._digest[symbol] = version, digest
 
 
 # ---- broker ------------------------------------------------------------------------------
