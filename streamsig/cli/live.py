@@ -86,12 +86,14 @@ def register(app: typer.Typer) -> None:
         enter: Annotated[float, typer.Option("--enter", help="Policy: enter when p_up - p_down crosses this.")] = 0.2,
         exit_: Annotated[float, typer.Option("--exit", help="Policy: exit back to flat below this (hysteresis).")] = 0.0,
         max_position: Annotated[float, typer.Option("--max-position", help="Policy: largest position in units.")] = 1.0,
-        state_dir: Annotated[Path, typer.Option("--state-dir", help="Where per-symbol checkpoints are kept.")] = Path(".streamsig/worker"),
+        state_dir: Annotated[Optional[Path], typer.Option("--state-dir", help="Local cache of the per-symbol checkpoints (the broker's checkpoints topic is the reference); default: $XDG_DATA_HOME/streamsig/worker.")] = None,
+        checkpoint_s: Annotated[float, typer.Option("--checkpoint-s", help="Seconds between checkpoints (offsets are committed after each).")] = 1.0,
         challenger: Annotated[bool, typer.Option("--challenger", help="Also run an online (river) model per symbol, learning each row once its label matures; its signals go to <signals>-challenger.")] = False,
         metrics_port: MetricsPort = 9101,
     ) -> None:
         """Run the Faust worker: book frames -> features -> model -> signals (+ dead letters)."""
         from streamsig.features import FeatureSpec
+        from streamsig.live.checkpoint import default_state_dir
         from streamsig.live.worker import build_worker
 
         policy = {"enter": enter, "exit": exit_, "max_position": max_position}
@@ -99,7 +101,8 @@ def register(app: typer.Typer) -> None:
         spec = spec or FeatureSpec(levels=levels or 10)
         make_ch = online_factory(model or default_model(), spec) if challenger else None
         run_app(kafka, prefix, partitions, metrics_port, f"worker: model {model_id}",
-                lambda cfg: build_worker(cfg, spec, strat, model_id, state_dir, challenger=make_ch))
+                lambda cfg: build_worker(cfg, spec, strat, model_id, state_dir or default_state_dir("worker"),
+                                         checkpoint_s=checkpoint_s, challenger=make_ch))
 
     @app.command()
     def trade(
@@ -110,10 +113,13 @@ def register(app: typer.Typer) -> None:
         latency_events: Annotated[int, typer.Option("--latency-events", help="Signal -> order latency in book updates.")] = 0,
         max_position: Annotated[float, typer.Option("--max-position", help="Largest position in units.")] = 1.0,
         max_drawdown: Annotated[Optional[float], typer.Option("--max-drawdown", help="Kill switch: stop at this drawdown (fraction).")] = None,
+        state_dir: Annotated[Optional[Path], typer.Option("--state-dir", help="Local cache of the trader's checkpoints; default: $XDG_DATA_HOME/streamsig/trader.")] = None,
+        checkpoint_s: Annotated[float, typer.Option("--checkpoint-s", help="Seconds between checkpoints (offsets are committed after each).")] = 1.0,
         metrics_port: MetricsPort = 9102,
     ) -> None:
         """Run the paper trader: signals + book -> fills and P&L (costs, latency, risk limits)."""
         from streamsig.features import FeatureSpec
+        from streamsig.live.checkpoint import default_state_dir
         from streamsig.live.trader import build_trader
         from streamsig.trading import ExecConfig
 
@@ -121,7 +127,8 @@ def register(app: typer.Typer) -> None:
                         signal_latency_events=latency_events, max_position=max_position)
         run_app(kafka, prefix, partitions, metrics_port, "trader",
                 lambda cfg: build_trader(cfg, FeatureSpec(levels=levels or 10), ex, max_position, None,
-                                         max_drawdown))
+                                         max_drawdown, state_dir=str(state_dir or default_state_dir("trader")),
+                                         checkpoint_s=checkpoint_s))
 
 
 def run_app(kafka: str | None, prefix: str, partitions: int, metrics_port: int, what: str,
@@ -130,12 +137,13 @@ def run_app(kafka: str | None, prefix: str, partitions: int, metrics_port: int, 
     from streamsig.telemetry import serve_metrics
     from streamsig.live.broker import resolve_kafka
     from streamsig.live.config import run_worker
+    from streamsig.live.checkpoint import state_topics
     from streamsig.wire.topics import ensure_topics
 
     bootstrap, brk = resolve_kafka(kafka)
     try:
         cfg = stream_config(bootstrap, prefix, partitions)
-        topics = cfg.topics.all() + (cfg.topics.signals + "-challenger",)
+        topics = cfg.topics.all() + (cfg.topics.signals + "-challenger",) + state_topics(cfg.topics)
         asyncio.run(ensure_topics(bootstrap, topics, cfg.partitions))
         serve_metrics(metrics_port)
         console.print(f"{what} on {bootstrap}, metrics on :{metrics_port}")

@@ -13,6 +13,7 @@ Passive (queue) orders are not used live.
 """
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import replace
 from typing import Any
@@ -50,6 +51,7 @@ class LiveTrader:
         self._target = 0.0
         self.stats = LiveStats()
         self.n_fills = 0
+        self.traded_seq = -1  # the last book row traded
 
     def on_book(self, events: np.ndarray) -> int:
         """Buffer a book frame; returns how many events were new (not redelivered)."""
@@ -100,6 +102,8 @@ class LiveTrader:
                              self._target, self.cursor, int(idx[i]), part, tix[lo:hi])
             lo = hi
         self.cursor.finish()
+        if len(seqs):
+            self.traded_seq = int(seqs[-1])
         drop = np.searchsorted(self._sig_seq, seqs[-1], side="right") if len(seqs) else 0
         self._sig_seq, self._sig_tgt = self._sig_seq[drop:], self._sig_tgt[drop:]
         pf = self.lane.pf
@@ -109,6 +113,39 @@ class LiveTrader:
         self.lane.fills.clear()  # published by the caller; a long-running trader keeps no history
         self.n_fills += len(new)
         return list(new)
+
+    # ---- checkpoints -------------------------------------------------------------------
+    def checkpoint(self) -> dict[str, Any]:
+        """Everything needed to resume exactly: book copies, buffered rows and targets, executor, portfolio."""
+        ev = (np.concatenate(self._events) if len(self._events) > 1 else self._events[0]) if self._events \
+            else E.empty(0)
+        lane = self.lane
+        return {"seq": self._book_seq, "symbol": self.symbol, "tick_size": self.state.tick_size,
+                "state": self.state.to_bytes(), "cursor": self.cursor.state.to_bytes(), "events": ev,
+                "book_seq": self._book_seq, "sig_seq": self._sig_seq, "sig_tgt": self._sig_tgt,
+                "answered": self._answered, "target": self._target, "stats": dict(vars(self.stats)),
+                "n_fills": self.n_fills, "traded_seq": self.traded_seq,
+                "executor": lane.ex.snapshot(), "portfolio": lane.pf.snapshot() if lane.pf is not None else None,
+                "sent": lane._sent, "start_ns": lane.start_ns}
+
+    def restore(self, ck: dict[str, Any]) -> None:
+        """Resume from :meth:`checkpoint` output (same spec and execution config)."""
+        from streamsig.trading import Executor, Portfolio
+
+        self.state.load_bytes(ck["state"])
+        self.cursor.state.load_bytes(ck["cursor"])
+        ev = np.asarray(ck["events"])
+        self._events = [np.array(ev, dtype=E.empty(0).dtype)] if len(ev) else []
+        self._book_seq, self._answered = int(ck["book_seq"]), int(ck["answered"])
+        self._sig_seq = np.asarray(ck["sig_seq"], np.int64)
+        self._sig_tgt = np.asarray(ck["sig_tgt"], np.float64)
+        self._target, self.n_fills = float(ck["target"]), int(ck["n_fills"])
+        self.traded_seq = int(ck["traded_seq"])
+        vars(self.stats).update(ck["stats"])
+        lane = self.lane
+        lane.ex = Executor.restore(lane.ex.cfg, ck["executor"])
+        lane.pf = Portfolio.restore(ck["portfolio"]) if ck["portfolio"] is not None else None
+        lane._sent, lane.start_ns = float(ck["sent"]), int(ck["start_ns"])
 
     def pnl(self) -> dict[str, Any]:
         """The P&L record published on ``pnl`` (JSON-safe)."""
@@ -129,70 +166,240 @@ class LiveTrader:
 
 
 def build_trader(cfg, spec: FeatureSpec, exec_cfg: ExecConfig, size: float = 1.0,  # noqa: ANN001, ANN201
-                 capital: float | None = None, max_drawdown: float | None = None, model: str = "model"):
-    """The paper trader's Faust app: agents on ``book-events`` and ``signals``."""
+                 capital: float | None = None, max_drawdown: float | None = None, model: str = "model",
+                 state_dir: str | None = None, checkpoint_s: float = 1.0):
+    """The paper trader's Faust app: agents on ``book-events`` and ``signals``.
+
+    Crash-safe like the worker: every ``checkpoint_s`` seconds each symbol
+    whose state changed is checkpointed (``trader-checkpoints`` topic, keyed by
+    symbol and co-partitioned with ``book-events``; ``state_dir`` is an
+    optional local cache) and only then are offsets committed. Fills carry
+    ``fill_seq`` (1, 2, ... per symbol) and P&L records ``seq`` (the book row
+    they mark), so a consumer can deduplicate; after a restart the fills and
+    P&L already on their topics (read back from the offsets the checkpoint
+    recorded) are not published again. All output is acknowledged before a
+    checkpoint can cover it.
+    """
+    import asyncio
+    import logging
+    from streamsig.live.checkpoint import (BrokerStore, Checkpoint, CheckpointError, LocalStore, Versions,
+                                           crash_point, decode_checkpoint, encode_checkpoint,
+                                           request_snapshot, state_topics)
     from streamsig.live.config import make_app, raw_topic
+    from streamsig.live.output import send_acked
+    from streamsig.live.worker import choose_checkpoint
     from streamsig.wire.frames import FrameError, decode_frame
     from streamsig.wire.signals import decode_signals
 
-    app = make_app(cfg.replace(app_id=cfg.app_id + "-trader"))
+    log = logging.getLogger(__name__)
+    app = make_app(cfg.replace(app_id=cfg.app_id + "-trader"), broker_commit_interval=10_000_000.0,
+                   broker_commit_every=1 << 40)  # commits follow checkpoints only
     t = cfg.topics
+    _, ck_topic, req_topic = state_topics(t)
     book, signals = raw_topic(app, t.book_events), raw_topic(app, t.signals)
-    fills_t, pnl_t = raw_topic(app, t.fills), raw_topic(app, t.pnl)
+    fills_t, pnl_t, dead = raw_topic(app, t.fills), raw_topic(app, t.pnl), raw_topic(app, t.dead_letter)
+    store = BrokerStore(cfg.bootstrap, ck_topic, cfg.partitions)
+    local = LocalStore(state_dir, "trader") if state_dir else None
+    versions = Versions()
+    lock = asyncio.Lock()
     traders: dict[str, LiveTrader] = {}
     early: dict[str, list] = {}  # signal frames that arrived before the symbol's first book frame
+    part_of: dict[str, int] = {}
+    fill_mark: dict[str, int] = {}  # highest fill_seq on the fills topic
+    pnl_mark: dict[str, int] = {}  # highest P&L seq on the pnl topic
+    out_off: dict[tuple[str, int], int] = {}  # highest acknowledged offset per (topic, partition)
+    loaded: dict[int, tuple[dict[str, Checkpoint], dict[str, str]]] = {}
+    started = False
     app.streamsig_traders = traders
 
-    def trader(symbol: str, tick: float) -> LiveTrader:
+    async def ensure_started() -> None:
+        nonlocal started
+        if not started:
+            await store.start([req_topic])
+            started = True
+
+    async def open_partition(p: int) -> None:
+        cks: dict[str, Checkpoint] = {}
+        bad: dict[str, str] = {}
+        for sym, blob in (await store.load_partition(p)).items():
+            try:
+                cks[sym] = decode_checkpoint(blob, sym, "trader")
+            except CheckpointError as exc:
+                bad[sym] = str(exc)
+        for topic, field, marks, key in ((t.fills, "fills_offset", fill_mark, "fill_seq"),
+                                         (t.pnl, "pnl_offset", pnl_mark, "seq")):
+            start = min((int(c.state.get(field, -1)) + 1 for c in cks.values()), default=0)
+
+            def on(k: bytes | None, v: bytes | None, marks: dict = marks, key: str = key) -> None:
+                try:
+                    d = json.loads(v or b"")
+                    sym, n = d["symbol"], int(d[key])
+                except (ValueError, KeyError, TypeError):
+                    return
+                marks[sym] = max(marks.get(sym, -1), n)
+
+            await store.read_tail(topic, p, start, on)
+        loaded[p] = (cks, bad)
+
+    async def trader(symbol: str, p: int, tick: float | None) -> LiveTrader | None:
         tr = traders.get(symbol)
-        if tr is None:
-            tr = traders[symbol] = LiveTrader(symbol, spec, tick, exec_cfg, size, capital, max_drawdown, model)
-            for sf in early.pop(symbol, []):
-                tr.on_signals(sf)
+        if tr is not None:
+            return tr
+        await ensure_started()
+        if p not in loaded:
+            await open_partition(p)
+        cks, bad = loaded[p]
+        damaged = symbol in bad
+        lck = None
+        if local is not None:
+            try:
+                lck = local.load(symbol)
+            except CheckpointError as exc:
+                bad[symbol], damaged = str(exc), True
+        best, source = choose_checkpoint(lck, cks.get(symbol))
+        if best is not None:
+            tick = float(best.state["tick_size"])
+        if tick is None:
+            return None
+        tr = LiveTrader(symbol, spec, tick, exec_cfg, size, capital, max_drawdown, model)
+        if best is not None:
+            try:
+                tr.restore(best.state)
+                damaged = False
+                M.CHECKPOINT_RESTORES.labels(source).inc()
+            except (KeyError, ValueError, TypeError) as exc:
+                bad[symbol], damaged, best = f"{type(exc).__name__}: {exc}", True, None
+                tr = LiveTrader(symbol, spec, tick, exec_cfg, size, capital, max_drawdown, model)
+        if damaged:
+            log.error("trader checkpoint of %s is damaged (%s); it resyncs from a snapshot", symbol, bad[symbol])
+            M.CHECKPOINT_CORRUPT.labels(symbol).inc()
+            M.SNAPSHOT_REQUESTS.labels(symbol).inc()
+            await request_snapshot(store, req_topic, symbol, -1, "damaged trader checkpoint")
+        versions.restored(symbol, best)
+        traders[symbol], part_of[symbol] = tr, p
+        for sf in early.pop(symbol, []):
+            tr.on_signals(sf)
         return tr
 
     async def publish(tr: LiveTrader, fills: list[Fill]) -> None:
-        for f in fills:
+        sym, key = tr.symbol, tr.symbol.encode()
+        sends, kinds = [], []
+        first = tr.n_fills - len(fills) + 1
+        mark = fill_mark.get(sym, -1)
+        for i, f in enumerate(fills):
+            n = first + i
+            if n <= mark:
+                M.SUPPRESSED.labels(sym, "fills").inc()
+                continue
             d = fill_to_dict(f)
-            d["type"] = "fill"
-            await fills_t.send(key=tr.symbol.encode(), value=to_json(d).encode())
-            M.FILLS.labels(tr.symbol, model).inc()
-            M.FEES.labels(tr.symbol, model).inc(max(0.0, float(f.fee)))
+            d["type"], d["fill_seq"] = "fill", n
+            sends.append((fills_t, key, to_json(d).encode()))
+            kinds.append(("fill", f))
+            fill_mark[sym] = n
         rec = tr.pnl()
         if rec.get("equity") is not None:
-            await pnl_t.send(key=tr.symbol.encode(), value=to_json(rec).encode())
-            M.PNL.labels(tr.symbol, model).set(rec["pnl"] or 0.0)
-            M.POSITION.labels(tr.symbol, model).set(rec["position"])
-            M.DRAWDOWN.labels(tr.symbol, model).set(rec["drawdown"] or 0.0)
-            if rec["sharpe"] is not None:
-                M.SHARPE.labels(tr.symbol, model).set(rec["sharpe"])
+            rec["seq"] = tr.traded_seq
+            if tr.traded_seq > pnl_mark.get(sym, -1):
+                sends.append((pnl_t, key, to_json(rec).encode()))
+                kinds.append(("pnl", rec))
+                pnl_mark[sym] = tr.traded_seq
+        if not sends:
+            return
+        mds = await send_acked(sends, dead, [sym] * len(sends))
+        p = part_of[sym]
+        for (kind, obj), md in zip(kinds, mds):
+            topic = t.fills if kind == "fill" else t.pnl
+            if md is not None:
+                out_off[(topic, p)] = max(out_off.get((topic, p), -1), int(md.offset))
+            if kind == "fill":
+                M.FILLS.labels(sym, model).inc()
+                M.FEES.labels(sym, model).inc(max(0.0, float(obj.fee)))
+            else:
+                M.PNL.labels(sym, model).set(obj["pnl"] or 0.0)
+                M.POSITION.labels(sym, model).set(obj["position"])
+                M.DRAWDOWN.labels(sym, model).set(obj["drawdown"] or 0.0)
+                if obj["sharpe"] is not None:
+                    M.SHARPE.labels(sym, model).set(obj["sharpe"])
 
     @app.agent(book)
     async def on_book(stream):  # type: ignore[no-untyped-def]
-        async for value in stream:
+        async for event in stream.events():
             try:
-                fr = decode_frame(value)
+                fr = decode_frame(event.value)
             except FrameError:
                 continue  # the worker dead-letters bad frames
             if fr.tick_size <= 0:
                 continue
-            tr = trader(fr.symbol, fr.tick_size)
-            tr.on_book(fr.events)
-            fills = tr.drain()
-            await publish(tr, fills)
+            async with lock:
+                tr = await trader(fr.symbol, event.message.partition, fr.tick_size)
+                tr.on_book(fr.events)
+                await publish(tr, tr.drain())
 
     @app.agent(signals)
     async def on_signals(stream):  # type: ignore[no-untyped-def]
-        async for value in stream:
+        async for event in stream.events():
             try:
-                sf = decode_signals(value)
+                sf = decode_signals(event.value)
             except FrameError:
                 continue
-            tr = traders.get(sf.symbol)
-            if tr is None:  # the book side has not seen this symbol yet: keep the targets
-                early.setdefault(sf.symbol, []).append(sf)
+            async with lock:
+                tr = await trader(sf.symbol, event.message.partition, None)
+                if tr is None:  # the book side has not seen this symbol yet: keep the targets
+                    early.setdefault(sf.symbol, []).append(sf)
+                    continue
+                tr.on_signals(sf)
+                await publish(tr, tr.drain())
+
+    async def save_all() -> bool:
+        """Checkpoint changed symbols; False if some state (early targets) cannot be covered yet."""
+        if not started:
+            return False
+        jobs, done = [], []
+        for sym, tr in list(traders.items()):
+            content = tr.checkpoint()
+            nv = versions.next(sym, content)
+            if nv is None:
                 continue
-            tr.on_signals(sf)
-            await publish(tr, tr.drain())
+            version, digest = nv
+            p = part_of[sym]
+            state = dict(content, fills_offset=out_off.get((t.fills, p), -1),
+                         pnl_offset=out_off.get((t.pnl, p), -1))
+            blob = encode_checkpoint("trader", sym, version, state)
+            if local is not None:
+                local.save(sym, blob)
+            jobs.append(store.publish(sym, version, blob))
+            done.append((sym, version, digest))
+        await asyncio.gather(*jobs)
+        for sym, version, digest in done:
+            versions.written(sym, version, digest)
+        M.CHECKPOINT_WRITES.labels("trader").inc(len(done))
+        return not early
+
+    @app.timer(checkpoint_s)
+    async def checkpoint() -> None:  # type: ignore[no-untyped-def]
+        async with lock:
+            if await save_all():
+                crash_point("checkpoint-saved")
+                await app.consumer.commit()
+
+    @app.on_before_shutdown.connect
+    async def _on_shutdown(sender: Any, **kw: Any) -> None:
+        async with lock:
+            await save_all()
+        await store.stop()
+
+    @app.on_partitions_revoked.connect
+    async def _on_revoked(sender: Any, revoked: Any, **kw: Any) -> None:
+        async with lock:
+            if await save_all():
+                await app.consumer.commit()
+            for sym in list(traders):
+                versions.forget(sym)
+            traders.clear()
+            part_of.clear()
+            loaded.clear()
+            early.clear()
+            fill_mark.clear()
+            pnl_mark.clear()
 
     return app

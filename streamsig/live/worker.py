@@ -103,7 +103,7 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
     beside the champion; its signals go to ``<signals>-challenger`` with model
     id ``<model_id>+online``.
     """
-    app = make_app(cfg, broker_commit_interval=10_000_000.0)
+    app = make_app(cfg, broker_commit_interval=10_000_000.0, broker_commit_every=1 << 40)  # commits follow checkpoints only
     topics = cfg.topics
     ck_topic, _, req_topic = state_topics(topics)
     book = raw_topic(app, topics.book_events)
