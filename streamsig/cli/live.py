@@ -52,9 +52,11 @@ def register(app: typer.Typer) -> None:
         frame_size: Annotated[int, typer.Option("--frame-size", min=1, help="Max events per Kafka message.")] = 500,
         frame_delay_ms: Annotated[float, typer.Option("--frame-delay-ms", help="Max time an event waits for its frame.")] = 5.0,
         snapshot_every: Annotated[int, typer.Option("--snapshot-every", help="Events between full book snapshots (0: none).")] = 10_000,
+        serve_requests: Annotated[bool, typer.Option("--serve-requests/--no-serve-requests", help="Answer workers' snapshot requests (a symbol that lost its state) with a snapshot at its next update.")] = True,
     ) -> None:
         """Replay book events onto the book-events topic, framed and keyed by symbol."""
         from streamsig.live.broker import resolve_kafka
+        from streamsig.live.checkpoint import state_topics
         from streamsig.live.producer import produce as run_produce
         from streamsig.wire.topics import Topics, ensure_topics
 
@@ -63,16 +65,17 @@ def register(app: typer.Typer) -> None:
         bootstrap, brk = resolve_kafka(kafka)
         try:
             topics = Topics(prefix)
-            asyncio.run(ensure_topics(bootstrap, topics.all(), partitions))
+            asyncio.run(ensure_topics(bootstrap, topics.all() + state_topics(topics), partitions))
             t0 = time.perf_counter()
             with progress() as prog:
                 task = prog.add_task("produce", total=None, rate="")
                 stats = asyncio.run(run_produce(feeds, bootstrap, topics.book_events, rate, frame_size,
                                                 frame_delay_ms, snapshot_every,
-                                                lambda n: prog.update(task, advance=n, rate="")))
+                                                lambda n: prog.update(task, advance=n, rate=""),
+                                                requests_topic=state_topics(topics)[2] if serve_requests else None))
             dt = time.perf_counter() - t0
             console.print(f"produced {stats.events:,} events in {stats.frames:,} frames "
-                          f"({stats.snapshots} snapshots) to {topics.book_events} on {bootstrap} "
+                          f"({stats.snapshots} snapshots, {stats.requested} on request) to {topics.book_events} on {bootstrap} "
                           f"in {dt:.1f} s ({stats.events / dt:,.0f} events/s)")
         finally:
             if brk is not None:

@@ -117,6 +117,8 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
     engines: dict[str, SignalEngine] = {}
     marks: dict[str, int] = {}  # published watermark per symbol
     part_of: dict[str, int] = {}
+    offsets: dict[str, int] = {}  # highest book-events offset whose frames the symbol's state holds
+    counts: dict[str, dict[str, int]] = {}  # per-symbol event accounting, checkpointed with the state
     pub_off: dict[int, int] = {}  # highest acknowledged signals offset per partition
     loaded: dict[int, tuple[dict[str, Checkpoint], dict[str, str], dict[str, int]]] = {}
     waiting: dict[str, float] = {}  # symbol -> when it started waiting for a snapshot
@@ -186,6 +188,8 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
                 best, damaged = None, True
         versions.restored(sym, best)
         engines[sym], part_of[sym] = eng, p
+        offsets[sym] = int(best.state.get("offset", -1)) if best is not None else -1
+        counts[sym] = dict(best.state.get("counts") or {}) if best is not None else {}
         mark = int(best.state.get("published", -1)) if best is not None else -1
         marks[sym] = max(mark, tail.get(sym, -1))
         if damaged:
@@ -204,7 +208,8 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
             except Exception as exc:  # noqa: BLE001 - the periodic snapshot still heals it
                 log.error("snapshot request for %s failed: %s", sym, exc)
 
-    def decode(value: bytes, p: int, frames: dict[str, list], dead_out: list, parts: dict[str, int]) -> None:
+    def decode(value: bytes, p: int, off: int, frames: dict[str, list], dead_out: list,
+               parts: dict[str, int]) -> None:
         """Decode one message into its symbol's list of frames, or queue a dead letter."""
         try:
             fr = decode_frame(value)
@@ -218,7 +223,7 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
         if fr.tick_size <= 0:
             dead_out.append((fr.symbol, "BAD_FRAME", fr.first_seq, "frame has no tick size", value))
             return
-        frames.setdefault(fr.symbol, []).append(fr)
+        frames.setdefault(fr.symbol, []).append((off, fr))
         parts[fr.symbol] = p
 
     def apply(sym: str, frs: list, out: dict[str, list], dead_out: list) -> None:
@@ -227,6 +232,12 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
         ev, skipped = fresh_events(frs, eng.last_seq)
         pts = [f.producer_ts_ns for f in frs]
         res = eng.on_events(ev)
+        c = counts[sym]
+        n_bad = len(res.rejected)
+        for k, n in (("events", sum(len(f.events) for f in frs)), ("skipped", skipped + res.duplicates),
+                     ("resync_dropped", res.resync_dropped), ("rejected", n_bad),
+                     ("applied", len(ev) - res.duplicates - res.resync_dropped - n_bad)):
+            c[k] = c.get(k, 0) + int(n)
         M.FRAMES.labels(sym).inc(len(frs))
         M.EVENTS.labels(sym).inc(len(ev) - res.duplicates)
         if res.duplicates + skipped:
@@ -267,14 +278,24 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
         out: dict[str, tuple] = {}
         dead_out: list = []
         for e in events:
-            decode(e.value, e.message.partition, frames, dead_out, parts)
-        for sym, frs in frames.items():
+            decode(e.value, e.message.partition, e.message.offset, frames, dead_out, parts)
+        for sym, offs_frs in frames.items():
             if sym not in engines:
-                await open_symbol(sym, parts[sym], frs[0].tick_size)
+                await open_symbol(sym, parts[sym], offs_frs[0][1].tick_size)
+            # frames at or below the checkpoint's offset are in the restored state already
+            seen = offsets[sym]
+            frs = [f for off, f in offs_frs if off > seen]
+            if len(frs) < len(offs_frs):
+                c = counts[sym]
+                c["redelivered"] = c.get("redelivered", 0) + sum(len(f.events) for o, f in offs_frs if o <= seen)
+            offsets[sym] = max(seen, max(off for off, _ in offs_frs))
+            if not frs:
+                continue
             try:
                 apply(sym, frs, out, dead_out)
             except Exception as exc:  # noqa: BLE001 - input must never stop the stream
                 log.exception("frames of %s failed", sym)
+                counts[sym]["internal_error"] = counts[sym].get("internal_error", 0) + sum(len(f.events) for f in frs)
                 for f in frs:
                     dead_out.append((sym, "INTERNAL_ERROR", f.first_seq, f"{type(exc).__name__}: {exc}",
                                      encode_frame(sym, np.ascontiguousarray(f.events), f.producer_ts_ns,
@@ -321,7 +342,8 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
             return 0
         jobs, done = [], []
         for sym, eng in list(engines.items()):
-            content = {"seq": eng.last_seq, "engine": eng.checkpoint(), "published": marks.get(sym, -1)}
+            content = {"seq": eng.last_seq, "engine": eng.checkpoint(), "published": marks.get(sym, -1),
+                       "offset": offsets.get(sym, -1), "counts": counts.get(sym, {})}
             nv = versions.next(sym, content)
             if nv is None:
                 continue
@@ -354,6 +376,8 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
         engines.clear()
         marks.clear()
         part_of.clear()
+        offsets.clear()
+        counts.clear()
         loaded.clear()
         waiting.clear()
 
