@@ -277,6 +277,9 @@ def build_trader(cfg, spec: FeatureSpec, exec_cfg: ExecConfig, size: float = 1.0
             await request_snapshot(store, req_topic, symbol, -1, "damaged trader checkpoint")
         versions.restored(symbol, best)
         traders[symbol], part_of[symbol] = tr, p
+        if best is not None:  # what was published up to the checkpoint; the tails read add what came after
+            fill_mark[symbol] = max(fill_mark.get(symbol, -1), int(best.state.get("fill_mark", -1)))
+            pnl_mark[symbol] = max(pnl_mark.get(symbol, -1), int(best.state.get("pnl_mark", -1)))
         for sf in early.pop(symbol, []):
             tr.on_signals(sf)
         return tr
@@ -356,7 +359,7 @@ def build_trader(cfg, spec: FeatureSpec, exec_cfg: ExecConfig, size: float = 1.0
             return False
         jobs, done = [], []
         for sym, tr in list(traders.items()):
-            content = tr.checkpoint()
+            content = dict(tr.checkpoint(), fill_mark=fill_mark.get(sym, -1), pnl_mark=pnl_mark.get(sym, -1))
             nv = versions.next(sym, content)
             if nv is None:
                 continue
