@@ -196,12 +196,19 @@ def reference(syms: list[str], n_updates: int, with_trades: bool) -> tuple[Any, 
     return run_backtest(feeds, spec, strategy=strat, exec_cfg=ex, baselines=[]), ends
 
 
-async def wait_for(cond: Callable[[], bool], timeout: float, what: str) -> None:
-    end = time.monotonic() + timeout
+async def wait_for(cond: Callable[[], bool], timeout: float, what: str, show: Any = None) -> None:
+    t0 = time.monotonic()
+    end = t0 + timeout
+    n = 0
     while not cond():
         if time.monotonic() > end:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.2)
+        n += 1
+        if show is not None and n % 25 == 0 and os.environ.get("STREAMSIG_CHAOS_VERBOSE"):
+            print(f"  {time.monotonic() - t0:.0f} s {what}: {show()}", flush=True)
+    if os.environ.get("STREAMSIG_CHAOS_VERBOSE"):
+        print(f"  waited {time.monotonic() - t0:.1f} s for {what}", flush=True)
 
 
 async def check_and_count(bootstrap: str, topics: Topics, ref: Any, syms: list[str],
@@ -323,8 +330,8 @@ async def test_worker_and_trader_survive_kill_9(seed: int, tmp_path: Path) -> No
         trader = Proc("trader", ["trade", *base, "--state-dir", str(tmp_path / "t"), "--metrics-port", "0"],
                       tmp_path)
         producer = Proc("producer", ["produce", *base, "--source", "synthetic", "--symbols", ",".join(syms),
-                                     "--updates", str(n_updates), "--seed", str(FEED_SEED), "--speed", "0.6",
-                                     "--snapshot-every", str(every)], tmp_path)
+                                     "--updates", str(n_updates), "--seed", str(FEED_SEED), "--speed", "1",
+                                     "--frame-delay-ms", "50", "--snapshot-every", str(every)], tmp_path)
         mon = Monitor(topics, every)
         stop = asyncio.Event()
         watcher = asyncio.create_task(mon.run(b.bootstrap, stop))
@@ -337,8 +344,10 @@ async def test_worker_and_trader_survive_kill_9(seed: int, tmp_path: Path) -> No
                 kill_schedule(trader, rng, "output-sent", (10, 120), 3, log, t0))
             await wait_for(lambda: not producer.alive(), 120, "the producer")
             assert producer.p.returncode == 0
-            await wait_for(lambda: all(mon.last_sig.get(s, -1) >= e for s, e in ends.items()), 120, "signals")
-            await wait_for(lambda: all(mon.last_pnl.get(s, -1) >= e for s, e in ends.items()), 120, "P&L")
+            await wait_for(lambda: all(mon.last_sig.get(s, -1) >= e for s, e in ends.items()), 120, "signals",
+                           lambda: mon.last_sig)
+            await wait_for(lambda: all(mon.last_pnl.get(s, -1) >= e for s, e in ends.items()), 120, "P&L",
+                           lambda: mon.last_pnl)
             assert worker.stop() == 0 and trader.stop() == 0
             t_run = time.monotonic() - t0
         finally:
@@ -371,7 +380,7 @@ async def test_scale_out_kill_and_restart_a_worker(n_workers: int, when: str, se
                                        "--metrics-port", "0"], tmp_path) for i in range(n_workers)]
         producer = Proc("producer", ["produce", *base, "--source", "synthetic", "--symbols", ",".join(syms),
                                      "--updates", str(n_updates), "--seed", str(FEED_SEED), "--speed", "1",
-                                     "--snapshot-every", str(every)], tmp_path)
+                                     "--frame-delay-ms", "50", "--snapshot-every", str(every)], tmp_path)
         mon = Monitor(topics, every)
         stop = asyncio.Event()
         watcher = asyncio.create_task(mon.run(b.bootstrap, stop))

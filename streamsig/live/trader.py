@@ -167,7 +167,8 @@ class LiveTrader:
 
 def build_trader(cfg, spec: FeatureSpec, exec_cfg: ExecConfig, size: float = 1.0,  # noqa: ANN001, ANN201
                  capital: float | None = None, max_drawdown: float | None = None, model: str = "model",
-                 state_dir: str | None = None, checkpoint_s: float = 1.0):
+                 state_dir: str | None = None, checkpoint_s: float = 1.0, max_batch: int = 1024,
+                 batch_wait_s: float = 0.0005):
     """The paper trader's Faust app: agents on ``book-events`` and ``signals``.
 
     Crash-safe like the worker: every ``checkpoint_s`` seconds each symbol
@@ -284,9 +285,9 @@ def build_trader(cfg, spec: FeatureSpec, exec_cfg: ExecConfig, size: float = 1.0
             tr.on_signals(sf)
         return tr
 
-    async def publish(tr: LiveTrader, fills: list[Fill]) -> None:
+    def records(tr: LiveTrader, fills: list[Fill], sends: list, kinds: list) -> None:
+        """Queue a symbol's new fills (numbered) and its P&L record, skipping what is already published."""
         sym, key = tr.symbol, tr.symbol.encode()
-        sends, kinds = [], []
         first = tr.n_fills - len(fills) + 1
         mark = fill_mark.get(sym, -1)
         for i, f in enumerate(fills):
@@ -297,21 +298,28 @@ def build_trader(cfg, spec: FeatureSpec, exec_cfg: ExecConfig, size: float = 1.0
             d = fill_to_dict(f)
             d["type"], d["fill_seq"] = "fill", n
             sends.append((fills_t, key, to_json(d).encode()))
-            kinds.append(("fill", f))
+            kinds.append((sym, "fill", f))
             fill_mark[sym] = n
         rec = tr.pnl()
         if rec.get("equity") is not None:
             rec["seq"] = tr.traded_seq
             if tr.traded_seq > pnl_mark.get(sym, -1):
                 sends.append((pnl_t, key, to_json(rec).encode()))
-                kinds.append(("pnl", rec))
+                kinds.append((sym, "pnl", rec))
                 pnl_mark[sym] = tr.traded_seq
+
+    async def publish(batch: dict[str, list[Fill]]) -> None:
+        """Publish the fills and P&L of a batch of frames, each symbol's P&L once, and wait for the acks."""
+        sends: list = []
+        kinds: list = []
+        for sym, fills in batch.items():
+            records(traders[sym], fills, sends, kinds)
         if not sends:
             return
-        mds = await send_acked(sends, dead, [sym] * len(sends))
-        p = part_of[sym]
-        for (kind, obj), md in zip(kinds, mds):
+        mds = await send_acked(sends, dead, [k[0] for k in kinds])
+        for (sym, kind, obj), md in zip(kinds, mds):
             topic = t.fills if kind == "fill" else t.pnl
+            p = part_of[sym]
             if md is not None:
                 out_off[(topic, p)] = max(out_off.get((topic, p), -1), int(md.offset))
             if kind == "fill":
@@ -326,32 +334,39 @@ def build_trader(cfg, spec: FeatureSpec, exec_cfg: ExecConfig, size: float = 1.0
 
     @app.agent(book)
     async def on_book(stream):  # type: ignore[no-untyped-def]
-        async for event in stream.events():
-            try:
-                fr = decode_frame(event.value)
-            except FrameError:
-                continue  # the worker dead-letters bad frames
-            if fr.tick_size <= 0:
-                continue
+        # frames waiting together are traded one by one, their output published together
+        async for events in stream.take_events(max_batch, within=batch_wait_s):
             async with lock:
-                tr = await trader(fr.symbol, event.message.partition, fr.tick_size)
-                tr.on_book(fr.events)
-                await publish(tr, tr.drain())
+                batch: dict[str, list[Fill]] = {}
+                for event in events:
+                    try:
+                        fr = decode_frame(event.value)
+                    except FrameError:
+                        continue  # the worker dead-letters bad frames
+                    if fr.tick_size <= 0:
+                        continue
+                    tr = await trader(fr.symbol, event.message.partition, fr.tick_size)
+                    tr.on_book(fr.events)
+                    batch.setdefault(fr.symbol, []).extend(tr.drain())
+                await publish(batch)
 
     @app.agent(signals)
     async def on_signals(stream):  # type: ignore[no-untyped-def]
-        async for event in stream.events():
-            try:
-                sf = decode_signals(event.value)
-            except FrameError:
-                continue
+        async for events in stream.take_events(max_batch, within=batch_wait_s):
             async with lock:
-                tr = await trader(sf.symbol, event.message.partition, None)
-                if tr is None:  # the book side has not seen this symbol yet: keep the targets
-                    early.setdefault(sf.symbol, []).append(sf)
-                    continue
-                tr.on_signals(sf)
-                await publish(tr, tr.drain())
+                batch: dict[str, list[Fill]] = {}
+                for event in events:
+                    try:
+                        sf = decode_signals(event.value)
+                    except FrameError:
+                        continue
+                    tr = await trader(sf.symbol, event.message.partition, None)
+                    if tr is None:  # the book side has not seen this symbol yet: keep the targets
+                        early.setdefault(sf.symbol, []).append(sf)
+                        continue
+                    tr.on_signals(sf)
+                    batch.setdefault(sf.symbol, []).extend(tr.drain())
+                await publish(batch)
 
     async def save_all() -> bool:
         """Checkpoint changed symbols; False if some state (early targets) cannot be covered yet."""
