@@ -366,7 +366,7 @@ async def test_worker_and_trader_survive_kill_9(seed: int, tmp_path: Path) -> No
 @pytest.mark.parametrize("n_workers,when", [(2, "before"), (3, "after")])
 async def test_scale_out_kill_and_restart_a_worker(n_workers: int, when: str, seed: int, tmp_path: Path) -> None:
     """Workers with one state folder each share 8 partitions; one is killed just before/after a snapshot, then restarted."""
-    parts, n_updates, every = 8, 16_000, 4_000
+    parts, n_updates, every = 8, 24_000, 4_000
     syms = symbols_one_per_partition(parts)
     prefix = f"chaos-b{n_workers}{when}{seed}"
     ref, ends = reference(syms, n_updates, False)
