@@ -148,3 +148,27 @@ def test_records_stay_under_the_request_limit() -> None:
     for r in reversed(recs):
         asm.add(b"S", r)
     assert asm.latest[b"S"] == (3, blob)
+
+
+def test_resume_from_whichever_checkpoint_is_further_along() -> None:
+    """A restarted worker never takes its stale local file over the newer owner's broker record."""
+    from streamsig.live.checkpoint import Checkpoint
+    from streamsig.live.worker import choose_checkpoint
+
+    mine = Checkpoint("worker", "S", 5, {"seq": 900})
+    theirs = Checkpoint("worker", "S", 9, {"seq": 1500})
+    assert choose_checkpoint(mine, theirs) == (theirs, "broker")
+    assert choose_checkpoint(Checkpoint("worker", "S", 10, {"seq": 1600}), theirs)[1] == "local"
+    assert choose_checkpoint(Checkpoint("worker", "S", 9, {"seq": 1500}), theirs)[1] == "broker"  # a tie
+    assert choose_checkpoint(None, None) == (None, "none")
+
+
+def test_a_restored_state_is_not_rewritten_until_it_changes() -> None:
+    st = dict(sample_state(), signals_offset=41)
+    ck = decode_checkpoint(encode_checkpoint("worker", "S", 3, st))
+    v = Versions()
+    v.restored("S", ck, ("signals_offset",))
+    content = {k: val for k, val in sample_state().items()}
+    assert v.next("S", content) is None
+    content["seq"] = 7
+    assert v.next("S", content)[0] == 4

@@ -309,11 +309,12 @@ class Versions:
         self.version: dict[str, int] = {}
         self._digest: dict[str, bytes] = {}
 
-    def restored(self, symbol: str, ck: Checkpoint | None) -> None:
+    def restored(self, symbol: str, ck: Checkpoint | None, extra: tuple[str, ...] = ()) -> None:
+        """Continue from ``ck``; ``extra`` names the keys written beside the content (not compared)."""
         self.version[symbol] = ck.version if ck is not None else 0
         self._digest.pop(symbol, None)
         if ck is not None:
-            self._digest[symbol] = state_digest(ck.state)
+            self._digest[symbol] = state_digest({k: v for k, v in ck.state.items() if k not in extra})
 
     def forget(self, symbol: str) -> None:
         self.version.pop(symbol, None)
@@ -384,14 +385,20 @@ class BrokerStore:
         self.bootstrap, self.topic, self.partitions, self.idle_s = bootstrap, topic, partitions, idle_s
         self._producer: Any = None
 
-    async def start(self, extra_topics: Iterable[str] = ()) -> None:
+    async def start(self, extra_topics: Iterable[str] = (), co_partitioned: Iterable[str] = ()) -> None:
+        """Create the topics if needed and connect; ``co_partitioned`` topics must have as many partitions."""
         from aiokafka import AIOKafkaProducer
 
-        from streamsig.wire.topics import ensure_topics
+        from streamsig.wire.topics import ensure_topics, partition_counts
 
         counts = await ensure_topics(self.bootstrap, [self.topic, *extra_topics], self.partitions)
-        if counts[self.topic] != self.partitions:
-            raise RuntimeError(f"{self.topic} has {counts[self.topic]} partitions, book-events {self.partitions}")
+        others = list(co_partitioned)
+        if others:
+            counts.update(await partition_counts(self.bootstrap, others))
+        for name in [self.topic, *others]:
+            if counts[name] != self.partitions:
+                raise RuntimeError(f"{name} has {counts[name]} partitions, not {self.partitions}: state keyed by "
+                                   "symbol must be co-partitioned with book-events")
         self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks=1, enable_idempotence=False,
                                           max_request_size=1_000_000, linger_ms=0)
         await self._producer.start()

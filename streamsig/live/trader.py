@@ -216,7 +216,7 @@ def build_trader(cfg, spec: FeatureSpec, exec_cfg: ExecConfig, size: float = 1.0
     async def ensure_started() -> None:
         nonlocal started
         if not started:
-            await store.start([req_topic])
+            await store.start([req_topic], [t.book_events, t.signals, t.fills, t.pnl])
             started = True
 
     async def open_partition(p: int) -> None:
@@ -276,7 +276,7 @@ def build_trader(cfg, spec: FeatureSpec, exec_cfg: ExecConfig, size: float = 1.0
             M.CHECKPOINT_CORRUPT.labels(symbol).inc()
             M.SNAPSHOT_REQUESTS.labels(symbol).inc()
             await request_snapshot(store, req_topic, symbol, -1, "damaged trader checkpoint")
-        versions.restored(symbol, best)
+        versions.restored(symbol, best, ("fills_offset", "pnl_offset"))
         traders[symbol], part_of[symbol] = tr, p
         if best is not None:  # what was published up to the checkpoint; the tails read add what came after
             fill_mark[symbol] = max(fill_mark.get(symbol, -1), int(best.state.get("fill_mark", -1)))

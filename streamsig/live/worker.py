@@ -130,7 +130,7 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
     async def ensure_started() -> None:
         nonlocal started
         if not started:
-            await store.start([req_topic])
+            await store.start([req_topic], [topics.book_events, topics.signals])
             started = True
 
     async def open_partition(p: int) -> None:
@@ -186,7 +186,7 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
                 report_corrupt(sym, source, f"{type(exc).__name__}: {exc}")
                 eng = SignalEngine(sym, spec, tick, strategy, challenger() if challenger else None)
                 best, damaged = None, True
-        versions.restored(sym, best)
+        versions.restored(sym, best, ("signals_offset",))
         engines[sym], part_of[sym] = eng, p
         offsets[sym] = int(best.state.get("offset", -1)) if best is not None else -1
         counts[sym] = dict(best.state.get("counts") or {}) if best is not None else {}
