@@ -174,14 +174,14 @@ async def test_trader_restart_resumes_fills_and_pnl_exactly(stream_config, tmp_p
     for sym in SYMS:
         lf = [f for f in fills if f["symbol"] == sym]
         off = offline.lanes[("ofi", sym)].fills
-        assert [f["fill_seq"] for f in lf] == list(range(1, len(lf) + 1)), f"{sym}: fill repeated or lost"
-        assert [f["seq"] for f in lf] == off["seq"].tolist()
+        assert [f["seq"] for f in lf] == off["seq"].tolist(), f"{sym}: fills lost or repeated"
         np.testing.assert_allclose([f["price"] for f in lf], off["price"], rtol=0, atol=1e-12)
         lp = [p for p in pnl if p["symbol"] == sym]
-        assert len({p["seq"] for p in lp}) == len(lp)  # every P&L record marks a new row
         rec = offline.lanes[("ofi", sym)]
         assert lp[-1]["equity"] == pytest.approx(rec.equity[-1], abs=1e-6)
         assert lp[-1]["position"] == rec.position[-1]
+        assert [f["fill_seq"] for f in lf] == list(range(1, len(lf) + 1))  # numbered for deduplication
+        assert len({p["seq"] for p in lp}) == len(lp)  # every P&L record marks a new row
 
 
 async def test_damaged_checkpoint_is_reported_and_resyncs_by_request(stream_config, tmp_path) -> None:
