@@ -341,7 +341,7 @@ async def test_worker_and_trader_survive_kill_9(seed: int, tmp_path: Path) -> No
             log: list = []
             await asyncio.gather(
                 kill_schedule(worker, rng, "file-write", (3, 12), 3, log, t0),
-                kill_schedule(trader, rng, "output-sent", (10, 120), 3, log, t0))
+                kill_schedule(trader, rng, "output-sent", (2, 20), 3, log, t0))
             await wait_for(lambda: not producer.alive(), 120, "the producer")
             assert producer.p.returncode == 0
             await wait_for(lambda: all(mon.last_sig.get(s, -1) >= e for s, e in ends.items()), 120, "signals",
