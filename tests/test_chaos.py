@@ -297,7 +297,7 @@ async def kill_schedule(proc: Proc, rng: random.Random, hook: str, hook_n: tuple
         if i == hook_at:
             spec = f"{hook}:{rng.randint(*hook_n)}"
             proc.start(STREAMSIG_CRASH_AT=spec)
-            end = time.monotonic() + 90
+            end = time.monotonic() + 240  # the hook needs output, which needs the other process up
             while proc.alive() and time.monotonic() < end:
                 await asyncio.sleep(0.1)
             assert not proc.alive(), f"{proc.name} did not crash at {spec}"
