@@ -167,7 +167,15 @@ async def test_trader_restart_resumes_fills_and_pnl_exactly(stream_config, tmp_p
         async with running(build_trader(cfg, SPEC, ex, model="ofi"), ready_timeout_s=30):
             await produce(second, cfg.bootstrap, cfg.topics.book_events, frame_size=128, snapshot_every=700)
             await collect(cfg.bootstrap, cfg.topics.signals, done_at(1999))
-            await asyncio.sleep(3.0)
+
+            def traded_to_end(msgs) -> bool:
+                last = {}
+                for _, v in msgs:
+                    d = json.loads(v)
+                    last[d["symbol"]] = max(last.get(d["symbol"], -1), d.get("seq", -1))
+                return len(last) == len(SYMS) and min(last.values()) >= 1999
+
+            await collect(cfg.bootstrap, cfg.topics.pnl, traded_to_end)
             fills = [json.loads(v) for _, v in await read_all(cfg.bootstrap, cfg.topics.fills)]
             pnl = [json.loads(v) for _, v in await read_all(cfg.bootstrap, cfg.topics.pnl)]
     offline = run_backtest(feeds(), SPEC, strategy=OfiRule(), exec_cfg=ex, baselines=[])
