@@ -408,6 +408,7 @@ async def test_scale_out_kill_and_restart_a_worker(n_workers: int, when: str, se
             victim.start()
             await wait_for(lambda: not producer.alive(), 120, "the producer")
             await wait_for(lambda: all(mon.last_sig.get(s, -1) >= e for s, e in ends.items()), 120, "signals")
+            await wait_for(victim.ready, 90, "the restarted worker to rejoin")  # partitions handed back
             for w in workers:
                 assert w.stop() == 0
         finally:
