@@ -160,11 +160,11 @@ async def test_trader_restart_resumes_fills_and_pnl_exactly(stream_config, tmp_p
     first, second = halves(feeds())
     ex = ExecConfig(fee_bps=1.0)
     async with running(build_worker(cfg, SPEC, OfiRule(), "ofi", None), ready_timeout_s=30):
-        async with running(build_trader(cfg, SPEC, ex, model="ofi"), ready_timeout_s=30):
+        async with running(build_trader(cfg, ex, model="ofi", book_capacity=SPEC.book_capacity), ready_timeout_s=30):
             await produce(first, cfg.bootstrap, cfg.topics.book_events, frame_size=128, snapshot_every=700)
             await collect(cfg.bootstrap, cfg.topics.signals, done_at(999))
             await asyncio.sleep(2.0)
-        async with running(build_trader(cfg, SPEC, ex, model="ofi"), ready_timeout_s=30):
+        async with running(build_trader(cfg, ex, model="ofi", book_capacity=SPEC.book_capacity), ready_timeout_s=30):
             await produce(second, cfg.bootstrap, cfg.topics.book_events, frame_size=128, snapshot_every=700)
             await collect(cfg.bootstrap, cfg.topics.signals, done_at(1999))
 

@@ -34,7 +34,7 @@ def register(app: typer.Typer) -> None:
     def train(
         source: Source = "synthetic", data: Data = None, levels: Levels = None, symbols: Symbols = None,
         updates: Updates = None, seed: Seed = None,
-        model_type: Annotated[str, typer.Option("--model-type", help="logreg | rf | lightgbm | lstm")] = "lightgbm",
+        model_type: Annotated[str, typer.Option("--model-type", "--model", help="logreg | rf | lightgbm | lstm | transformer")] = "lightgbm",
         horizon: Annotated[float, typer.Option("--horizon", help="Label horizon (rows, or seconds with --horizon-unit seconds).")] = 50,
         horizon_unit: Annotated[str, typer.Option("--horizon-unit", help="rows | seconds")] = "rows",
         threshold: Annotated[float, typer.Option("--threshold", help="Relative mid change that counts as up/down.")] = 0.0,

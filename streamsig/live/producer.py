@@ -189,7 +189,7 @@ async def produce(feeds: Sequence[Feed], bootstrap: str, topic: str, speed: floa
     from aiokafka import AIOKafkaProducer
 
     stats = stats if stats is not None else ProduceStats()
-    prod = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=1 if speed else 5, acks=1,
+    prod = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0 if speed else 5, acks=1,
                             max_request_size=4 * 1024 * 1024, enable_idempotence=False)
     await prod.start()
     pending: list[asyncio.Future] = []

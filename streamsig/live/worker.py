@@ -39,12 +39,16 @@ from typing import Any
 import numpy as np
 
 from streamsig.book.events import EOB, Reason
+from streamsig.book.sequence import fresh_start
 from streamsig.engine import SignalEngine
 from streamsig.features import FeatureSpec
+from streamsig.models.outcomes import MaturedScores
 from streamsig import telemetry as M
 from streamsig.live.checkpoint import (BrokerStore, Checkpoint, CheckpointError, LocalStore, Versions,
                                        crash_point, decode_checkpoint, encode_checkpoint, request_snapshot,
                                        state_topics)
+from streamsig.live import health
+from streamsig.live.batches import ready_batches
 from streamsig.live.config import StreamConfig, make_app, raw_topic
 from streamsig.live.output import send_acked
 from streamsig.wire.frames import FrameError, dead_letter_record, decode_frame, encode_frame, peek_symbol
@@ -74,8 +78,7 @@ def fresh_events(frames: list, last_closed: int) -> tuple[np.ndarray, int]:
     parts, skipped = [], 0
     for f in frames:
         e = f.events
-        fresh = e["seq"] > last_closed
-        k = int(np.argmax(fresh)) if fresh.any() else len(e)
+        k = fresh_start(e["seq"], last_closed)
         skipped += k
         if k < len(e):
             parts.append(e[k:])
@@ -89,13 +92,13 @@ def fresh_events(frames: list, last_closed: int) -> tuple[np.ndarray, int]:
 
 def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: str,
                  state_dir: str | Path | None = None, checkpoint_s: float = 1.0,
-                 max_batch: int = 1024, batch_wait_s: float = 0.0005,
-                 challenger: Any = None):  # noqa: ANN201
+                 max_batch: int = 1024, challenger: Any = None):  # noqa: ANN201
     """The worker's Faust app (agents registered); run it with ``run_worker`` or ``running``.
 
-    Frames already waiting are taken together (up to ``max_batch``, waiting at
-    most ``batch_wait_s`` for more) and answered with one signal message per
-    symbol, which amortises the per-message cost of publishing.
+    Frames already waiting are taken together (up to ``max_batch``, never
+    waiting for more: :func:`~streamsig.live.batches.ready_batches`) and
+    answered with one signal message per symbol, which amortises the
+    per-message cost of publishing as the backlog grows.
 
     ``state_dir`` is an optional local cache of the checkpoints (the broker's
     ``checkpoints`` topic is the reference). ``challenger`` (a callable
@@ -132,6 +135,24 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
         if not started:
             await store.start([req_topic], [topics.book_events, topics.signals])
             started = True
+    roles = {"champion": model_id, "challenger": model_id + "+online"}
+    label = health.champion_label(strategy)
+    matured: dict[str, MaturedScores] = {}  # the champion scored on its matured labels, per symbol
+    tallies = health.TallyBuffer(roles)
+    imid = spec.index("mid")
+    for reason in [r.name for r in Reason if r not in (Reason.OK, Reason.RESYNC, Reason.DUPLICATE)] + [
+            "BAD_FRAME", "GAP", "INTERNAL_ERROR"]:
+        M.DEAD_LETTERS.labels(reason)  # every reason's series exists (at 0) from the start
+    health.add_health_timer(app, "worker", cfg.bootstrap)
+
+    def new_series(symbol: str) -> None:
+        """A new symbol's metric series (at 0) and its matured-score tally."""
+        for counter in (M.DUPLICATES, M.GAPS, M.RESYNC_DROPPED):
+            counter.labels(symbol)
+        if label is not None:
+            matured[symbol] = MaturedScores(label)
+        active = {"champion": label is not None, "challenger": challenger is not None}
+        health.zero_model_series(symbol, {r: m for r, m in roles.items() if active[r]})
 
     async def open_partition(p: int) -> None:
         """Read the partition's checkpoints (up to a marker) and the signals published since."""
@@ -188,6 +209,7 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
                 best, damaged = None, True
         versions.restored(sym, best, ("signals_offset",))
         engines[sym], part_of[sym] = eng, p
+        new_series(sym)
         offsets[sym] = int(best.state.get("offset", -1)) if best is not None else -1
         counts[sym] = dict(best.state.get("counts") or {}) if best is not None else {}
         mark = int(best.state.get("published", -1)) if best is not None else -1
@@ -254,24 +276,33 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
         if len(sig) and sig["seq"][-1] <= mark:
             M.SUPPRESSED.labels(sym, "signals").inc(len(sig))
         if len(sig) and sig["seq"][-1] > mark:
-            keep = sig["seq"] > mark
-            if not keep.all():
-                M.SUPPRESSED.labels(sym, "signals").inc(int(np.count_nonzero(~keep)))
-            sig = sig[keep]
+            k = fresh_start(sig["seq"], mark)
+            if k:
+                M.SUPPRESSED.labels(sym, "signals").inc(k)
+            sig = sig[k:]
             marks[sym] = int(sig["seq"][-1])
             out[sym] = (sig, pts, eng.last_seq)
+            health.observe_scores(model_id, sym, sig)
             if res.challenger is not None:
-                out["\0ch:" + sym] = (res.challenger[res.challenger["seq"] > mark], pts, eng.last_seq)
+                out["\0ch:" + sym] = (res.challenger[fresh_start(res.challenger["seq"], mark):], pts, eng.last_seq)
+                health.observe_scores(roles["challenger"], sym, out["\0ch:" + sym][0])
+        scorer = matured.get(sym)
+        if scorer is not None and len(res.rows):
+            probs = np.stack([res.signals["p_down"], res.signals["p_flat"], res.signals["p_up"]], axis=1)
+            tallies.add(sym, {"champion": scorer.update_many(res.rows[:, imid], res.signals["ts_ns"], probs)})
+        if eng.challenger is not None:
+            tallies.add(sym, eng.challenger.take_tally())
 
     @app.agent(book)
     async def process(stream):  # type: ignore[no-untyped-def]
         # frames waiting together are processed together: per symbol one engine call and one
         # signal message, so the per-frame cost falls as the backlog grows
-        async for events in stream.take_events(max_batch, within=batch_wait_s):
+        async for events in ready_batches(stream, max_batch, events=True):
+            received = time.time_ns()
             async with lock:
-                await handle(events)
+                await handle(events, received)
 
-    async def handle(events: list) -> None:
+    async def handle(events: list, received: int) -> None:
         await ensure_started()
         frames: dict[str, list] = {}
         parts: dict[str, int] = {}
@@ -280,6 +311,8 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
         for e in events:
             decode(e.value, e.message.partition, e.message.offset, frames, dead_out, parts)
         for sym, offs_frs in frames.items():
+            for _, f in offs_frs:
+                M.observe_stage("produce_to_worker", f.producer_ts_ns, received)
             if sym not in engines:
                 await open_symbol(sym, parts[sym], offs_frs[0][1].tick_size)
             # frames at or below the checkpoint's offset are in the restored state already
@@ -318,11 +351,12 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
             if key.startswith("\0ch:"):
                 sym = key[4:]
                 sends.append((ch_topic, sym.encode(), encode_signals(sym, model_id + "+online", sig, min(pts),
-                                                                     now, last)))
+                                                                     now, last, worker_received_ns=received)))
                 syms.append(sym)
                 continue
             sig_slots.append((len(sends), key, sig, pts))
-            sends.append((signals, key.encode(), encode_signals(key, model_id, sig, min(pts), now, last)))
+            sends.append((signals, key.encode(), encode_signals(key, model_id, sig, min(pts), now, last,
+                                                                       worker_received_ns=received)))
             syms.append(key)
         if not sends:
             return
@@ -333,6 +367,7 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
                 p = part_of[sym]
                 pub_off[p] = max(pub_off.get(p, -1), int(md.offset))
             M.SIGNALS.labels(sym, model_id).inc(len(sig))
+            M.observe_stage("worker", received, now)
             for pt in pts:
                 M.LATENCY.labels(sym).observe(max(0.0, (now - pt) / 1e9))
 
@@ -386,6 +421,7 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
         # streams are drained by now; the final offset commit comes after this
         async with lock:
             await save_all()
+        tallies.flush()
         await store.stop()
 
     @app.on_partitions_revoked.connect

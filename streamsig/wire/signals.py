@@ -1,29 +1,41 @@
-"""Signal frames: one symbol's signal records for one book frame, in one message.
+"""Signal frames: one symbol's signal records for the book frames processed together, in one message.
+
+The worker takes the frames waiting on a partition together and answers each
+symbol's with one signal frame (one book frame when there is no backlog).
 
 Layout (little-endian): a 96-byte header, then ``count`` raw ``SIGNAL_DTYPE`` rows::
 
     offset size field
          0    4 magic b"SSGS"
-         4    1 schema version (1)
+         4    1 schema version (3: records carry the mid and the touch, and the
+               header the worker-received stamp; other versions are refused)
          5    1 symbol length (1..16)
          6    1 model id length (0..32)
          7    1 reserved
          8   16 symbol, utf-8, NUL padded
         24   32 model id, utf-8, NUL padded
-        56    8 producer timestamp of the book frame, ns since epoch
-        64    8 worker timestamp (when the signals were computed), ns since epoch
-        72    8 last sequence the worker applied (answers the whole book frame)
+        56    8 producer timestamp of the earliest book frame answered, ns since epoch
+        64    8 worker published timestamp (signals handed to the producer), ns since epoch
+        72    8 last sequence the worker applied (answers every book frame up to it)
         80    4 count
-        84   12 reserved
+        84    8 worker received timestamp (the book frames taken from the stream), ns
+              since epoch
+        92    4 reserved, zero
+
+The three stamps let every later hop split its latency by stage (see
+``docs/latency.md``).
 
 Every feature row gets a record (sequence, exchange time, class probabilities,
-target position), so a consumer can join signals to the book by sequence.
+target position, mid, best bid/ask price and size), so a consumer can join
+signals to the book by sequence.
 
 >>> import numpy as np
 >>> rec = np.zeros(2, SIGNAL_DTYPE); rec["seq"] = [5, 6]; rec["target"] = [0.0, 1.0]
->>> f = decode_signals(encode_signals("BTC", "lgbm-1", rec, 10, 20, 6))
+>>> f = decode_signals(encode_signals("BTC", "lgbm-1", rec, 10, 20, 6, worker_received_ns=15))
 >>> (f.symbol, f.model_id, f.last_seq, f.records["target"].tolist())
 ('BTC', 'lgbm-1', 6, [0.0, 1.0])
+>>> (f.producer_ts_ns, f.worker_received_ns, f.worker_ts_ns)
+(10, 15, 20)
 """
 from __future__ import annotations
 
@@ -39,8 +51,8 @@ from streamsig.book.records import SIGNAL_DTYPE
 from streamsig.wire.frames import FrameError
 
 MAGIC = b"SSGS"
-VERSION = 1
-_HEADER = struct.Struct("<4sBBBB16s32sqqqI12x")
+VERSION = 3
+_HEADER = struct.Struct("<4sBBBB16s32sqqqIqI")
 HEADER_SIZE = _HEADER.size
 assert HEADER_SIZE == 96
 
@@ -55,16 +67,17 @@ class SignalFrame:
     worker_ts_ns: int
     last_seq: int
     records: np.ndarray
+    worker_received_ns: int = 0  #: when the worker took the book frames from the stream (0: unknown)
 
 
 def encode_signals(symbol: str, model_id: str, records: np.ndarray, producer_ts_ns: int,
-                   worker_ts_ns: int, last_seq: int) -> bytes:
-    """Encode one symbol's signal records (``SIGNAL_DTYPE``)."""
+                   worker_ts_ns: int, last_seq: int, *, worker_received_ns: int = 0) -> bytes:
+    """Encode one symbol's signal records (``SIGNAL_DTYPE``); ``worker_ts_ns`` is the published stamp."""
     sym, mid = symbol.encode(), model_id.encode()[:32]
     if not 1 <= len(sym) <= 16:
         raise ValueError(f"symbol must be 1..16 utf-8 bytes: {symbol!r}")
     head = _HEADER.pack(MAGIC, VERSION, len(sym), len(mid), 0, sym, mid, producer_ts_ns, worker_ts_ns,
-                        last_seq, len(records))
+                        last_seq, len(records), worker_received_ns, 0)
     return head + np.ascontiguousarray(records, SIGNAL_DTYPE).tobytes()
 
 
@@ -72,13 +85,15 @@ def decode_signals(data: bytes) -> SignalFrame:
     """Parse a signal frame; raise :class:`FrameError` with a reason if invalid."""
     if len(data) < HEADER_SIZE:
         raise FrameError(f"short signal frame: {len(data)} bytes")
-    magic, ver, ls, lm, _, sym, mid, pts, wts, last, count = _HEADER.unpack_from(data, 0)
+    magic, ver, ls, lm, res, sym, mid, pts, wts, last, count, rts, res2 = _HEADER.unpack_from(data, 0)
     if magic != MAGIC or ver != VERSION:
         raise FrameError(f"not a signal frame (magic {magic!r}, version {ver})")
+    if res or res2:
+        raise FrameError(f"signal frame version {ver} has non-zero reserved bytes")
     if len(data) != HEADER_SIZE + count * SIGNAL_DTYPE.itemsize:
         raise FrameError(f"signal frame length {len(data)} does not match count {count}")
     rec = np.frombuffer(data, SIGNAL_DTYPE, count, HEADER_SIZE)
-    return SignalFrame(sym[:ls].decode(), mid[:lm].decode(), pts, wts, last, rec)
+    return SignalFrame(sym[:ls].decode(), mid[:lm].decode(), pts, wts, last, rec, rts)
 
 
 def _num(x: float) -> float | None:
@@ -91,13 +106,13 @@ def signal_dicts(frame: SignalFrame, changes_only: bool = False, last_target: fl
     out = []
     prev = last_target
     for r in frame.records.tolist():
-        seq, ts, pd_, pf, pu, tgt = r
+        seq, ts, pd_, pf, pu, tgt = r[:6]
         if changes_only and prev is not None and tgt == prev:
             continue
         prev = tgt
         out.append({"type": "signal", "symbol": frame.symbol, "model": frame.model_id, "seq": seq,
                     "exch_ts_ns": ts, "producer_ts_ns": frame.producer_ts_ns,
-                    "worker_ts_ns": frame.worker_ts_ns,
+                    "worker_received_ns": frame.worker_received_ns, "worker_ts_ns": frame.worker_ts_ns,
                     "p_down": _num(pd_), "p_flat": _num(pf), "p_up": _num(pu), "target": tgt})
     return out
 
