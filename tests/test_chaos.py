@@ -38,7 +38,6 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = [int(s) for s in os.environ.get("STREAMSIG_CHAOS_SEEDS", "1").split(",") if s.strip()]
 FEED_SEED = 7
-POLICY = {"enter": 0.2, "exit": 0.0, "max_position": 1.0}
 
 
 def symbols_one_per_partition(n: int) -> list[str]:
@@ -185,15 +184,15 @@ def reference(syms: list[str], n_updates: int, with_trades: bool) -> tuple[Any, 
     """The uninterrupted run: the same feeds, strategy and costs, offline."""
     from streamsig.backtest.runner import run_backtest
     from streamsig.book.sources import open_feeds
+    from streamsig.cli.options import trading_configs
     from streamsig.models.registry import default_model
-    from streamsig.trading import ExecConfig
     from streamsig.trading.strategies import load_strategy
 
-    strat, _, spec = load_strategy(default_model(), "ofi", POLICY)
+    policy, ex = trading_configs()  # what ``worker`` and ``trade`` run with no policy or cost options
+    strat, _, spec = load_strategy(default_model(), "ofi", policy)
     feeds = open_feeds("synthetic", symbols=syms, n_updates=n_updates, seed=FEED_SEED)
     ends = {f.symbol: int(f.read_all()["seq"][-1]) for f in feeds}
-    ex = ExecConfig(fee_bps=1.0, max_position=1.0)
-    return run_backtest(feeds, spec, strategy=strat, exec_cfg=ex, baselines=[]), ends
+    return run_backtest(feeds, spec, strategy=strat, exec_cfg=ex, policy_cfg=policy, baselines=[]), ends
 
 
 async def wait_for(cond: Callable[[], bool], timeout: float, what: str, show: Any = None) -> None:
