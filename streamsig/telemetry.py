@@ -66,6 +66,20 @@ SHARPE = Gauge("streamsig_sharpe_ratio", "Sharpe ratio of the paper portfolio's 
                "updates (one per processed frame batch; not annualised)", ["symbol", "model"], registry=REGISTRY)
 FILLS = Counter("streamsig_fills", "Paper fills", ["symbol", "model"], registry=REGISTRY)
 FEES = Counter("streamsig_fees_quote", "Fees paid in quote currency", ["symbol", "model"], registry=REGISTRY)
+CHECKPOINT_WRITES = Counter("streamsig_checkpoint_writes", "Per-symbol checkpoints written (changed state only)",
+                            ["kind"], registry=REGISTRY)
+CHECKPOINT_CORRUPT = Counter("streamsig_checkpoint_corrupt", "Checkpoints found damaged (the symbol resyncs)",
+                             ["symbol"], registry=REGISTRY)
+CHECKPOINT_RESTORES = Counter("streamsig_checkpoint_restores", "Symbols restored from a checkpoint, by source",
+                              ["source"], registry=REGISTRY)
+SNAPSHOT_REQUESTS = Counter("streamsig_snapshot_requests", "Snapshot requests sent to the producer",
+                            ["symbol"], registry=REGISTRY)
+SNAPSHOT_WAIT = Counter("streamsig_snapshot_wait_seconds", "Time symbols spent waiting for a snapshot",
+                        ["symbol"], registry=REGISTRY)
+SEND_RETRIES = Counter("streamsig_send_retries", "Output sends retried after a failure", ["topic"],
+                       registry=REGISTRY)
+SUPPRESSED = Counter("streamsig_output_suppressed", "Output records not republished (already on the topic)",
+                     ["symbol", "topic"], registry=REGISTRY)
 WS_CLIENTS = Gauge("streamsig_websocket_clients", "Connected websocket clients", registry=REGISTRY)
 WS_SENT = Counter("streamsig_websocket_messages_sent", "Messages sent to websocket clients", registry=REGISTRY)
 WS_DROPPED = Counter("streamsig_websocket_clients_dropped", "Slow websocket clients disconnected",

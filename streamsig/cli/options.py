@@ -76,6 +76,11 @@ PagePort = Annotated[int, _opt("--page-port", "HTTP port of the live page (0 pic
                                min=0, max=65535)]
 Model = Annotated[Optional[Path], _opt(
     "--model", "Model folder (models/<id>, holding model.onnx and card.json).")]
+StateDir = Annotated[Optional[Path], _opt(
+    "--state-dir", "Local cache of the per-symbol checkpoints (the broker's checkpoint topic is the reference); "
+    "default: $XDG_DATA_HOME/streamsig/<command>.")]
+CheckpointS = Annotated[float, _opt("--checkpoint-s", "Seconds between checkpoints (offsets are committed after each).",
+                                    min=0.01)]
 PrintConfig = Annotated[bool, typer.Option(
     "--print-config", help="Print the resolved configuration as JSON and exit (nothing is started).")]
 

@@ -1,24 +1,37 @@
 """The Faust worker: book frames in, signal frames out, bad input to the dead-letter topic.
 
 Per symbol it keeps a :class:`~streamsig.engine.SignalEngine` (book, feature
-kernel, model scorer, policy). One agent instance per partition keeps each
-symbol's frames in order. Nothing here computes a feature or a probability.
+kernel, model scorer, policy). Frames waiting together are processed
+together. Nothing here computes a feature or a probability.
 
-Checkpoints: every ``checkpoint_s`` seconds each engine's state is written to
-``state_dir`` and only then are consumer offsets committed (Faust's own
-periodic commit is off), so the committed offset never runs ahead of the saved
-state; on shutdown and on partition revocation the state is saved after the
-streams have drained and before the final commit. After
-a restart, redelivered events (sequence at or below the checkpoint) are
-skipped; a symbol whose signals were published after the last checkpoint
-suppresses them again up to its published watermark, so no signal is
-published twice.
+Delivery (see DESIGN.md, "Delivery semantics"):
+
+* Output is acknowledged: signals and dead letters are awaited until the
+  broker has them (:func:`~streamsig.live.output.send_acked`); a failed send
+  is retried, then dead-lettered.
+* Every ``checkpoint_s`` seconds each symbol whose state changed is
+  checkpointed (:mod:`streamsig.live.checkpoint`: to the ``checkpoints``
+  topic, keyed by symbol and co-partitioned with ``book-events``, and to the
+  optional local folder, a cache), and only then are consumer offsets
+  committed (Faust's periodic commit is off). Processing pauses meanwhile,
+  so the committed offset never runs ahead of the saved state. On partition
+  revocation and on shutdown the same save-then-commit runs after the
+  streams have drained.
+* Whoever owns a partition next (this worker after a restart, or another
+  one) restores each symbol from the newest checkpoint (the broker's record,
+  or the local file if it is further along), and reads the signals topic's
+  partition from the offset that checkpoint recorded to learn what was
+  already published: redelivered events (sequence at or below the
+  checkpoint) are skipped, recomputed signals up to the published watermark
+  are suppressed, so none is published twice.
+* A symbol that waits for a snapshot (a damaged checkpoint, a sequence gap)
+  asks the producer for one on the ``snapshot-requests`` topic; the wait is
+  logged and counted.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
-import os
-import pickle  # noqa: S403 - only our own checkpoint dicts (bytes + plain numbers), never models
 import time
 from pathlib import Path
 from typing import Any
@@ -31,51 +44,28 @@ from streamsig.engine import SignalEngine
 from streamsig.features import FeatureSpec
 from streamsig.models.outcomes import MaturedScores
 from streamsig import telemetry as M
+from streamsig.live.checkpoint import (BrokerStore, Checkpoint, CheckpointError, LocalStore, Versions,
+                                       crash_point, decode_checkpoint, encode_checkpoint, request_snapshot,
+                                       state_topics)
 from streamsig.live import health
 from streamsig.live.batches import ready_batches
 from streamsig.live.config import StreamConfig, make_app, raw_topic
+from streamsig.live.output import send_acked
 from streamsig.wire.frames import FrameError, dead_letter_record, decode_frame, encode_frame, peek_symbol
-from streamsig.wire.signals import encode_signals
+from streamsig.wire.signals import decode_signals, encode_signals
 
 log = logging.getLogger(__name__)
 
+SNAPSHOT_REQUEST_EVERY_S = 2.0  #: a waiting symbol repeats its snapshot request at most this often
 
-class Checkpoints:
-    """Per-symbol engine checkpoints and published-signal watermarks in a folder."""
 
-    def __init__(self, folder: str | Path | None) -> None:
-        self.folder = Path(folder) if folder else None
-        if self.folder:
-            self.folder.mkdir(parents=True, exist_ok=True)
-
-    def _path(self, symbol: str, kind: str) -> Path:
-        assert self.folder is not None
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in symbol)
-        return self.folder / f"{safe}.{kind}"
-
-    def load(self, symbol: str) -> tuple[dict[str, Any] | None, int]:
-        """(checkpoint or None, published watermark or -1)."""
-        if not self.folder:
-            return None, -1
-        ck = None
-        p = self._path(symbol, "ckpt")
-        if p.exists():
-            ck = pickle.loads(p.read_bytes())  # noqa: S301 - written by save() below
-        w = self._path(symbol, "published")
-        mark = int(w.read_text()) if w.exists() else -1
-        return ck, mark
-
-    def save(self, symbol: str, ck: dict[str, Any]) -> None:
-        if not self.folder:
-            return
-        p = self._path(symbol, "ckpt")
-        tmp = p.with_suffix(".tmp")
-        tmp.write_bytes(pickle.dumps(ck, protocol=5))
-        os.replace(tmp, p)
-
-    def published(self, symbol: str, seq: int) -> None:
-        if self.folder:
-            self._path(symbol, "published").write_text(str(seq))
+def choose_checkpoint(local: Checkpoint | None, broker: Checkpoint | None) -> tuple[Checkpoint | None, str]:
+    """The checkpoint to resume from: the one further along (higher ``seq``, then version); ties go to the broker."""
+    if local is None or broker is None:
+        return (broker, "broker") if broker is not None else (local, "local" if local is not None else "none")
+    lk = (int(local.state.get("seq", -1)), local.version)
+    bk = (int(broker.state.get("seq", -1)), broker.version)
+    return (local, "local") if lk > bk else (broker, "broker")
 
 
 def fresh_events(frames: list, last_closed: int) -> tuple[np.ndarray, int]:
@@ -110,20 +100,41 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
     answered with one signal message per symbol, which amortises the
     per-message cost of publishing as the backlog grows.
 
-    ``challenger`` (a callable returning a fresh ``OnlineChallenger``) runs an
-    online model per symbol beside the champion; its signals go to
-    ``<signals>-challenger`` with model id ``<model_id>+online``.
+    ``state_dir`` is an optional local cache of the checkpoints (the broker's
+    ``checkpoints`` topic is the reference). ``challenger`` (a callable
+    returning a fresh ``OnlineChallenger``) runs an online model per symbol
+    beside the champion; its signals go to ``<signals>-challenger`` with model
+    id ``<model_id>+online``.
     """
-    app = make_app(cfg, broker_commit_interval=10_000_000.0)
+    app = make_app(cfg, broker_commit_interval=10_000_000.0, broker_commit_every=1 << 40)  # commits follow checkpoints only
     topics = cfg.topics
+    ck_topic, _, req_topic = state_topics(topics)
     book = raw_topic(app, topics.book_events)
     signals = raw_topic(app, topics.signals)
     dead = raw_topic(app, topics.dead_letter)
     ch_topic = raw_topic(app, topics.signals + "-challenger") if challenger else None
+    store = BrokerStore(cfg.bootstrap, ck_topic, cfg.partitions)
+    local = LocalStore(state_dir, "worker") if state_dir else None
+    versions = Versions()
+    lock = asyncio.Lock()
     engines: dict[str, SignalEngine] = {}
-    marks: dict[str, int] = {}
-    ckpts = Checkpoints(state_dir)
+    marks: dict[str, int] = {}  # published watermark per symbol
+    part_of: dict[str, int] = {}
+    offsets: dict[str, int] = {}  # highest book-events offset whose frames the symbol's state holds
+    counts: dict[str, dict[str, int]] = {}  # per-symbol event accounting, checkpointed with the state
+    pub_off: dict[int, int] = {}  # highest acknowledged signals offset per partition
+    loaded: dict[int, tuple[dict[str, Checkpoint], dict[str, str], dict[str, int]]] = {}
+    waiting: dict[str, float] = {}  # symbol -> when it started waiting for a snapshot
+    last_request: dict[str, float] = {}
+    started = False
     app.streamsig_engines = engines  # for tests and the status line
+    app.streamsig_marks = marks
+
+    async def ensure_started() -> None:
+        nonlocal started
+        if not started:
+            await store.start([req_topic], [topics.book_events, topics.signals])
+            started = True
     roles = {"champion": model_id, "challenger": model_id + "+online"}
     label = health.champion_label(strategy)
     matured: dict[str, MaturedScores] = {}  # the champion scored on its matured labels, per symbol
@@ -134,24 +145,93 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
         M.DEAD_LETTERS.labels(reason)  # every reason's series exists (at 0) from the start
     health.add_health_timer(app, "worker", cfg.bootstrap)
 
-    def engine(symbol: str, tick: float) -> SignalEngine:
-        eng = engines.get(symbol)
-        if eng is None:
-            eng = engines[symbol] = SignalEngine(symbol, spec, tick, strategy,
-                                                 challenger() if challenger else None)
-            ck, mark = ckpts.load(symbol)
-            if ck is not None:
-                eng.restore(ck)
-            marks[symbol] = mark
-            for counter in (M.DUPLICATES, M.GAPS, M.RESYNC_DROPPED):
-                counter.labels(symbol)
-            if label is not None:
-                matured[symbol] = MaturedScores(label)
-            active = {"champion": label is not None, "challenger": challenger is not None}
-            health.zero_model_series(symbol, {r: m for r, m in roles.items() if active[r]})
-        return eng
+    def new_series(symbol: str) -> None:
+        """A new symbol's metric series (at 0) and its matured-score tally."""
+        for counter in (M.DUPLICATES, M.GAPS, M.RESYNC_DROPPED):
+            counter.labels(symbol)
+        if label is not None:
+            matured[symbol] = MaturedScores(label)
+        active = {"champion": label is not None, "challenger": challenger is not None}
+        health.zero_model_series(symbol, {r: m for r, m in roles.items() if active[r]})
 
-    def decode(value: bytes, frames: dict[str, list], dead_out: list) -> None:
+    async def open_partition(p: int) -> None:
+        """Read the partition's checkpoints (up to a marker) and the signals published since."""
+        cks: dict[str, Checkpoint] = {}
+        bad: dict[str, str] = {}
+        for sym, blob in (await store.load_partition(p)).items():
+            try:
+                cks[sym] = decode_checkpoint(blob, sym, "worker")
+            except CheckpointError as exc:
+                bad[sym] = str(exc)
+        start = min((int(c.state.get("signals_offset", -1)) + 1 for c in cks.values()), default=0)
+        tail: dict[str, int] = {}
+
+        def on(key: bytes | None, value: bytes | None) -> None:
+            try:
+                f = decode_signals(value or b"")
+            except FrameError:
+                return
+            if len(f.records):
+                tail[f.symbol] = max(tail.get(f.symbol, -1), int(f.records["seq"][-1]))
+
+        await store.read_tail(topics.signals, p, start, on)
+        loaded[p] = (cks, bad, tail)
+
+    def report_corrupt(sym: str, where: str, why: str) -> None:
+        log.error("checkpoint of %s (%s) is damaged: %s; the symbol resyncs from a snapshot", sym, where, why)
+        M.CHECKPOINT_CORRUPT.labels(sym).inc()
+
+    async def open_symbol(sym: str, p: int, tick: float) -> None:
+        if p not in loaded:
+            await open_partition(p)
+        cks, bad, tail = loaded[p]
+        eng = SignalEngine(sym, spec, tick, strategy, challenger() if challenger else None)
+        damaged = False
+        lck = None
+        if local is not None:
+            try:
+                lck = local.load(sym)
+            except CheckpointError as exc:
+                report_corrupt(sym, "local file", str(exc))
+                damaged = True
+        if sym in bad:
+            report_corrupt(sym, "broker", bad[sym])
+            damaged = True
+        best, source = choose_checkpoint(lck, cks.get(sym))
+        if best is not None:
+            try:
+                eng.restore(best.state["engine"])
+                damaged = False
+                M.CHECKPOINT_RESTORES.labels(source).inc()
+            except (KeyError, ValueError, TypeError) as exc:
+                report_corrupt(sym, source, f"{type(exc).__name__}: {exc}")
+                eng = SignalEngine(sym, spec, tick, strategy, challenger() if challenger else None)
+                best, damaged = None, True
+        versions.restored(sym, best, ("signals_offset",))
+        engines[sym], part_of[sym] = eng, p
+        new_series(sym)
+        offsets[sym] = int(best.state.get("offset", -1)) if best is not None else -1
+        counts[sym] = dict(best.state.get("counts") or {}) if best is not None else {}
+        mark = int(best.state.get("published", -1)) if best is not None else -1
+        marks[sym] = max(mark, tail.get(sym, -1))
+        if damaged:
+            await ask_snapshot(sym, eng.last_seq, "damaged checkpoint")
+
+    async def ask_snapshot(sym: str, after: int, why: str) -> None:
+        now = time.monotonic()
+        if sym not in waiting:
+            waiting[sym] = now
+            log.warning("%s waits for a snapshot (%s) after seq %d", sym, why, after)
+        if now - last_request.get(sym, -1e9) >= SNAPSHOT_REQUEST_EVERY_S:
+            last_request[sym] = now
+            M.SNAPSHOT_REQUESTS.labels(sym).inc()
+            try:
+                await request_snapshot(store, req_topic, sym, after, why)
+            except Exception as exc:  # noqa: BLE001 - the periodic snapshot still heals it
+                log.error("snapshot request for %s failed: %s", sym, exc)
+
+    def decode(value: bytes, p: int, off: int, frames: dict[str, list], dead_out: list,
+               parts: dict[str, int]) -> None:
         """Decode one message into its symbol's list of frames, or queue a dead letter."""
         try:
             fr = decode_frame(value)
@@ -165,14 +245,21 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
         if fr.tick_size <= 0:
             dead_out.append((fr.symbol, "BAD_FRAME", fr.first_seq, "frame has no tick size", value))
             return
-        frames.setdefault(fr.symbol, []).append(fr)
+        frames.setdefault(fr.symbol, []).append((off, fr))
+        parts[fr.symbol] = p
 
     def apply(sym: str, frs: list, out: dict[str, list], dead_out: list) -> None:
         """Run one symbol's waiting frames through its engine in one call; queue signals and dead letters."""
-        eng = engine(sym, frs[0].tick_size)
+        eng = engines[sym]
         ev, skipped = fresh_events(frs, eng.last_seq)
         pts = [f.producer_ts_ns for f in frs]
         res = eng.on_events(ev)
+        c = counts[sym]
+        n_bad = len(res.rejected)
+        for k, n in (("events", sum(len(f.events) for f in frs)), ("skipped", skipped + res.duplicates),
+                     ("resync_dropped", res.resync_dropped), ("rejected", n_bad),
+                     ("applied", len(ev) - res.duplicates - res.resync_dropped - n_bad)):
+            c[k] = c.get(k, 0) + int(n)
         M.FRAMES.labels(sym).inc(len(frs))
         M.EVENTS.labels(sym).inc(len(ev) - res.duplicates)
         if res.duplicates + skipped:
@@ -188,8 +275,13 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
             dead_out.append((sym, Reason(r).name, int(ev["seq"][i]), "event rejected", ev[i:i + 1].tobytes()))
         sig = res.signals
         mark = marks.get(sym, -1)
+        if len(sig) and sig["seq"][-1] <= mark:
+            M.SUPPRESSED.labels(sym, "signals").inc(len(sig))
         if len(sig) and sig["seq"][-1] > mark:
-            sig = sig[fresh_start(sig["seq"], mark):]
+            k = fresh_start(sig["seq"], mark)
+            if k:
+                M.SUPPRESSED.labels(sym, "signals").inc(k)
+            sig = sig[k:]
             marks[sym] = int(sig["seq"][-1])
             out[sym] = (sig, pts, eng.last_seq)
             health.observe_scores(model_id, sym, sig)
@@ -207,64 +299,141 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
     async def process(stream):  # type: ignore[no-untyped-def]
         # frames waiting together are processed together: per symbol one engine call and one
         # signal message, so the per-frame cost falls as the backlog grows
-        async for values in ready_batches(stream, max_batch):
+        async for events in ready_batches(stream, max_batch, events=True):
             received = time.time_ns()
-            frames: dict[str, list] = {}
-            out: dict[str, tuple] = {}
-            dead_out: list = []
-            for value in values:
-                decode(value, frames, dead_out)
-            for sym, frs in frames.items():
+            async with lock:
+                await handle(events, received)
+
+    async def handle(events: list, received: int) -> None:
+        await ensure_started()
+        frames: dict[str, list] = {}
+        parts: dict[str, int] = {}
+        out: dict[str, tuple] = {}
+        dead_out: list = []
+        for e in events:
+            decode(e.value, e.message.partition, e.message.offset, frames, dead_out, parts)
+        for sym, offs_frs in frames.items():
+            for _, f in offs_frs:
+                M.observe_stage("produce_to_worker", f.producer_ts_ns, received)
+            if sym not in engines:
+                await open_symbol(sym, parts[sym], offs_frs[0][1].tick_size)
+            # frames at or below the checkpoint's offset are in the restored state already
+            seen = offsets[sym]
+            frs = [f for off, f in offs_frs if off > seen]
+            if len(frs) < len(offs_frs):
+                c = counts[sym]
+                c["redelivered"] = c.get("redelivered", 0) + sum(len(f.events) for o, f in offs_frs if o <= seen)
+            offsets[sym] = max(seen, max(off for off, _ in offs_frs))
+            if not frs:
+                continue
+            try:
+                apply(sym, frs, out, dead_out)
+            except Exception as exc:  # noqa: BLE001 - input must never stop the stream
+                log.exception("frames of %s failed", sym)
+                counts[sym]["internal_error"] = counts[sym].get("internal_error", 0) + sum(len(f.events) for f in frs)
                 for f in frs:
-                    M.observe_stage("produce_to_worker", f.producer_ts_ns, received)
-                try:
-                    apply(sym, frs, out, dead_out)
-                except Exception as exc:  # noqa: BLE001 - input must never stop the stream
-                    log.exception("frames of %s failed", sym)
-                    for f in frs:
-                        dead_out.append((sym, "INTERNAL_ERROR", f.first_seq, f"{type(exc).__name__}: {exc}",
-                                         encode_frame(sym, np.ascontiguousarray(f.events), f.producer_ts_ns,
-                                                      f.tick_size)))
-            for sym, reason, seq, detail, raw in dead_out:
-                M.DEAD_LETTERS.labels(reason).inc()
-                await dead.send(key=sym.encode(), value=dead_letter_record(sym, reason, seq, detail, raw))
-            for key, (sig, pts, last) in out.items():
-                now = time.time_ns()
-                if key.startswith("\0ch:"):
-                    sym = key[4:]
-                    await ch_topic.send(key=sym.encode(), value=encode_signals(
-                        sym, model_id + "+online", sig, min(pts), now, last, worker_received_ns=received))
-                    continue
-                sym = key
-                await signals.send(key=sym.encode(), value=encode_signals(
-                    sym, model_id, sig, min(pts), now, last, worker_received_ns=received))
-                ckpts.published(sym, marks[sym])
-                M.SIGNALS.labels(sym, model_id).inc(len(sig))
-                M.observe_stage("worker", received, now)
-                for p in pts:
-                    M.LATENCY.labels(sym).observe(max(0.0, (now - p) / 1e9))
+                    dead_out.append((sym, "INTERNAL_ERROR", f.first_seq, f"{type(exc).__name__}: {exc}",
+                                     encode_frame(sym, np.ascontiguousarray(f.events), f.producer_ts_ns,
+                                                  f.tick_size)))
+            eng = engines[sym]
+            if eng.state.needs_snapshot:
+                await ask_snapshot(sym, eng.last_seq, "sequence gap or lost state")
+            elif sym in waiting:
+                dt = time.monotonic() - waiting.pop(sym)
+                M.SNAPSHOT_WAIT.labels(sym).inc(dt)
+                log.warning("%s resynced from a snapshot after waiting %.2f s", sym, dt)
+        sends, syms = [], []
+        for sym, reason, seq, detail, raw in dead_out:
+            M.DEAD_LETTERS.labels(reason).inc()
+            sends.append((dead, sym.encode(), dead_letter_record(sym, reason, seq, detail, raw)))
+            syms.append(sym)
+        now = time.time_ns()
+        sig_slots = []
+        for key, (sig, pts, last) in out.items():
+            if key.startswith("\0ch:"):
+                sym = key[4:]
+                sends.append((ch_topic, sym.encode(), encode_signals(sym, model_id + "+online", sig, min(pts),
+                                                                     now, last, worker_received_ns=received)))
+                syms.append(sym)
+                continue
+            sig_slots.append((len(sends), key, sig, pts))
+            sends.append((signals, key.encode(), encode_signals(key, model_id, sig, min(pts), now, last,
+                                                                       worker_received_ns=received)))
+            syms.append(key)
+        if not sends:
+            return
+        mds = await send_acked(sends, dead, syms)
+        for i, sym, sig, pts in sig_slots:
+            md = mds[i]
+            if md is not None:
+                p = part_of[sym]
+                pub_off[p] = max(pub_off.get(p, -1), int(md.offset))
+            M.SIGNALS.labels(sym, model_id).inc(len(sig))
+            M.observe_stage("worker", received, now)
+            for pt in pts:
+                M.LATENCY.labels(sym).observe(max(0.0, (now - pt) / 1e9))
+
+    async def save_all() -> int:
+        """Checkpoint every symbol whose state changed (local cache, then the broker, acknowledged)."""
+        if not started:
+            return 0
+        jobs, done = [], []
+        for sym, eng in list(engines.items()):
+            content = {"seq": eng.last_seq, "engine": eng.checkpoint(), "published": marks.get(sym, -1),
+                       "offset": offsets.get(sym, -1), "counts": counts.get(sym, {})}
+            nv = versions.next(sym, content)
+            if nv is None:
+                continue
+            version, digest = nv
+            state = dict(content, signals_offset=pub_off.get(part_of[sym], -1))
+            blob = encode_checkpoint("worker", sym, version, state)
+            if local is not None:
+                local.save(sym, blob)
+            jobs.append(store.publish(sym, version, blob))
+            done.append((sym, version, digest))
+        await asyncio.gather(*jobs)
+        for sym, version, digest in done:
+            versions.written(sym, version, digest)
+        M.CHECKPOINT_WRITES.labels("worker").inc(len(done))
+        return len(done)
 
     async def save_and_commit() -> None:
-        for sym, eng in list(engines.items()):
-            ckpts.save(sym, eng.checkpoint())
-        await app.consumer.commit()
+        async with lock:
+            await save_all()
+            crash_point("checkpoint-saved")
+            await app.consumer.commit()
 
     @app.timer(checkpoint_s)
     async def checkpoint() -> None:  # type: ignore[no-untyped-def]
         await save_and_commit()
 
-    def save_all() -> None:
-        for sym, eng in list(engines.items()):
-            ckpts.save(sym, eng.checkpoint())
+    def forget_all() -> None:
+        for sym in list(engines):
+            versions.forget(sym)
+        engines.clear()
+        marks.clear()
+        part_of.clear()
+        offsets.clear()
+        counts.clear()
+        loaded.clear()
+        waiting.clear()
 
     @app.on_before_shutdown.connect
     async def _on_shutdown(sender: Any, **kw: Any) -> None:
-        save_all()  # streams are drained by now; the final offset commit comes after this
+        # streams are drained by now; the final offset commit comes after this
+        async with lock:
+            await save_all()
         tallies.flush()
+        await store.stop()
 
     @app.on_partitions_revoked.connect
     async def _on_revoked(sender: Any, revoked: Any, **kw: Any) -> None:
-        save_all()  # a symbol that moves to another worker on this host resumes from here
+        # the next owner (maybe this worker again) restores from the broker
+        async with lock:
+            await save_all()
+            if started:
+                await app.consumer.commit()
+            forget_all()
 
     app.streamsig_save = save_and_commit
     return app
