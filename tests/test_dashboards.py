@@ -211,6 +211,14 @@ while True:  # every metric, every label, values that keep moving (so rates are 
     for reason in ("bad_frame", "sequence"):
         M.DEAD_LETTERS.labels(reason).inc(1)
     M.WS_CLIENTS.set(3)
+    M.CHECKPOINT_WRITES.labels("worker").inc(5)
+    M.CHECKPOINT_RESTORES.labels("broker").inc(2)
+    M.CHECKPOINT_CORRUPT.labels("SYN0").inc(1)
+    M.SNAPSHOT_REQUESTS.labels("SYN0").inc(1)
+    M.SNAPSHOT_WAIT.labels("SYN0").inc(0.5)
+    M.SEND_RETRIES.labels("signals").inc(1)
+    M.SUPPRESSED.labels("SYN0", "signals").inc(3)
+    M.BENIGN_DELETES.labels("SYN0").inc(4)
     M.WS_SENT.inc(40)
     M.WS_DROPPED.inc(1)
     M.BROKER_UP.labels("127.0.0.1:9092").set(1)
@@ -345,7 +353,9 @@ def test_every_dashboard_query_returns_data_from_prometheus(tmp_path: Path) -> N
 HEALTHY_ZERO = frozenset({
     "streamsig_duplicate_events_total", "streamsig_sequence_gaps_total", "streamsig_resync_dropped_events_total",
     "streamsig_websocket_clients_dropped_total", "streamsig_drift_alarms_total", "streamsig_consumer_lag_messages",
-    "streamsig_position"})
+    "streamsig_position", "streamsig_checkpoint_restores_total", "streamsig_checkpoint_corrupt_total",
+    "streamsig_snapshot_requests_total", "streamsig_snapshot_wait_seconds_total", "streamsig_send_retries_total",
+    "streamsig_output_suppressed_total", "streamsig_benign_deletes_total"})
 
 
 @pytest.mark.slow
