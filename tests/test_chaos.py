@@ -311,9 +311,9 @@ async def kill_schedule(proc: Proc, rng: random.Random, hook: str, hook_n: tuple
     proc.start()
 
 
-@pytest.mark.xfail(reason="open defect: since the real-data and crash-safety changes were combined, the "
-                   "trader started by the CLI publishes fewer than the hook's count of outputs within 240 s "
-                   "(seen with seed 1); the in-process trader tests pass", strict=False)
+@pytest.mark.xfail(reason="open defect since the last merges: with seed 1 the CLI pipeline stalled, seen as "
+                   "'timed out waiting for signals' and as 'trader did not crash at output-sent:10'; the "
+                   "scale-out kill -9 runs and the in-process trader tests pass", strict=False)
 @pytest.mark.parametrize("seed", SEEDS)
 async def test_worker_and_trader_survive_kill_9(seed: int, tmp_path: Path) -> None:
     syms, n_updates, every = ["AAA", "BBB", "CCC", "DDD"], 25_000, 2_000
