@@ -27,6 +27,8 @@ from streamsig.wire.frames import max_events_for
 from streamsig.wire.topics import Topics
 
 _MAX_REQUEST_BYTES = 1_000_000  # Faust's default producer_max_request_size
+#: most bytes one published message value may have: the request limit less room for key and overhead
+PAYLOAD_LIMIT = _MAX_REQUEST_BYTES - 4096
 _YIELD_EVERY = 100  # messages the fetch loop delivers between turns of the event loop
 #: GIL switch interval for processes running a Faust app. Faust's Kafka consumer runs in its own
 #: thread; with Python's default 5 ms the event loop, coming back from each poll, can wait that long

@@ -49,10 +49,10 @@ from streamsig.live.checkpoint import (BrokerStore, Checkpoint, CheckpointError,
                                        state_topics)
 from streamsig.live import health
 from streamsig.live.batches import ready_batches
-from streamsig.live.config import StreamConfig, make_app, raw_topic
+from streamsig.live.config import PAYLOAD_LIMIT, StreamConfig, make_app, raw_topic
 from streamsig.live.output import send_acked
 from streamsig.wire.frames import FrameError, dead_letter_record, decode_frame, encode_frame, peek_symbol
-from streamsig.wire.signals import decode_signals, encode_signals
+from streamsig.wire.signals import decode_signals, split_signals
 
 log = logging.getLogger(__name__)
 
@@ -348,23 +348,23 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
             sends.append((dead, sym.encode(), dead_letter_record(sym, reason, seq, detail, raw)))
             syms.append(sym)
         now = time.time_ns()
-        sig_slots = []
+        sig_slots = []  # (index of the symbol's last message, symbol, records, producer times)
         for key, (sig, pts, last) in out.items():
-            if key.startswith("\0ch:"):
-                sym = key[4:]
-                sends.append((ch_topic, sym.encode(), encode_signals(sym, model_id + "+online", sig, min(pts),
-                                                                     now, last, worker_received_ns=received)))
+            is_ch = key.startswith("\0ch:")
+            sym = key[4:] if is_ch else key
+            topic, mid = (ch_topic, model_id + "+online") if is_ch else (signals, model_id)
+            # split so that no message exceeds the producer's request limit
+            for msg in split_signals(sym, mid, sig, min(pts), now, last, PAYLOAD_LIMIT,
+                                     worker_received_ns=received):
+                sends.append((topic, sym.encode(), msg))
                 syms.append(sym)
-                continue
-            sig_slots.append((len(sends), key, sig, pts))
-            sends.append((signals, key.encode(), encode_signals(key, model_id, sig, min(pts), now, last,
-                                                                       worker_received_ns=received)))
-            syms.append(key)
+            if not is_ch:
+                sig_slots.append((len(sends) - 1, sym, sig, pts))
         if not sends:
             return
         mds = await send_acked(sends, dead, syms)
         for i, sym, sig, pts in sig_slots:
-            md = mds[i]
+            md = mds[i]  # the symbol's last message: its offset covers the parts before it
             if md is not None:
                 p = part_of[sym]
                 pub_off[p] = max(pub_off.get(p, -1), int(md.offset))

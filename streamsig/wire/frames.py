@@ -26,6 +26,7 @@ read-only ``np.frombuffer`` view.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import struct
 import time
@@ -147,6 +148,9 @@ def peek_symbol(data: bytes | bytearray | memoryview) -> str:
     return bytes(data[8 : 8 + sym_len]).decode("utf-8", errors="replace")
 
 
+RAW_KEEP_BYTES = 64 * 1024  #: most bytes of a rejected message a dead letter carries
+
+
 def dead_letter_record(
     symbol: str | None,
     reason: str,
@@ -154,12 +158,19 @@ def dead_letter_record(
     detail: str | Mapping[str, Any] | None,
     raw: bytes | None,
     ts_ns: int | None = None,
+    keep_bytes: int = RAW_KEEP_BYTES,
 ) -> bytes:
-    """A JSON dead-letter record; ``raw`` travels base64-encoded so nothing is lost.
+    """A JSON dead-letter record; ``raw`` travels base64-encoded, cut to ``keep_bytes``.
+
+    ``raw_len`` and ``raw_sha256`` describe the whole message, so a record
+    stays far below any request limit and still identifies what was rejected.
 
     >>> rec = dead_letter_record("X", "bad magic", None, "from p0@12", b"\\x00\\xff")
     >>> parse_dead_letter(rec)["raw"]
     b'\\x00\\xff'
+    >>> big = parse_dead_letter(dead_letter_record("X", "BAD_FRAME", None, None, bytes(10_000), keep_bytes=16))
+    >>> (len(big["raw"]), big["raw_len"], big["raw_truncated"], big["raw_sha256"][:8])
+    (16, 10000, True, '95b532cc')
     """
     body: dict[str, Any] = {
         "v": 1,
@@ -168,8 +179,11 @@ def dead_letter_record(
         "seq": seq,
         "detail": detail,
         "raw_len": None if raw is None else len(raw),
-        "raw_b64": None if raw is None else base64.b64encode(raw).decode("ascii"),
+        "raw_b64": None if raw is None else base64.b64encode(bytes(raw[:keep_bytes])).decode("ascii"),
     }
+    if raw is not None:
+        body["raw_sha256"] = hashlib.sha256(raw).hexdigest()
+        body["raw_truncated"] = len(raw) > keep_bytes
     if ts_ns is not None:
         body["ts_ns"] = ts_ns
     return json.dumps(body, separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode("utf-8")

@@ -1,7 +1,8 @@
-"""Signal frames: one symbol's signal records for the book frames processed together, in one message.
+"""Signal frames: one symbol's signal records for the book frames processed together.
 
 The worker takes the frames waiting on a partition together and answers each
-symbol's with one signal frame (one book frame when there is no backlog).
+symbol's with one signal frame (one book frame when there is no backlog);
+:func:`split_signals` cuts a long answer into messages under a size limit.
 
 Layout (little-endian): a 96-byte header, then ``count`` raw ``SIGNAL_DTYPE`` rows::
 
@@ -94,6 +95,38 @@ def decode_signals(data: bytes) -> SignalFrame:
         raise FrameError(f"signal frame length {len(data)} does not match count {count}")
     rec = np.frombuffer(data, SIGNAL_DTYPE, count, HEADER_SIZE)
     return SignalFrame(sym[:ls].decode(), mid[:lm].decode(), pts, wts, last, rec, rts)
+
+
+def max_signals_for(max_bytes: int) -> int:
+    """Most records one signal message may hold to stay within ``max_bytes``.
+
+    >>> max_signals_for(1_000_000)
+    11362
+    """
+    return max(1, (max_bytes - HEADER_SIZE) // SIGNAL_DTYPE.itemsize)
+
+
+def split_signals(symbol: str, model_id: str, records: np.ndarray, producer_ts_ns: int, worker_ts_ns: int,
+                  last_seq: int, max_bytes: int = 1_000_000, *, worker_received_ns: int = 0) -> list[bytes]:
+    """``records`` as signal messages of at most ``max_bytes`` each, in sequence order.
+
+    Every message but the last answers up to its own last record; the last
+    one answers ``last_seq``, so a consumer never waits on a sequence that a
+    later part of the same answer still holds.
+
+    >>> rec = np.zeros(5, SIGNAL_DTYPE); rec["seq"] = [1, 2, 3, 4, 5]
+    >>> parts = [decode_signals(m) for m in split_signals("S", "m", rec, 0, 0, 9, HEADER_SIZE + 2 * 88)]
+    >>> [(p.records["seq"].tolist(), p.last_seq) for p in parts]
+    [([1, 2], 2), ([3, 4], 4), ([5], 9)]
+    """
+    per = max_signals_for(max_bytes)
+    out = []
+    for i in range(0, max(len(records), 1), per):
+        part = records[i:i + per]
+        last = last_seq if i + per >= len(records) else int(part["seq"][-1])
+        out.append(encode_signals(symbol, model_id, part, producer_ts_ns, worker_ts_ns, last,
+                                  worker_received_ns=worker_received_ns))
+    return out
 
 
 def _num(x: float) -> float | None:
