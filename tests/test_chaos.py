@@ -29,7 +29,7 @@ import pytest
 
 from streamsig.book import events as E
 from streamsig.live.broker import EmbeddedBroker
-from streamsig.live.checkpoint import decode_checkpoint, partition_for, state_topics
+from streamsig.live.checkpoint import BrokerStore, decode_checkpoint, partition_for, state_topics
 from streamsig.wire.frames import FrameError, decode_frame
 from streamsig.wire.signals import decode_signals
 from streamsig.wire.topics import Topics, ensure_topics
@@ -77,6 +77,11 @@ class Proc:
 
     def log(self) -> Path:
         return self.logdir / f"{self.name}.{self.runs}.log"
+
+    def log_text(self) -> str:
+        """Every run's log, joined."""
+        return "".join((self.logdir / f"{self.name}.{i}.log").read_bytes().decode("utf-8", "replace")
+                       for i in range(1, self.runs + 1))
 
     def tail(self, n: int = 4000) -> str:
         """The end of the current run's log (what a failed wait shows)."""
@@ -222,31 +227,28 @@ async def wait_for(cond: Callable[[], bool], timeout: float, what: str, show: An
         print(f"  waited {time.monotonic() - t0:.1f} s for {what}", flush=True)
 
 
-async def check_and_count(bootstrap: str, topics: Topics, ref: Any, syms: list[str],
+async def check_and_count(bootstrap: str, topics: Topics, partitions: int, ref: Any, syms: list[str],
                           trades: bool) -> dict[str, Any]:
     """Read every topic back; assert the equalities; return the counts."""
     ck_topic, tck_topic, req_topic = state_topics(topics)
     book = await read_topic(bootstrap, topics.book_events)
     sigs = await read_topic(bootstrap, topics.signals)
     dead = await read_topic(bootstrap, topics.dead_letter)
-    cks = await read_topic(bootstrap, ck_topic)
+    store = BrokerStore(bootstrap, ck_topic, partitions)
+    await store.start()
+    try:
+        blobs = {k: v for p in range(partitions) for k, v in (await store.load_partition(p)).items()}
+    finally:
+        await store.stop()
     reqs = await read_topic(bootstrap, req_topic)
     produced: dict[str, int] = {}
     for _, v in book:
         fr = decode_frame(v)
         produced[fr.symbol] = produced.get(fr.symbol, 0) + len(fr.events)
-    from streamsig.live.checkpoint import _Assembler
-
-    asm = _Assembler()
-    for k, v in cks:
-        if k:
-            asm.add(k, v)
-    counts: dict[str, dict[str, int]] = {}
-    for k, (_, blob) in asm.latest.items():
-        counts[k.decode()] = decode_checkpoint(blob, k.decode(), "worker").state["counts"]
+    counts = {k: decode_checkpoint(blob, k, "worker").state["counts"] for k, blob in blobs.items()}
     out: dict[str, Any] = {"events": sum(produced.values()), "signals": 0, "duplicates": 0, "missing": 0,
                            "extra": 0, "dead_letters": len(dead), "snapshot_requests": len(reqs),
-                           "redelivered": 0, "checkpoint_records": len(cks)}
+                           "redelivered": 0}
     live: dict[str, list[np.ndarray]] = {}
     for _, v in sigs:
         f = decode_signals(v)
@@ -336,10 +338,11 @@ async def test_worker_and_trader_survive_kill_9(seed: int, tmp_path: Path) -> No
         await ensure_topics(b.bootstrap, topics.all() + state_topics(topics) + (topics.signals + "-challenger",),
                             parts)
         base = common_args(b.bootstrap, prefix, parts)
+        rotate = {"STREAMSIG_CHECKPOINT_ROTATE_BYTES": "250000"}  # checkpoint generations rotate during the run
         worker = Proc("worker", ["worker", *base, "--state-dir", str(tmp_path / "w"), "--metrics-port", "0"],
-                      tmp_path)
+                      tmp_path, rotate)
         trader = Proc("trader", ["trade", *base, "--state-dir", str(tmp_path / "t"), "--metrics-port", "0"],
-                      tmp_path)
+                      tmp_path, rotate)
         producer = Proc("producer", ["produce", *base, "--source", "synthetic", "--symbols", ",".join(syms),
                                      "--updates", str(n_updates), "--seed", str(FEED_SEED), "--speed", "1",
                                      "--frame-delay-ms", "50", "--snapshot-every", str(every)], tmp_path)
@@ -367,8 +370,10 @@ async def test_worker_and_trader_survive_kill_9(seed: int, tmp_path: Path) -> No
             for p in (worker, trader, producer):
                 if p.alive():
                     p.kill9()
-        res = await check_and_count(b.bootstrap, topics, ref, syms, True)
-    res.update(seed=seed, kills=log, reference_s=round(t_ref, 1), run_s=round(t_run, 1),
+        res = await check_and_count(b.bootstrap, topics, parts, ref, syms, True)
+    rotations = sum(p.log_text().count("rotated to generation") for p in (worker, trader))
+    assert rotations >= 2  # the state survived rotations as well as kills
+    res.update(seed=seed, kills=log, rotations=rotations, reference_s=round(t_ref, 1), run_s=round(t_run, 1),
                wall_s=round(time.monotonic() - t0, 1))
     print("CHAOS", json.dumps(res))
 
@@ -429,7 +434,7 @@ async def test_scale_out_kill_and_restart_a_worker(n_workers: int, when: str, se
             for p in (*workers, producer):
                 if p.alive():
                     p.kill9()
-        res = await check_and_count(b.bootstrap, topics, ref, syms, False)
+        res = await check_and_count(b.bootstrap, topics, parts, ref, syms, False)
     res.update(seed=seed, workers=n_workers, when=when, phase=round(phase, 2), victim=victim.name,
                kill_at_s=round(kill_t - t0, 1), takeover_s=round(mon.takeover(kill_t), 2))
     print("CHAOS", json.dumps(res))

@@ -195,7 +195,8 @@ async def test_trader_restart_resumes_fills_and_pnl_exactly(stream_config, tmp_p
 async def test_damaged_checkpoint_is_reported_and_resyncs_by_request(stream_config, tmp_path) -> None:
     """A damaged newest checkpoint is counted and logged; the symbol asks for a snapshot and the producer sends one."""
     from streamsig import telemetry as M
-    from streamsig.live.checkpoint import encode_checkpoint, partition_for, split_record, state_topics
+    from streamsig.live.checkpoint import (encode_checkpoint, generation_topic, partition_for, split_record,
+                                           state_topics)
 
     cfg = stream_config
     ck_topic, _, req_topic = state_topics(cfg.topics)
@@ -211,7 +212,8 @@ async def test_damaged_checkpoint_is_reported_and_resyncs_by_request(stream_conf
     p = AIOKafkaProducer(bootstrap_servers=cfg.bootstrap)
     await p.start()
     for rec in split_record(good[:-40], 10_000):
-        await p.send_and_wait(ck_topic, rec, key=b"AAA", partition=partition_for(b"AAA", cfg.partitions))
+        await p.send_and_wait(generation_topic(ck_topic, partition_for(b"AAA", cfg.partitions), 0), rec, key=b"AAA",
+                              partition=0)
     await p.stop()
     from streamsig.live.checkpoint import LocalStore
 
@@ -240,10 +242,10 @@ async def test_damaged_checkpoint_is_reported_and_resyncs_by_request(stream_conf
 
 async def test_unchanged_state_is_not_checkpointed_again(stream_config, tmp_path) -> None:
     """Once the stream is idle, neither the local file nor the checkpoint topic is written again."""
-    from streamsig.live.checkpoint import LocalStore, state_topics
+    from streamsig.live.checkpoint import LocalStore, generation_topic, partition_for, state_topics
 
     cfg = stream_config
-    ck_topic = state_topics(cfg.topics)[0]
+    ck_topic = generation_topic(state_topics(cfg.topics)[0], partition_for(b"AAA", cfg.partitions), 0)
     await ensure_topics(cfg.bootstrap, cfg.topics.all(), cfg.partitions)
     store = LocalStore(tmp_path / "a", "worker")
     async with running(build_worker(cfg, SPEC, OfiRule(), "ofi", tmp_path / "a", checkpoint_s=0.5),

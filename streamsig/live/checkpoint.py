@@ -21,8 +21,18 @@ of the folder) under collision-free names (a hash of the symbol's bytes).
 co-partitioned with ``book-events``, so whichever worker owns a partition can
 restore its symbols; it reads a partition up to a marker record it writes
 itself (Tansu answers ListOffsets one batch short) and splits records above
-the producer's request limit. Tansu never compacts, so writers only publish
-a state that changed, at most once per checkpoint interval.
+the producer's request limit. Writers only publish a state that changed, at
+most once per checkpoint interval.
+
+Tansu never compacts, and has no DeleteRecords, so the broker copy is kept in
+generations: the checkpoints of book-events partition ``p`` go to the
+one-partition topic ``<base>.p<p>.g<n>`` (:func:`generation_topic`). Once
+``rotate_bytes`` have been written to a generation (and at least four times
+its symbols' latest checkpoints), its owner writes every symbol's latest
+checkpoint to generation ``n + 1`` and then deletes the older ones, so each
+partition's checkpoints stay below about ``rotate_bytes`` plus one full set.
+A reader merges every generation it finds by version, so a crash between the
+two steps loses nothing.
 
 ``STREAMSIG_CRASH_AT=<hook>:<n>`` (for testing only) makes this process
 SIGKILL itself the n-th time it passes the named :func:`crash_point`.
@@ -87,7 +97,8 @@ def crash_point(name: str) -> None:
     """For testing: SIGKILL this process here on the n-th pass when ``STREAMSIG_CRASH_AT=name:n``.
 
     Hooks: ``file-write`` (half of a checkpoint file written), ``checkpoint-saved`` (state saved,
-    offsets not yet committed), ``output-sent`` (output queued, broker ack not yet awaited).
+    offsets not yet committed), ``output-sent`` (output queued, broker ack not yet awaited),
+    ``checkpoint-rotated`` (a new checkpoint generation written, the old one not yet deleted).
     """
     spec = os.environ.get("STREAMSIG_CRASH_AT")
     if not spec:
@@ -374,39 +385,81 @@ class _Assembler:
                 self.latest[key] = (version, blob)
 
 
+def generation_topic(base: str, partition: int, generation: int) -> str:
+    """The one-partition topic holding generation ``generation`` of ``partition``'s checkpoints.
+
+    >>> generation_topic("x-checkpoints", 3, 0)
+    'x-checkpoints.p3.g0'
+    """
+    return f"{base}.p{partition}.g{generation}"
+
+
+def _generations(names: Iterable[str], base: str, partition: int) -> list[int]:
+    """Generation numbers of ``partition`` among topic ``names``, ascending.
+
+    >>> _generations(["b.p1.g2", "b.p1.g0", "b.p10.g5", "b.p1.gx", "c.p1.g9"], "b", 1)
+    [0, 2]
+    """
+    head = f"{base}.p{partition}.g"
+    return sorted(int(n[len(head):]) for n in names if n.startswith(head) and n[len(head):].isdigit())
+
+
+ROTATE_BYTES = 64 * 1024 * 1024  #: bytes written to one partition's checkpoint generation before it rotates
+
+
 class BrokerStore:
-    """Checkpoints on a topic keyed by symbol, co-partitioned with ``book-events``.
+    """Checkpoints on the broker, keyed by symbol, in generations per book-events partition.
 
     Also reads back output topics (signals, fills, P&L) to find what was already
-    published. Start it on the event loop that uses it.
+    published. Start it on the event loop that uses it. A partition must be
+    loaded (:meth:`load_partition`) before its symbols are published.
     """
 
-    def __init__(self, bootstrap: str, topic: str, partitions: int, idle_s: float = 0.4) -> None:
+    def __init__(self, bootstrap: str, topic: str, partitions: int, idle_s: float = 0.4,
+                 rotate_bytes: int = ROTATE_BYTES) -> None:
         self.bootstrap, self.topic, self.partitions, self.idle_s = bootstrap, topic, partitions, idle_s
+        self.rotate_bytes = rotate_bytes
         self._producer: Any = None
+        self._admin: Any = None
+        self._gen: dict[int, int] = {}  # partition -> generation written now
+        self._written: dict[int, int] = {}  # partition -> bytes in that generation
+        self._latest: dict[int, dict[bytes, tuple[int, bytes]]] = {}  # partition -> key -> (version, blob)
+        self.rotations = 0
 
     async def start(self, extra_topics: Iterable[str] = (), co_partitioned: Iterable[str] = ()) -> None:
         """Create the topics if needed and connect; ``co_partitioned`` topics must have as many partitions."""
-        from aiokafka import AIOKafkaProducer
+        from aiokafka.admin import AIOKafkaAdminClient
 
         from streamsig.wire.topics import ensure_topics, partition_counts
 
-        counts = await ensure_topics(self.bootstrap, [self.topic, *extra_topics], self.partitions)
+        extra = list(extra_topics)
+        if extra:
+            await ensure_topics(self.bootstrap, extra, self.partitions)
         others = list(co_partitioned)
-        if others:
-            counts.update(await partition_counts(self.bootstrap, others))
-        for name in [self.topic, *others]:
+        counts = await partition_counts(self.bootstrap, others) if others else {}
+        for name in others:
             if counts[name] != self.partitions:
                 raise RuntimeError(f"{name} has {counts[name]} partitions, not {self.partitions}: state keyed by "
                                    "symbol must be co-partitioned with book-events")
-        self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks=1, enable_idempotence=False,
-                                          max_request_size=1_000_000, linger_ms=0)
-        await self._producer.start()
+        self._producer = await self._new_producer()
+        self._admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+        await self._admin.start()
+
+    async def _new_producer(self) -> Any:
+        from aiokafka import AIOKafkaProducer
+
+        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks=1, enable_idempotence=False,
+                                    max_request_size=1_000_000, linger_ms=0)
+        await producer.start()
+        return producer
 
     async def stop(self) -> None:
         if self._producer is not None:
             await self._producer.stop()
             self._producer = None
+        if self._admin is not None:
+            await self._admin.close()
+            self._admin = None
 
     async def send(self, topic: str, key: bytes, value: bytes, partition: int | None = None) -> Any:
         """Send one record and wait for the broker's acknowledgement (retried, then raised)."""
@@ -420,37 +473,101 @@ class BrokerStore:
                 await asyncio.sleep(0.2 * (attempt + 1))
         raise AssertionError("unreachable")
 
+    async def _write(self, topic: str, key: bytes, version: int, blob: bytes) -> None:
+        recs = split_record(blob, version)
+        futs = [await self._producer.send(topic, rec, key=key, partition=0) for rec in recs]
+        try:
+            await asyncio.gather(*futs)
+        except Exception:  # noqa: BLE001 - retry the whole record once, acknowledged
+            for rec in recs:
+                await self.send(topic, key, rec, 0)
+
     async def publish(self, symbol: str, version: int, blob: bytes) -> None:
         """Write one checkpoint (split if needed) and wait until the broker has all of it."""
         key = symbol.encode("utf-8", "surrogatepass")
         p = partition_for(key, self.partitions)
-        futs = [await self._producer.send(self.topic, rec, key=key, partition=p)
-                for rec in split_record(blob, version)]
-        try:
-            await asyncio.gather(*futs)
-        except Exception:  # noqa: BLE001 - retry the whole record once, acknowledged
-            for rec in split_record(blob, version):
-                await self.send(self.topic, key, rec, p)
+        if p not in self._gen:
+            raise RuntimeError(f"partition {p} of {self.topic} was not loaded before publishing {symbol!r}")
+        await self._write(generation_topic(self.topic, p, self._gen[p]), key, version, blob)
+        self._latest[p][key] = (version, blob)
+        self._written[p] += len(blob)
+
+    async def rotate_if_due(self) -> int:
+        """Rotate every loaded partition whose generation is full; return how many rotated."""
+        n = 0
+        for p in list(self._gen):
+            live = sum(len(b) for _, b in self._latest[p].values())
+            if self._written[p] >= max(self.rotate_bytes, 4 * live):
+                await self.rotate(p)
+                n += 1
+        return n
+
+    async def rotate(self, partition: int) -> None:
+        """Write ``partition``'s latest checkpoints to a new generation, then delete the older ones."""
+        from aiokafka.admin import NewTopic
+
+        p, old = partition, self._gen[partition]
+        new = old + 1
+        topic = generation_topic(self.topic, p, new)
+        await self._admin.create_topics([NewTopic(topic, 1, 1)])
+        for key, (version, blob) in sorted(self._latest[p].items()):
+            await self._write(topic, key, version, blob)
+        crash_point("checkpoint-rotated")
+        self._gen[p], self._written[p] = new, sum(len(b) for _, b in self._latest[p].values())
+        existing = await self._admin.list_topics()
+        stale = [generation_topic(self.topic, p, g) for g in _generations(existing, self.topic, p) if g < new]
+        if stale:
+            # a client that has written to a topic names it in its metadata requests, and Tansu
+            # creates the topics a metadata request names: only a producer that never wrote to
+            # the old generations may live on
+            old_producer, self._producer = self._producer, await self._new_producer()
+            await old_producer.stop()
+            await self._admin.delete_topics(stale)
+        self.rotations += 1
+        log.info("checkpoints of %s partition %d rotated to generation %d (%d symbols)", self.topic, p, new,
+                 len(self._latest[p]))
+
+    def forget(self) -> None:
+        """Stop tracking every partition (they were revoked; their next owners load them again)."""
+        self._gen.clear()
+        self._written.clear()
+        self._latest.clear()
 
     async def load_partition(self, partition: int) -> dict[str, bytes]:
-        """The newest complete checkpoint blob of each symbol on ``partition`` (read up to a marker)."""
-        token = _MARKER + uuid.uuid4().bytes
-        await self.send(self.topic, b"", token, partition)
+        """The newest complete checkpoint blob of each symbol on ``partition``, over all its generations.
+
+        Each generation is read up to a marker record written to it first.
+        """
+        from aiokafka.admin import NewTopic
+
+        p = partition
+        gens = _generations(await self._admin.list_topics(), self.topic, p)
+        if not gens:
+            gens = [0]
+            await self._admin.create_topics([NewTopic(generation_topic(self.topic, p, 0), 1, 1)])
         asm = _Assembler()
-        seen = False
+        written = 0
+        for g in gens:
+            topic = generation_topic(self.topic, p, g)
+            token = _MARKER + uuid.uuid4().bytes
+            await self.send(topic, b"", token, 0)
+            seen = False
 
-        def on(key: bytes | None, value: bytes | None) -> bool:
-            nonlocal seen
-            if value == token:
-                seen = True
-                return True
-            if key and value:
-                asm.add(key, value)
-            return False
+            def on(key: bytes | None, value: bytes | None, token: bytes = token) -> bool:
+                nonlocal seen, written
+                if value == token:
+                    seen = True
+                    return True
+                if key and value:
+                    asm.add(key, value)
+                    written += len(value) if g == gens[-1] else 0
+                return False
 
-        await read_partition(self.bootstrap, self.topic, partition, 0, on, idle_s=None)
-        if not seen:
-            raise RuntimeError(f"marker not found on {self.topic}[{partition}]")
+            await read_partition(self.bootstrap, topic, 0, 0, on, idle_s=None)
+            if not seen:
+                raise RuntimeError(f"marker not found on {topic}")
+        self._gen[p], self._written[p] = gens[-1], written
+        self._latest[p] = dict(asm.latest)
         return {k.decode("utf-8", "surrogatepass"): blob for k, (_, blob) in asm.latest.items()}
 
     async def read_tail(self, topic: str, partition: int, start: int,

@@ -61,6 +61,7 @@ class StreamConfig(Config):
     frame_delay_ms: float = 5.0  #: max time an event waits in a producer's framer
     web_port: int | None = None  #: Faust web server port; None disables it
     datadir: str | None = None  #: Faust data directory; None = a folder under the temp dir
+    checkpoint_rotate_bytes: int = 64 * 1024 * 1024  #: bytes of a partition's checkpoint topic before it rotates
 
     def __post_init__(self) -> None:
         if not 0 < self.heartbeat_s < self.session_timeout_s:
@@ -72,6 +73,8 @@ class StreamConfig(Config):
         limit = max_events_for(_MAX_REQUEST_BYTES)
         if not 1 <= self.frame_size <= limit:
             raise ValueError(f"frame_size must be 1..{limit}, got {self.frame_size}")
+        if self.checkpoint_rotate_bytes < 1:
+            raise ValueError(f"checkpoint_rotate_bytes must be >= 1, got {self.checkpoint_rotate_bytes}")
         if self.fetch_max_wait_ms < 1:
             raise ValueError("fetch_max_wait_ms must be >= 1")
 

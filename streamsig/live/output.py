@@ -27,9 +27,9 @@ async def send_acked(items: Sequence[tuple[Any, bytes, bytes]], dead: Any = None
 
     All records are queued first and then awaited. A failed record is sent
     again up to :data:`RETRIES` times; after that it goes to ``dead`` (reason
-    ``PUBLISH_FAILED``, the payload kept) and its slot is None. If even the
-    dead letter cannot be delivered, the error is raised: output is never
-    dropped silently.
+    ``PUBLISH_FAILED``, the payload kept up to 64 KiB with its size and sha256) and its
+    slot is None. If even the dead letter cannot be delivered, the error is
+    raised: output is never dropped silently.
     """
     futs = []
     for topic, key, value in items:

@@ -274,7 +274,7 @@ def build_trader(cfg, exec_cfg: ExecConfig, policy: PolicyConfig = PolicyConfig(
     _, ck_topic, req_topic = state_topics(t)
     book, signals = raw_topic(app, t.book_events), raw_topic(app, t.signals)
     fills_t, pnl_t, dead = raw_topic(app, t.fills), raw_topic(app, t.pnl), raw_topic(app, t.dead_letter)
-    store = BrokerStore(cfg.bootstrap, ck_topic, cfg.partitions)
+    store = BrokerStore(cfg.bootstrap, ck_topic, cfg.partitions, rotate_bytes=cfg.checkpoint_rotate_bytes)
     local = LocalStore(state_dir, "trader") if state_dir else None
     versions = Versions()
     lock = asyncio.Lock()
@@ -471,6 +471,7 @@ def build_trader(cfg, exec_cfg: ExecConfig, policy: PolicyConfig = PolicyConfig(
         await asyncio.gather(*jobs)
         for sym, version, digest in done:
             versions.written(sym, version, digest)
+        await store.rotate_if_due()  # bounds the checkpoint topics, which the broker never compacts
         M.CHECKPOINT_WRITES.labels("trader").inc(len(done))
         return not early
 
@@ -497,6 +498,7 @@ def build_trader(cfg, exec_cfg: ExecConfig, policy: PolicyConfig = PolicyConfig(
             traders.clear()
             part_of.clear()
             loaded.clear()
+            store.forget()
             early.clear()
             fill_mark.clear()
             pnl_mark.clear()

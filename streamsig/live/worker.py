@@ -113,7 +113,7 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
     signals = raw_topic(app, topics.signals)
     dead = raw_topic(app, topics.dead_letter)
     ch_topic = raw_topic(app, topics.signals + "-challenger") if challenger else None
-    store = BrokerStore(cfg.bootstrap, ck_topic, cfg.partitions)
+    store = BrokerStore(cfg.bootstrap, ck_topic, cfg.partitions, rotate_bytes=cfg.checkpoint_rotate_bytes)
     local = LocalStore(state_dir, "worker") if state_dir else None
     versions = Versions()
     lock = asyncio.Lock()
@@ -394,6 +394,7 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
         await asyncio.gather(*jobs)
         for sym, version, digest in done:
             versions.written(sym, version, digest)
+        await store.rotate_if_due()  # bounds the checkpoint topics, which the broker never compacts
         M.CHECKPOINT_WRITES.labels("worker").inc(len(done))
         return len(done)
 
@@ -417,6 +418,7 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
         counts.clear()
         loaded.clear()
         waiting.clear()
+        store.forget()
 
     @app.on_before_shutdown.connect
     async def _on_shutdown(sender: Any, **kw: Any) -> None:
