@@ -204,6 +204,23 @@ class TabularFile:
             raise DataError(self.path, int(lines[r]), f"{name}: negative size {float(sz.reshape(len(sz), -1)[r, c])!r}")
 
 
+class TardisFileReader:
+    """Base of the readers of one Tardis file of a symbol: :attr:`REQUIRED` columns, the tick from ``price``.
+
+    Subclasses iterate ``self._src`` (a :class:`TabularFile`) into event batches.
+    """
+
+    REQUIRED: list[str] = []
+
+    def __init__(self, path: str | Path, symbol: str | None = None, tick_size: float | None = None,
+                 chunk_rows: int = 100_000, instruments: Mapping[str, Mapping[str, object]] | None = None,
+                 sample_rows: int = 100_000) -> None:
+        self._src = TabularFile(path, chunk_rows, symbol, "symbol", ["price"], tick_size, self.REQUIRED, instruments,
+                                sample_rows=sample_rows)
+        self.path, self.symbol, self.tick_size = self._src.path, self._src.symbol, self._src.tick_size
+        self.instrument = self._src.instrument
+
+
 def choice(col: pd.Series, allowed: tuple[str, ...], path: Path, lines: np.ndarray) -> np.ndarray:
     """Index into ``allowed`` of each cell (case and surrounding spaces ignored); others raise."""
     cat = col.astype("category")

@@ -4,18 +4,17 @@
 """
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from pathlib import Path
+from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
 
 from streamsig.book import events as E
-from streamsig.book.tabular import TabularFile, choice, concat
+from streamsig.book.tabular import TardisFileReader, choice, concat
 from streamsig.errors import DataError
 
 
-class TradesReader:
+class TradesReader(TardisFileReader):
     """Tardis ``trades`` rows -> one ``TRADE|EOB`` event each.
 
     ``side`` is the taker (aggressor): ``buy`` -> BUY, ``sell`` -> SELL,
@@ -24,14 +23,6 @@ class TradesReader:
     """
 
     REQUIRED = ["symbol", "timestamp", "local_timestamp", "id", "side", "price", "amount"]
-
-    def __init__(self, path: str | Path, symbol: str | None = None, tick_size: float | None = None,
-                 chunk_rows: int = 100_000, instruments: Mapping[str, Mapping[str, object]] | None = None,
-                 sample_rows: int = 100_000) -> None:
-        self._src = TabularFile(path, chunk_rows, symbol, "symbol", ["price"], tick_size, self.REQUIRED, instruments,
-                                sample_rows=sample_rows)
-        self.path, self.symbol, self.tick_size = self._src.path, self._src.symbol, self._src.tick_size
-        self.instrument = self._src.instrument
 
     def __iter__(self) -> Iterator[np.ndarray]:
         src = self._src
