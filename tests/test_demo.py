@@ -25,14 +25,17 @@ async def test_demo_runs_and_a_websocket_client_receives_signals(tmp_path) -> No
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
     got: list[dict] = []
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120
         ws = None
-        while ws is None and time.monotonic() < deadline:
+        while ws is None and time.monotonic() < deadline and proc.poll() is None:
             try:
                 ws = await websockets.connect(f"ws://127.0.0.1:{ws_port}/?token=t0k")
             except OSError:
                 await asyncio.sleep(0.5)
-        assert ws is not None, "the demo's websocket server never came up"
+        if ws is None:
+            proc.kill()
+            out, err = proc.communicate(timeout=30)
+            pytest.fail(f"the demo's websocket server never came up (exit {proc.returncode}):\n{err[-3000:]}")
         await ws.send(json.dumps({"op": "subscribe", "symbols": "*"}))
         while time.monotonic() < deadline and sum(m.get("type") == "signal" for m in got) < 5:
             try:

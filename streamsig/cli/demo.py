@@ -22,7 +22,7 @@ def demo(
     instruments: Instruments = None, kafka: Kafka = None, prefix: Prefix = "demo",
     partitions: Partitions = 4,
     speed: Annotated[str, typer.Option("--speed", help="Replay speed: 1 (real time), 10... or max.")] = "1",
-    duration: Annotated[Optional[float], typer.Option("--duration", help="Stop after this many seconds (default: 60; 0 = until the data ends).")] = 60.0,
+    duration: Annotated[Optional[float], typer.Option("--duration", help="Stop after this many seconds of streaming, counted once every part is up (default: 60; 0 = until the data ends).")] = 60.0,
     model: Model = None,
     ws_port: Annotated[int, typer.Option("--ws-port", help="Websocket signal server port.")] = 8765,
     metrics_port: MetricsPort = 9100,

@@ -57,14 +57,15 @@ async def run_demo(feeds: list[Feed], bootstrap: str, strategy: Any, model_id: s
     for s in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(s, stop.set)
-    t0 = time.monotonic()
     async with contextlib.AsyncExitStack() as stack:
         stack.callback(shutil.rmtree, run_dir, True)
-        await stack.enter_async_context(running(worker, ready_timeout_s=60))
-        await stack.enter_async_context(running(trader, ready_timeout_s=60))
+        # the page and its websocket first: a client can connect while the apps join their groups
         server = await _start_ws(stack, bootstrap, cfg, ws_port, token)
         page = PageServer("127.0.0.1", page_port, server.port).start()
         stack.callback(page.stop)
+        await stack.enter_async_context(running(worker, ready_timeout_s=60))
+        await stack.enter_async_context(running(trader, ready_timeout_s=60))
+        t0 = time.monotonic()  # --duration counts from here, once every part is up
         say(f"broker   {bootstrap} (topics prefixed '{cfg.topic_prefix}-')")
         say(f"metrics  http://127.0.0.1:{metrics_port}/metrics")
         if server:
