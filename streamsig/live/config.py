@@ -23,7 +23,6 @@ from faust.transport.drivers import aiokafka as _faust_kafka
 from streamsig.wire.frames import max_events_for
 from streamsig.wire.topics import Topics
 
-_MAX_REQUEST_BYTES = 1_000_000  # Faust's default producer_max_request_size
 
 
 @dataclass(frozen=True)
@@ -43,6 +42,20 @@ class StreamConfig:
     frame_delay_ms: float = 5.0  #: max time an event waits in a producer's framer
     web_port: int | None = None  #: Faust web server port; None disables it
     datadir: str | None = None  #: Faust data directory; None = a folder under the temp dir
+    max_message_bytes: int = 1_000_000  #: producer request limit; no published message exceeds it
+    seq_window: int = 1_000_000  #: largest forward sequence jump a frame may make (else SEQUENCE_JUMP)
+    max_symbols: int = 512  #: most symbols one worker or trader holds (the rest: UNKNOWN_SYMBOL)
+    allow_symbols: str = ""  #: comma-separated allow-list of symbols; empty allows any
+
+    @property
+    def allowed_symbols(self) -> tuple[str, ...]:
+        """:attr:`allow_symbols` as a tuple (empty: any symbol)."""
+        return tuple(s.strip() for s in self.allow_symbols.split(",") if s.strip())
+
+    @property
+    def payload_limit(self) -> int:
+        """Most bytes a message value may have, leaving room for the key and record overhead."""
+        return self.max_message_bytes - 4096
 
     def __post_init__(self) -> None:
         if not 0 < self.heartbeat_s < self.session_timeout_s:
@@ -51,7 +64,11 @@ class StreamConfig:
             )
         if self.partitions < 1 or self.replication < 1:
             raise ValueError("partitions and replication must be >= 1")
-        limit = max_events_for(_MAX_REQUEST_BYTES)
+        if self.max_message_bytes < 64 * 1024:
+            raise ValueError(f"max_message_bytes must be >= 65536, got {self.max_message_bytes}")
+        if self.seq_window < 1 or self.max_symbols < 1:
+            raise ValueError("seq_window and max_symbols must be >= 1")
+        limit = max_events_for(self.payload_limit)
         if not 1 <= self.frame_size <= limit:
             raise ValueError(f"frame_size must be 1..{limit}, got {self.frame_size}")
         if self.fetch_max_wait_ms < 1:
@@ -124,6 +141,7 @@ def faust_settings(cfg: StreamConfig) -> dict[str, Any]:
         "web_port": cfg.web_port or 6066,
         "web_bind": "127.0.0.1",
         "datadir": datadir,
+        "producer_max_request_size": cfg.max_message_bytes,
     }
 
 

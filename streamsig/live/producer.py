@@ -30,6 +30,7 @@ class ProduceStats:
     snapshots: int = 0
     per_symbol: dict[str, int] = field(default_factory=dict)
     last_seq: dict[str, int] = field(default_factory=dict)  #: last sequence sent per symbol
+    epoch: int = 0  #: the producer session id written in every frame
 
 
 def with_snapshots(ev: np.ndarray, book: Book, every: int, since: int) -> tuple[list[np.ndarray], int, int]:
@@ -66,8 +67,9 @@ def with_snapshots(ev: np.ndarray, book: Book, every: int, since: int) -> tuple[
 async def _replay_feed(feed: Feed, send: Callable[[str, bytes], "asyncio.Future"], speed: float | None,
                        frame_size: int, frame_delay_ns: int, snapshot_every: int, t0: float, ts0: int | None,
                        stats: ProduceStats, on_events: Callable[[int], None] | None,
-                       stop: asyncio.Event | None) -> None:
-    framer = Framer(feed.symbol, frame_size, frame_delay_ns if speed else None, tick_size=feed.tick_size)
+                       stop: asyncio.Event | None, epoch: int = 0) -> None:
+    framer = Framer(feed.symbol, frame_size, frame_delay_ns if speed else None, tick_size=feed.tick_size,
+                    epoch=epoch)
     book = Book(capacity=max(4 * feed.levels, 64), tick_size=feed.tick_size)
     since = 0
     for chunk in feed.chunks():
@@ -128,11 +130,17 @@ async def _paced(piece: np.ndarray, framer: Framer, send, speed: float, t0: floa
 async def produce(feeds: Sequence[Feed], bootstrap: str, topic: str, speed: float | None = None,
                   frame_size: int = 500, frame_delay_ms: float = 5.0, snapshot_every: int = 10_000,
                   on_events: Callable[[int], None] | None = None, stop: asyncio.Event | None = None,
-                  stats: ProduceStats | None = None) -> ProduceStats:
-    """Replay ``feeds`` onto ``topic`` (see module doc); returns counts (also filled in ``stats``)."""
+                  stats: ProduceStats | None = None, epoch: int | None = None) -> ProduceStats:
+    """Replay ``feeds`` onto ``topic`` (see module doc); returns counts (also filled in ``stats``).
+
+    Every frame carries ``epoch``, this run's producer session id (default: the
+    start time in ns, so a later run has a larger one).
+    """
     from aiokafka import AIOKafkaProducer
 
     stats = stats if stats is not None else ProduceStats()
+    epoch = time.time_ns() if epoch is None else epoch
+    stats.epoch = epoch
     prod = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=1 if speed else 5, acks=1,
                             max_request_size=4 * 1024 * 1024, enable_idempotence=False)
     await prod.start()
@@ -151,7 +159,7 @@ async def produce(feeds: Sequence[Feed], bootstrap: str, topic: str, speed: floa
             ts0 = min(firsts)
         t0 = time.monotonic()
         await asyncio.gather(*(_replay_feed(f, send, speed, frame_size, int(frame_delay_ms * 1e6),
-                                            snapshot_every, t0, ts0, stats, on_events, stop)
+                                            snapshot_every, t0, ts0, stats, on_events, stop, epoch)
                                for f in feeds))
         await asyncio.gather(*pending)
         await prod.flush()

@@ -24,6 +24,7 @@ from streamsig.trading.account import Account
 from streamsig.book import events as E
 from streamsig.features import FeatureSpec, FeatureState
 from streamsig import telemetry as M
+from streamsig.live.guard import SequenceGuard, SymbolGate, Verdict, check_values, restart_sequence
 from streamsig.wire.signals import SignalFrame, to_json
 from streamsig.trading import ExecConfig, Fill
 from streamsig.trading.executor import fill_to_dict
@@ -59,6 +60,19 @@ class LiveTrader:
             self._events.append(np.array(events[k:]))
             self._book_seq = int(events["seq"][-1])
         return len(events) - k
+
+    def new_session(self) -> None:
+        """Forget book and signal sequences: a restarted producer numbers its events afresh.
+
+        The account (position, P&L) carries on; the book waits for the new session's snapshot.
+        """
+        restart_sequence(self.state)
+        restart_sequence(self.cursor.state)
+        self._events = []
+        self._book_seq = -1
+        self._sig_seq = np.zeros(0, np.int64)
+        self._sig_tgt = np.zeros(0, np.float64)
+        self._answered = -1
 
     def on_signals(self, frame: SignalFrame) -> None:
         """Buffer a signal frame's targets (records already seen are ignored)."""
@@ -141,14 +155,34 @@ def build_trader(cfg, spec: FeatureSpec, exec_cfg: ExecConfig, size: float = 1.0
     fills_t, pnl_t = raw_topic(app, t.fills), raw_topic(app, t.pnl)
     traders: dict[str, LiveTrader] = {}
     early: dict[str, list] = {}  # signal frames that arrived before the symbol's first book frame
+    guards: dict[str, SequenceGuard] = {}
+    gate = SymbolGate(cfg.max_symbols, cfg.allowed_symbols)
     app.streamsig_traders = traders
+
+    def hold(sf: SignalFrame) -> None:
+        """Keep a signal frame the book side is not ready for (bounded: it is input too)."""
+        if sf.symbol in early or len(early) < cfg.max_symbols:
+            q = early.setdefault(sf.symbol, [])
+            if len(q) < 10_000:
+                q.append(sf)
+
+    def release(tr: LiveTrader) -> None:
+        """Feed held signal frames the book side has caught up with; drop those of an old numbering."""
+        g = guards[tr.symbol]
+        keep = []
+        for sf in early.pop(tr.symbol, []):
+            if sf.epoch > (g.epoch or 0):
+                keep.append(sf)
+            elif sf.epoch >= g.numbered_since:
+                tr.on_signals(sf)
+        if keep:
+            early[tr.symbol] = keep
 
     def trader(symbol: str, tick: float) -> LiveTrader:
         tr = traders.get(symbol)
         if tr is None:
             tr = traders[symbol] = LiveTrader(symbol, spec, tick, exec_cfg, size, capital, max_drawdown, model)
-            for sf in early.pop(symbol, []):
-                tr.on_signals(sf)
+            guards.setdefault(symbol, SequenceGuard(cfg.seq_window))
         return tr
 
     async def publish(tr: LiveTrader, fills: list[Fill]) -> None:
@@ -176,7 +210,19 @@ def build_trader(cfg, spec: FeatureSpec, exec_cfg: ExecConfig, size: float = 1.0
                 continue  # the worker dead-letters bad frames
             if fr.tick_size <= 0:
                 continue
+            known = traders.get(fr.symbol)
+            if gate.check(fr.symbol, traders) or check_values(fr, known.state.tick_size if known else None):
+                continue  # the worker dead-letters it
             tr = trader(fr.symbol, fr.tick_size)
+            g = guards[fr.symbol]
+            before = g.epoch
+            verdict, _, _ = g.check(fr)
+            if verdict is Verdict.REJECT:
+                continue  # the worker dead-letters it
+            if verdict is Verdict.NEW_SESSION:
+                tr.new_session()
+            if known is None or g.epoch != before:
+                release(tr)
             tr.on_book(fr.events)
             fills = tr.drain()
             await publish(tr, fills)
@@ -189,9 +235,12 @@ def build_trader(cfg, spec: FeatureSpec, exec_cfg: ExecConfig, size: float = 1.0
             except FrameError:
                 continue
             tr = traders.get(sf.symbol)
-            if tr is None:  # the book side has not seen this symbol yet: keep the targets
-                early.setdefault(sf.symbol, []).append(sf)
+            g = guards.get(sf.symbol)
+            if tr is None or g is None or sf.epoch > (g.epoch or 0):  # the book side is not there yet
+                hold(sf)
                 continue
+            if sf.epoch < g.numbered_since:
+                continue  # answers a producer session whose numbering was restarted since
             tr.on_signals(sf)
             await publish(tr, tr.drain())
 

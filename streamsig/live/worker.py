@@ -30,8 +30,9 @@ from streamsig.engine import SignalEngine
 from streamsig.features import FeatureSpec
 from streamsig import telemetry as M
 from streamsig.live.config import StreamConfig, make_app, raw_topic
+from streamsig.live.guard import SequenceGuard, SymbolGate, Verdict, check_values, restart_sequence
 from streamsig.wire.frames import FrameError, dead_letter_record, decode_frame, encode_frame, peek_symbol
-from streamsig.wire.signals import encode_signals
+from streamsig.wire.signals import split_signals
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +120,8 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
     ch_topic = raw_topic(app, topics.signals + "-challenger") if challenger else None
     engines: dict[str, SignalEngine] = {}
     marks: dict[str, int] = {}
+    guards: dict[str, SequenceGuard] = {}
+    gate = SymbolGate(cfg.max_symbols, cfg.allowed_symbols)
     ckpts = Checkpoints(state_dir)
     app.streamsig_engines = engines  # for tests and the status line
 
@@ -128,10 +131,15 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
             eng = engines[symbol] = SignalEngine(symbol, spec, tick, strategy,
                                                  challenger() if challenger else None)
             ck, mark = ckpts.load(symbol)
+            guards[symbol] = SequenceGuard(cfg.seq_window)
             if ck is not None:
                 eng.restore(ck)
+            guards[symbol].restore(ck.get("guard") if ck else None, eng.last_seq)
             marks[symbol] = mark
         return eng
+
+    def checkpoint_of(sym: str) -> dict[str, Any]:
+        return {**engines[sym].checkpoint(), "guard": guards[sym].state()}
 
     def decode(value: bytes, frames: dict[str, list], dead_out: list) -> None:
         """Decode one message into its symbol's list of frames, or queue a dead letter."""
@@ -147,9 +155,45 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
         if fr.tick_size <= 0:
             dead_out.append((fr.symbol, "BAD_FRAME", fr.first_seq, "frame has no tick size", value))
             return
-        frames.setdefault(fr.symbol, []).append(fr)
+        sym = fr.symbol
+        verdict = Verdict.ACCEPT
+        refused = gate.check(sym, engines) or check_values(fr, engines[sym].tick_size if sym in engines else None)
+        if refused is None:
+            engine(sym, fr.tick_size)
+            verdict, reason, why = guards[sym].check(fr)
+            if verdict is Verdict.REJECT:
+                refused = (reason, why)
+        if refused is not None:
+            dead_out.append((sym, refused[0].name, fr.first_seq, refused[1], value))
+            return
+        if verdict is Verdict.NEW_SESSION:
+            frames.setdefault(sym, []).append(None)  # the producer restarted: its sequences start again
+        frames.setdefault(sym, []).append(fr)
 
-    def apply(sym: str, frs: list, out: dict[str, list], dead_out: list) -> None:
+    def apply_all(sym: str, frs: list, out: list, dead_out: list) -> None:
+        """Apply a symbol's frames, forgetting its sequence where a new producer session begins."""
+        seg: list = []
+        end = object()
+        for f in [*frs, end]:
+            if f is not None and f is not end:
+                seg.append(f)
+                continue
+            if seg:
+                try:
+                    apply(sym, seg, out, dead_out)
+                except Exception as exc:  # noqa: BLE001 - input must never stop the stream
+                    log.exception("frames of %s failed", sym)
+                    for g in seg:
+                        dead_out.append((sym, "INTERNAL_ERROR", g.first_seq, f"{type(exc).__name__}: {exc}",
+                                         encode_frame(sym, np.ascontiguousarray(g.events), g.producer_ts_ns,
+                                                      g.tick_size, g.epoch)))
+                seg = []
+            if f is None:
+                restart_sequence(engines[sym].state)
+                marks[sym] = -1
+                log.warning("%s: producer session %s began; its sequences start again", sym, guards[sym].epoch)
+
+    def apply(sym: str, frs: list, out: list, dead_out: list) -> None:
         """Run one symbol's waiting frames through its engine in one call; queue signals and dead letters."""
         eng = engine(sym, frs[0].tick_size)
         ev, skipped = fresh_events(frs, eng.last_seq)
@@ -171,9 +215,10 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
         if len(sig) and sig["seq"][-1] > mark:
             sig = sig[sig["seq"] > mark]
             marks[sym] = int(sig["seq"][-1])
-            out[sym] = (sig, pts, eng.last_seq)
+            epoch = frs[-1].epoch
+            out.append((sym, False, sig, pts, eng.last_seq, epoch))
             if res.challenger is not None:
-                out["\0ch:" + sym] = (res.challenger[res.challenger["seq"] > mark], pts, eng.last_seq)
+                out.append((sym, True, res.challenger[res.challenger["seq"] > mark], pts, eng.last_seq, epoch))
 
     @app.agent(book)
     async def process(stream):  # type: ignore[no-untyped-def]
@@ -181,39 +226,31 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
         # signal message, so the per-frame cost falls as the backlog grows
         async for values in stream.take(max_batch, within=batch_wait_s):
             frames: dict[str, list] = {}
-            out: dict[str, tuple] = {}
+            out: list[tuple] = []
             dead_out: list = []
             for value in values:
                 decode(value, frames, dead_out)
             for sym, frs in frames.items():
-                try:
-                    apply(sym, frs, out, dead_out)
-                except Exception as exc:  # noqa: BLE001 - input must never stop the stream
-                    log.exception("frames of %s failed", sym)
-                    for f in frs:
-                        dead_out.append((sym, "INTERNAL_ERROR", f.first_seq, f"{type(exc).__name__}: {exc}",
-                                         encode_frame(sym, np.ascontiguousarray(f.events), f.producer_ts_ns,
-                                                      f.tick_size)))
+                apply_all(sym, frs, out, dead_out)
             for sym, reason, seq, detail, raw in dead_out:
                 M.DEAD_LETTERS.labels(reason).inc()
-                await dead.send(key=sym.encode(), value=dead_letter_record(sym, reason, seq, detail, raw))
-            for key, (sig, pts, last) in out.items():
+                await dead.send(key=sym.encode(errors="replace"), value=dead_letter_record(sym, reason, seq, detail, raw))
+            for sym, is_ch, sig, pts, last, epoch in out:
                 now = time.time_ns()
-                if key.startswith("\0ch:"):
-                    sym = key[4:]
-                    await ch_topic.send(key=sym.encode(), value=encode_signals(
-                        sym, model_id + "+online", sig, min(pts), now, last))
+                topic, mid = (ch_topic, model_id + "+online") if is_ch else (signals, model_id)
+                # split so that no message exceeds the producer's request limit
+                for msg in split_signals(sym, mid, sig, min(pts), now, last, epoch, cfg.payload_limit):
+                    await topic.send(key=sym.encode(), value=msg)
+                if is_ch:
                     continue
-                sym = key
-                await signals.send(key=sym.encode(), value=encode_signals(sym, model_id, sig, min(pts), now, last))
                 ckpts.published(sym, marks[sym])
                 M.SIGNALS.labels(sym, model_id).inc(len(sig))
                 for p in pts:
                     M.LATENCY.labels(sym).observe(max(0.0, (now - p) / 1e9))
 
     async def save_and_commit() -> None:
-        for sym, eng in list(engines.items()):
-            ckpts.save(sym, eng.checkpoint())
+        for sym in list(engines):
+            ckpts.save(sym, checkpoint_of(sym))
         await app.consumer.commit()
 
     @app.timer(checkpoint_s)
@@ -221,8 +258,8 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
         await save_and_commit()
 
     def save_all() -> None:
-        for sym, eng in list(engines.items()):
-            ckpts.save(sym, eng.checkpoint())
+        for sym in list(engines):
+            ckpts.save(sym, checkpoint_of(sym))
 
     @app.on_before_shutdown.connect
     async def _on_shutdown(sender: Any, **kw: Any) -> None:

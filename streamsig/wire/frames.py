@@ -1,31 +1,35 @@
 """The frame codec: many book events of one symbol in one Kafka message.
 
-Layout (little-endian, 48-byte header, then ``count`` raw ``EVENT_DTYPE`` rows)::
+Layout (little-endian, 64-byte header, then ``count`` raw ``EVENT_DTYPE`` rows)::
 
     offset size field
          0    4 magic b"SSGF"
-         4    1 schema version (1)
+         4    1 schema version (2)
          5    1 symbol length in bytes (1..16)
          6    2 event itemsize (64)
          8   16 symbol, utf-8, NUL padded
         24    8 first sequence (seq of the first event; -1 when count is 0)
         32    4 count
         36    4 tick size in units of 1e-8 (0 = not given); tick = units / 1e8
-        40    8 producer timestamp, ns since epoch
+        40    8 producer timestamp, ns since epoch (non-decreasing within a session)
+        48    8 producer session id (epoch): a new one per producer run, larger than the last
+        56    8 reserved, zero
 
-The header length is a multiple of 16, so the events of a ``bytes`` payload
+The session id tells a restarted producer, whose sequences start again, from
+a redelivery of frames already applied. The header length is a multiple of 16, so the events of a ``bytes`` payload
 start 8-byte aligned and :func:`decode_frame` returns an aligned, zero-copy,
 read-only ``np.frombuffer`` view.
 
 >>> from streamsig.book.events import empty
 >>> ev = empty(3); ev["seq"] = [7, 7, 8]
->>> f = decode_frame(encode_frame("BTC-USD", ev, 123))
->>> (f.symbol, f.first_seq, f.count, f.producer_ts_ns, f.events["seq"].tolist())
-('BTC-USD', 7, 3, 123, [7, 7, 8])
+>>> f = decode_frame(encode_frame("BTC-USD", ev, 123, epoch=5))
+>>> (f.symbol, f.first_seq, f.count, f.producer_ts_ns, f.epoch, f.events["seq"].tolist())
+('BTC-USD', 7, 3, 123, 5, [7, 7, 8])
 """
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import struct
 import time
@@ -38,11 +42,11 @@ import numpy as np
 from streamsig.book.events import EVENT_DTYPE
 
 MAGIC = b"SSGF"
-VERSION = 1
+VERSION = 2
 SYMBOL_BYTES = 16
-_HEADER = struct.Struct("<4sBBH16sqIIq")
+_HEADER = struct.Struct("<4sBBH16sqIIqqq")
 HEADER_SIZE = _HEADER.size
-assert HEADER_SIZE == 48
+assert HEADER_SIZE == 64
 ITEMSIZE = EVENT_DTYPE.itemsize
 _SEQ = struct.Struct("<q")
 _SEQ_OFFSET = EVENT_DTYPE.fields["seq"][1]
@@ -67,6 +71,7 @@ class Frame:
     producer_ts_ns: int
     events: np.ndarray
     tick_size: float = 0.0
+    epoch: int = 0  #: producer session id
 
 
 def max_events_for(max_bytes: int) -> int:
@@ -90,8 +95,9 @@ def tick_units(tick_size: float) -> int:
     return int(units)
 
 
-def encode_frame(symbol: str, events: np.ndarray, producer_ts_ns: int, tick_size: float = 0.0) -> bytes:
-    """One frame holding ``events`` (an ``EVENT_DTYPE`` array, possibly empty)."""
+def encode_frame(symbol: str, events: np.ndarray, producer_ts_ns: int, tick_size: float = 0.0,
+                 epoch: int = 0) -> bytes:
+    """One frame holding ``events`` (an ``EVENT_DTYPE`` array, possibly empty) from session ``epoch``."""
     sym = symbol.encode("utf-8")
     if not 1 <= len(sym) <= SYMBOL_BYTES:
         raise ValueError(f"symbol must be 1..{SYMBOL_BYTES} utf-8 bytes, got {len(sym)}: {symbol!r}")
@@ -101,8 +107,10 @@ def encode_frame(symbol: str, events: np.ndarray, producer_ts_ns: int, tick_size
         raise ValueError(f"events must be 1-D, got shape {events.shape}")
     count = len(events)
     first_seq = int(events["seq"][0]) if count else -1
+    if epoch < 0:
+        raise ValueError(f"epoch must be >= 0, got {epoch}")
     header = _HEADER.pack(MAGIC, VERSION, len(sym), ITEMSIZE, sym, first_seq, count, tick_units(tick_size),
-                          producer_ts_ns)
+                          producer_ts_ns, epoch, 0)
     return b"".join((header, np.ascontiguousarray(events).data))
 
 
@@ -111,7 +119,7 @@ def decode_frame(data: bytes | bytearray | memoryview) -> Frame:
     n = len(data)
     if n < HEADER_SIZE:
         raise FrameError(f"short buffer: {n} bytes, a frame header needs {HEADER_SIZE}")
-    magic, version, sym_len, itemsize, sym, first_seq, count, tick, ts = _HEADER.unpack_from(data, 0)
+    magic, version, sym_len, itemsize, sym, first_seq, count, tick, ts, epoch, spare = _HEADER.unpack_from(data, 0)
     if magic != MAGIC:
         raise FrameError(f"bad magic {bytes(magic)!r}, expected {MAGIC!r}")
     if version != VERSION:
@@ -120,6 +128,10 @@ def decode_frame(data: bytes | bytearray | memoryview) -> Frame:
         raise FrameError(f"event itemsize {itemsize}, expected {ITEMSIZE}")
     if not 1 <= sym_len <= SYMBOL_BYTES:
         raise FrameError(f"symbol length {sym_len} outside 1..{SYMBOL_BYTES}")
+    if any(sym[sym_len:]):
+        raise FrameError("symbol padding is not NUL")
+    if epoch < 0 or spare:
+        raise FrameError(f"bad session fields: epoch {epoch}, reserved {spare}")
     try:
         symbol = bytes(sym[:sym_len]).decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -134,7 +146,7 @@ def decode_frame(data: bytes | bytearray | memoryview) -> Frame:
     events = np.frombuffer(data, dtype=EVENT_DTYPE, count=count, offset=HEADER_SIZE)
     if events.flags.writeable:
         events.flags.writeable = False
-    return Frame(VERSION, symbol, first_seq, count, ts, events, tick / 1e8)
+    return Frame(VERSION, symbol, first_seq, count, ts, events, tick / 1e8, epoch)
 
 
 def peek_symbol(data: bytes | bytearray | memoryview) -> str:
@@ -147,6 +159,9 @@ def peek_symbol(data: bytes | bytearray | memoryview) -> str:
     return bytes(data[8 : 8 + sym_len]).decode("utf-8", errors="replace")
 
 
+RAW_KEEP_BYTES = 64 * 1024  #: most bytes of a rejected message a dead letter carries
+
+
 def dead_letter_record(
     symbol: str | None,
     reason: str,
@@ -154,12 +169,19 @@ def dead_letter_record(
     detail: str | Mapping[str, Any] | None,
     raw: bytes | None,
     ts_ns: int | None = None,
+    keep_bytes: int = RAW_KEEP_BYTES,
 ) -> bytes:
-    """A JSON dead-letter record; ``raw`` travels base64-encoded so nothing is lost.
+    """A JSON dead-letter record; ``raw`` travels base64-encoded, cut to ``keep_bytes``.
+
+    ``raw_len`` and ``raw_sha256`` describe the whole message, so a record
+    stays far below any request limit and still identifies what was rejected.
 
     >>> rec = dead_letter_record("X", "bad magic", None, "from p0@12", b"\\x00\\xff")
     >>> parse_dead_letter(rec)["raw"]
     b'\\x00\\xff'
+    >>> big = parse_dead_letter(dead_letter_record("X", "BAD_FRAME", None, None, bytes(10_000), keep_bytes=16))
+    >>> (len(big["raw"]), big["raw_len"], big["raw_truncated"], big["raw_sha256"][:8])
+    (16, 10000, True, '95b532cc')
     """
     body: dict[str, Any] = {
         "v": 1,
@@ -168,8 +190,11 @@ def dead_letter_record(
         "seq": seq,
         "detail": detail,
         "raw_len": None if raw is None else len(raw),
-        "raw_b64": None if raw is None else base64.b64encode(raw).decode("ascii"),
+        "raw_b64": None if raw is None else base64.b64encode(bytes(raw[:keep_bytes])).decode("ascii"),
     }
+    if raw is not None:
+        body["raw_sha256"] = hashlib.sha256(raw).hexdigest()
+        body["raw_truncated"] = len(raw) > keep_bytes
     if ts_ns is not None:
         body["ts_ns"] = ts_ns
     return json.dumps(body, separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode("utf-8")
@@ -190,7 +215,8 @@ class Framer:
     pending event has waited ``max_delay_ns`` (checked in :meth:`add` and
     :meth:`poll`; call :meth:`poll` by :attr:`deadline_ns` when input is idle).
     ``max_delay_ns=None`` bounds by count only; ``0`` emits on every call.
-    ``clock`` (monotonic) drives the delay, ``wall_clock`` stamps frames.
+    ``clock`` (monotonic) drives the delay, ``wall_clock`` stamps frames (never
+    backwards); ``epoch`` is the producer session id written in every frame.
 
     >>> from streamsig.book.events import empty
     >>> fr = Framer("X", max_events=2)
@@ -207,6 +233,7 @@ class Framer:
         max_delay_ns: int | None = 5_000_000,
         *,
         tick_size: float = 0.0,
+        epoch: int = 0,
         clock: Callable[[], int] = time.monotonic_ns,
         wall_clock: Callable[[], int] = time.time_ns,
     ) -> None:
@@ -217,6 +244,7 @@ class Framer:
         encode_frame(symbol, np.empty(0, EVENT_DTYPE), 0)  # validates the symbol
         self.symbol = symbol
         self.tick_size = tick_size
+        self.epoch = epoch
         tick_units(tick_size)  # validates it
         self.max_events = max_events
         self.max_delay_ns = max_delay_ns
@@ -225,6 +253,7 @@ class Framer:
         self._buf = np.empty(max_events, dtype=EVENT_DTYPE)
         self._n = 0
         self._since: int | None = None  # clock value when the oldest pending event arrived
+        self._stamp = 0  # last producer timestamp: stamps never go backwards within a session
 
     @property
     def pending(self) -> int:
@@ -272,7 +301,8 @@ class Framer:
         return self._emit() if self._n else None
 
     def _emit(self) -> bytes:
-        frame = encode_frame(self.symbol, self._buf[: self._n], self._wall(), self.tick_size)
+        self._stamp = max(self._stamp, self._wall())
+        frame = encode_frame(self.symbol, self._buf[: self._n], self._stamp, self.tick_size, self.epoch)
         self._n = 0
         self._since = None
         return frame

@@ -4,7 +4,7 @@ Layout (little-endian): a 96-byte header, then ``count`` raw ``SIGNAL_DTYPE`` ro
 
     offset size field
          0    4 magic b"SSGS"
-         4    1 schema version (1)
+         4    1 schema version (2)
          5    1 symbol length (1..16)
          6    1 model id length (0..32)
          7    1 reserved
@@ -14,7 +14,8 @@ Layout (little-endian): a 96-byte header, then ``count`` raw ``SIGNAL_DTYPE`` ro
         64    8 worker timestamp (when the signals were computed), ns since epoch
         72    8 last sequence the worker applied (answers the whole book frame)
         80    4 count
-        84   12 reserved
+        84    4 reserved
+        88    8 producer session id (epoch) of the book frames answered
 
 Every feature row gets a record (sequence, exchange time, class probabilities,
 target position), so a consumer can join signals to the book by sequence.
@@ -24,6 +25,8 @@ target position), so a consumer can join signals to the book by sequence.
 >>> f = decode_signals(encode_signals("BTC", "lgbm-1", rec, 10, 20, 6))
 >>> (f.symbol, f.model_id, f.last_seq, f.records["target"].tolist())
 ('BTC', 'lgbm-1', 6, [0.0, 1.0])
+
+:func:`split_signals` cuts a long answer into messages under a size limit.
 """
 from __future__ import annotations
 
@@ -39,8 +42,8 @@ from streamsig.book.records import SIGNAL_DTYPE
 from streamsig.wire.frames import FrameError
 
 MAGIC = b"SSGS"
-VERSION = 1
-_HEADER = struct.Struct("<4sBBBB16s32sqqqI12x")
+VERSION = 2
+_HEADER = struct.Struct("<4sBBBB16s32sqqqI4xq")
 HEADER_SIZE = _HEADER.size
 assert HEADER_SIZE == 96
 
@@ -55,16 +58,17 @@ class SignalFrame:
     worker_ts_ns: int
     last_seq: int
     records: np.ndarray
+    epoch: int = 0
 
 
 def encode_signals(symbol: str, model_id: str, records: np.ndarray, producer_ts_ns: int,
-                   worker_ts_ns: int, last_seq: int) -> bytes:
-    """Encode one symbol's signal records (``SIGNAL_DTYPE``)."""
+                   worker_ts_ns: int, last_seq: int, epoch: int = 0) -> bytes:
+    """Encode one symbol's signal records (``SIGNAL_DTYPE``) answering session ``epoch``."""
     sym, mid = symbol.encode(), model_id.encode()[:32]
     if not 1 <= len(sym) <= 16:
         raise ValueError(f"symbol must be 1..16 utf-8 bytes: {symbol!r}")
     head = _HEADER.pack(MAGIC, VERSION, len(sym), len(mid), 0, sym, mid, producer_ts_ns, worker_ts_ns,
-                        last_seq, len(records))
+                        last_seq, len(records), epoch)
     return head + np.ascontiguousarray(records, SIGNAL_DTYPE).tobytes()
 
 
@@ -72,13 +76,49 @@ def decode_signals(data: bytes) -> SignalFrame:
     """Parse a signal frame; raise :class:`FrameError` with a reason if invalid."""
     if len(data) < HEADER_SIZE:
         raise FrameError(f"short signal frame: {len(data)} bytes")
-    magic, ver, ls, lm, _, sym, mid, pts, wts, last, count = _HEADER.unpack_from(data, 0)
+    magic, ver, ls, lm, _, sym, mid, pts, wts, last, count, epoch = _HEADER.unpack_from(data, 0)
     if magic != MAGIC or ver != VERSION:
         raise FrameError(f"not a signal frame (magic {magic!r}, version {ver})")
     if len(data) != HEADER_SIZE + count * SIGNAL_DTYPE.itemsize:
         raise FrameError(f"signal frame length {len(data)} does not match count {count}")
+    if not 1 <= ls <= 16 or lm > 32:
+        raise FrameError(f"signal frame symbol/model length {ls}/{lm} out of range")
     rec = np.frombuffer(data, SIGNAL_DTYPE, count, HEADER_SIZE)
-    return SignalFrame(sym[:ls].decode(), mid[:lm].decode(), pts, wts, last, rec)
+    try:
+        return SignalFrame(sym[:ls].decode(), mid[:lm].decode(), pts, wts, last, rec, epoch)
+    except UnicodeDecodeError as exc:
+        raise FrameError("signal frame symbol or model id is not utf-8") from exc
+
+
+def max_signals_for(max_bytes: int) -> int:
+    """Most records one signal message may hold to stay within ``max_bytes``.
+
+    >>> max_signals_for(1_000_000)
+    20831
+    """
+    return max(1, (max_bytes - HEADER_SIZE) // SIGNAL_DTYPE.itemsize)
+
+
+def split_signals(symbol: str, model_id: str, records: np.ndarray, producer_ts_ns: int, worker_ts_ns: int,
+                  last_seq: int, epoch: int = 0, max_bytes: int = 1_000_000) -> list[bytes]:
+    """``records`` as signal messages of at most ``max_bytes`` each, in sequence order.
+
+    Every message but the last answers up to its own last record; the last
+    one answers ``last_seq``, so a consumer never waits on a sequence that a
+    later part of the same answer still holds.
+
+    >>> rec = np.zeros(5, SIGNAL_DTYPE); rec["seq"] = [1, 2, 3, 4, 5]
+    >>> parts = [decode_signals(m) for m in split_signals("S", "m", rec, 0, 0, 9, max_bytes=96 + 2 * 48)]
+    >>> [(p.records["seq"].tolist(), p.last_seq) for p in parts]
+    [([1, 2], 2), ([3, 4], 4), ([5], 9)]
+    """
+    per = max_signals_for(max_bytes)
+    out = []
+    for i in range(0, max(len(records), 1), per):
+        part = records[i:i + per]
+        last = last_seq if i + per >= len(records) else int(part["seq"][-1])
+        out.append(encode_signals(symbol, model_id, part, producer_ts_ns, worker_ts_ns, last, epoch))
+    return out
 
 
 def _num(x: float) -> float | None:
