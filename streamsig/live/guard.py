@@ -6,7 +6,7 @@ and the newest producer timestamp it accepted. For each frame it answers:
 
 - ``NEW_SESSION``: the epoch is newer and the frame starts at or below the
   accepted sequence, so the producer restarted and numbers its events again;
-  the caller forgets the old sequence (and waits for a snapshot) instead of
+  the caller starts the symbol's book and features afresh instead of
   skipping the new session's events as duplicates. A newer session that
   continues the numbering is simply accepted.
 - a rejection with a reason (dead letter, nothing moves):
@@ -53,7 +53,6 @@ import numpy as np
 
 from streamsig.book import events as E
 from streamsig.book.events import Reason
-from streamsig.features import spec as S
 from streamsig.wire.frames import Frame
 
 #: largest |price| in ticks: beyond 2**53 ticks a price is no longer exact as float64
@@ -142,13 +141,6 @@ class SequenceGuard:
             self.numbered_since = int(st.get("numbered_since") or 0)
         else:
             self.closed = applied
-
-
-def restart_sequence(state: Any) -> None:
-    """Forget a :class:`~streamsig.features.FeatureState`'s sequence: a new session starts at a snapshot."""
-    state.istate[S.I_LAST_SEQ] = -1
-    state.istate[S.I_LAST_EOB_SEQ] = -1
-    state.istate[S.I_RESYNC] = 1
 
 
 def check_symbol(symbol: str) -> str | None:

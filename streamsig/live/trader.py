@@ -24,7 +24,7 @@ from streamsig.trading.account import Account
 from streamsig.book import events as E
 from streamsig.features import FeatureSpec, FeatureState
 from streamsig import telemetry as M
-from streamsig.live.guard import SequenceGuard, SymbolGate, Verdict, check_values, restart_sequence
+from streamsig.live.guard import SequenceGuard, SymbolGate, Verdict, check_values
 from streamsig.wire.signals import SignalFrame, to_json
 from streamsig.trading import ExecConfig, Fill
 from streamsig.trading.executor import fill_to_dict
@@ -64,10 +64,15 @@ class LiveTrader:
     def new_session(self) -> None:
         """Forget book and signal sequences: a restarted producer numbers its events afresh.
 
-        The account (position, P&L) carries on; the book waits for the new session's snapshot.
+        Book and features start afresh (from the new session's snapshot); the account
+        (position, P&L) carries on.
         """
-        restart_sequence(self.state)
-        restart_sequence(self.cursor.state)
+        tick = self.state.tick_size
+        self.state = FeatureState(self.spec, tick)
+        self.cursor = BookCursor(self.spec, tick)
+        ex = self.lane.ex
+        ex.last_seq = -1  # signal sequences start again too
+        ex._inflight.clear()  # orders timed on the old session's clock would never come due
         self._events = []
         self._book_seq = -1
         self._sig_seq = np.zeros(0, np.int64)
@@ -166,15 +171,33 @@ def build_trader(cfg, spec: FeatureSpec, exec_cfg: ExecConfig, size: float = 1.0
             if len(q) < 10_000:
                 q.append(sf)
 
+    # a producer that restarted its numbering: the old numbering's rows still wait for their signals,
+    # so the new session's book frames are parked until a signal of the new session shows that the
+    # worker (whose signals arrive in order) is past the old one
+    restart: dict[str, int] = {}
+    parked: dict[str, list] = {}
+
+    def take_signals(tr: LiveTrader, sf: SignalFrame) -> None:
+        sym = tr.symbol
+        at = restart.get(sym)
+        if at is not None and sf.epoch >= at:
+            tr.new_session()
+            del restart[sym]
+            for ev in parked.pop(sym, []):
+                tr.on_book(ev)
+        elif at is None and sf.epoch < guards[sym].numbered_since:
+            return  # answers a numbering that was restarted since
+        tr.on_signals(sf)
+
     def release(tr: LiveTrader) -> None:
-        """Feed held signal frames the book side has caught up with; drop those of an old numbering."""
+        """Feed held signal frames the book side has caught up with."""
         g = guards[tr.symbol]
         keep = []
         for sf in early.pop(tr.symbol, []):
             if sf.epoch > (g.epoch or 0):
                 keep.append(sf)
-            elif sf.epoch >= g.numbered_since:
-                tr.on_signals(sf)
+            else:
+                take_signals(tr, sf)
         if keep:
             early[tr.symbol] = keep
 
@@ -220,10 +243,13 @@ def build_trader(cfg, spec: FeatureSpec, exec_cfg: ExecConfig, size: float = 1.0
             if verdict is Verdict.REJECT:
                 continue  # the worker dead-letters it
             if verdict is Verdict.NEW_SESSION:
-                tr.new_session()
+                restart[fr.symbol] = int(g.epoch or 0)
+            if fr.symbol in restart:
+                parked.setdefault(fr.symbol, []).append(np.array(fr.events))
+            else:
+                tr.on_book(fr.events)
             if known is None or g.epoch != before:
                 release(tr)
-            tr.on_book(fr.events)
             fills = tr.drain()
             await publish(tr, fills)
 
@@ -239,9 +265,7 @@ def build_trader(cfg, spec: FeatureSpec, exec_cfg: ExecConfig, size: float = 1.0
             if tr is None or g is None or sf.epoch > (g.epoch or 0):  # the book side is not there yet
                 hold(sf)
                 continue
-            if sf.epoch < g.numbered_since:
-                continue  # answers a producer session whose numbering was restarted since
-            tr.on_signals(sf)
+            take_signals(tr, sf)
             await publish(tr, tr.drain())
 
     return app

@@ -30,7 +30,7 @@ from streamsig.engine import SignalEngine
 from streamsig.features import FeatureSpec
 from streamsig import telemetry as M
 from streamsig.live.config import StreamConfig, make_app, raw_topic
-from streamsig.live.guard import SequenceGuard, SymbolGate, Verdict, check_values, restart_sequence
+from streamsig.live.guard import SequenceGuard, SymbolGate, Verdict, check_values
 from streamsig.wire.frames import FrameError, dead_letter_record, decode_frame, encode_frame, peek_symbol
 from streamsig.wire.signals import split_signals
 
@@ -188,8 +188,9 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
                                          encode_frame(sym, np.ascontiguousarray(g.events), g.producer_ts_ns,
                                                       g.tick_size, g.epoch)))
                 seg = []
-            if f is None:
-                restart_sequence(engines[sym].state)
+            if f is None:  # a new stream: book, features and strategy start afresh
+                engines[sym] = SignalEngine(sym, spec, engines[sym].tick_size, strategy,
+                                            challenger() if challenger else None)
                 marks[sym] = -1
                 log.warning("%s: producer session %s began; its sequences start again", sym, guards[sym].epoch)
 
