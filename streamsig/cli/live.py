@@ -22,6 +22,14 @@ Kafka = Annotated[Optional[str], typer.Option(
 Prefix = Annotated[str, typer.Option("--topic-prefix", help="Prefix for every topic name (one per deployment).")]
 Partitions = Annotated[int, typer.Option("--partitions", min=1, help="Partitions per topic when creating them.")]
 MetricsPort = Annotated[int, typer.Option("--metrics-port", help="Port for Prometheus /metrics (0: off).")]
+MaxSymbols = Annotated[int, typer.Option("--max-symbols", min=1, envvar="STREAMSIG_MAX_SYMBOLS",
+                                         help="Most symbols this process holds; frames of others are "
+                                              "dead-lettered as UNKNOWN_SYMBOL.")]
+AllowSymbols = Annotated[str, typer.Option("--allow-symbols", envvar="STREAMSIG_ALLOW_SYMBOLS",
+                                           help="Comma-separated symbols to accept (empty: any).")]
+SeqWindow = Annotated[int, typer.Option("--seq-window", min=1, envvar="STREAMSIG_SEQ_WINDOW",
+                                        help="Largest forward sequence jump a frame may make "
+                                             "(beyond it: SEQUENCE_JUMP dead letter).")]
 
 
 def register(app: typer.Typer) -> None:
@@ -89,6 +97,7 @@ def register(app: typer.Typer) -> None:
         state_dir: Annotated[Path, typer.Option("--state-dir", help="Where per-symbol checkpoints are kept.")] = Path(".streamsig/worker"),
         challenger: Annotated[bool, typer.Option("--challenger", help="Also run an online (river) model per symbol, learning each row once its label matures; its signals go to <signals>-challenger.")] = False,
         metrics_port: MetricsPort = 9101,
+        max_symbols: MaxSymbols = 512, allow_symbols: AllowSymbols = "", seq_window: SeqWindow = 1_000_000,
     ) -> None:
         """Run the Faust worker: book frames -> features -> model -> signals (+ dead letters)."""
         from streamsig.features import FeatureSpec
@@ -99,7 +108,8 @@ def register(app: typer.Typer) -> None:
         spec = spec or FeatureSpec(levels=levels or 10)
         make_ch = online_factory(model or default_model(), spec) if challenger else None
         run_app(kafka, prefix, partitions, metrics_port, f"worker: model {model_id}",
-                lambda cfg: build_worker(cfg, spec, strat, model_id, state_dir, challenger=make_ch))
+                lambda cfg: build_worker(cfg, spec, strat, model_id, state_dir, challenger=make_ch),
+                max_symbols=max_symbols, allow_symbols=allow_symbols, seq_window=seq_window)
 
     @app.command()
     def trade(
@@ -111,6 +121,7 @@ def register(app: typer.Typer) -> None:
         max_position: Annotated[float, typer.Option("--max-position", help="Largest position in units.")] = 1.0,
         max_drawdown: Annotated[Optional[float], typer.Option("--max-drawdown", help="Kill switch: stop at this drawdown (fraction).")] = None,
         metrics_port: MetricsPort = 9102,
+        max_symbols: MaxSymbols = 512, allow_symbols: AllowSymbols = "", seq_window: SeqWindow = 1_000_000,
     ) -> None:
         """Run the paper trader: signals + book -> fills and P&L (costs, latency, risk limits)."""
         from streamsig.features import FeatureSpec
@@ -121,11 +132,12 @@ def register(app: typer.Typer) -> None:
                         signal_latency_events=latency_events, max_position=max_position)
         run_app(kafka, prefix, partitions, metrics_port, "trader",
                 lambda cfg: build_trader(cfg, FeatureSpec(levels=levels or 10), ex, max_position, None,
-                                         max_drawdown))
+                                         max_drawdown),
+                max_symbols=max_symbols, allow_symbols=allow_symbols, seq_window=seq_window)
 
 
 def run_app(kafka: str | None, prefix: str, partitions: int, metrics_port: int, what: str,
-            build: Any) -> None:
+            build: Any, **settings: Any) -> None:
     """Resolve the broker, create topics, serve metrics and run ``build(cfg)``'s Faust app until stopped."""
     from streamsig.telemetry import serve_metrics
     from streamsig.live.broker import resolve_kafka
@@ -134,7 +146,7 @@ def run_app(kafka: str | None, prefix: str, partitions: int, metrics_port: int, 
 
     bootstrap, brk = resolve_kafka(kafka)
     try:
-        cfg = stream_config(bootstrap, prefix, partitions)
+        cfg = stream_config(bootstrap, prefix, partitions, **settings)
         topics = cfg.topics.all() + (cfg.topics.signals + "-challenger",)
         asyncio.run(ensure_topics(bootstrap, topics, cfg.partitions))
         serve_metrics(metrics_port)
