@@ -40,6 +40,8 @@ FILLS = Counter("streamsig_fills", "Paper fills", ["symbol", "model"], registry=
 FEES = Counter("streamsig_fees_quote", "Fees paid in quote currency", ["symbol", "model"], registry=REGISTRY)
 WS_CLIENTS = Gauge("streamsig_websocket_clients", "Connected websocket clients", registry=REGISTRY)
 WS_SENT = Counter("streamsig_websocket_messages_sent", "Messages sent to websocket clients", registry=REGISTRY)
+WS_REFUSED = Counter("streamsig_websocket_refused", "Websocket connections or clients refused, by reason "
+                     "(token, origin, rate_limited, message_rate)", ["reason"], registry=REGISTRY)
 WS_DROPPED = Counter("streamsig_websocket_clients_dropped", "Slow websocket clients disconnected",
                      registry=REGISTRY)
 
