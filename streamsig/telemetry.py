@@ -38,6 +38,13 @@ SHARPE = Gauge("streamsig_sharpe_ratio", "Live Sharpe ratio of the paper portfol
                registry=REGISTRY)
 FILLS = Counter("streamsig_fills", "Paper fills", ["symbol", "model"], registry=REGISTRY)
 FEES = Counter("streamsig_fees_quote", "Fees paid in quote currency", ["symbol", "model"], registry=REGISTRY)
+BROKER_UP = Gauge("streamsig_broker_up", "1 while the Kafka broker answers this process, 0 during an outage",
+                  ["role"], registry=REGISTRY)
+BROKER_OUTAGES = Counter("streamsig_broker_outages", "Kafka broker outages seen by this process", ["role"],
+                         registry=REGISTRY)
+BROKER_DATA_LOSSES = Counter("streamsig_broker_data_losses",
+                             "Times the broker came back without its topics and offsets (topics recreated)",
+                             ["role"], registry=REGISTRY)
 WS_CLIENTS = Gauge("streamsig_websocket_clients", "Connected websocket clients", registry=REGISTRY)
 WS_SENT = Counter("streamsig_websocket_messages_sent", "Messages sent to websocket clients", registry=REGISTRY)
 WS_REFUSED = Counter("streamsig_websocket_refused", "Websocket connections or clients refused, by reason "

@@ -31,6 +31,7 @@ class ProduceStats:
     per_symbol: dict[str, int] = field(default_factory=dict)
     last_seq: dict[str, int] = field(default_factory=dict)  #: last sequence sent per symbol
     epoch: int = 0  #: the producer session id written in every frame
+    resent: int = 0  #: frames sent again after the broker failed to take them
 
 
 def with_snapshots(ev: np.ndarray, book: Book, every: int, since: int) -> tuple[list[np.ndarray], int, int]:
@@ -138,19 +139,61 @@ async def produce(feeds: Sequence[Feed], bootstrap: str, topic: str, speed: floa
     """
     from aiokafka import AIOKafkaProducer
 
+    from aiokafka.errors import KafkaError
+
+    from streamsig.wire.health import Outage, quiet_client_logs
+
     stats = stats if stats is not None else ProduceStats()
     epoch = time.time_ns() if epoch is None else epoch
     stats.epoch = epoch
+
+    quiet_client_logs()
+    outage = Outage("producer")
     prod = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=1 if speed else 5, acks=1,
-                            max_request_size=4 * 1024 * 1024, enable_idempotence=False)
-    await prod.start()
-    pending: list[asyncio.Future] = []
+                            max_request_size=4 * 1024 * 1024, enable_idempotence=False,
+                            request_timeout_ms=5000, retry_backoff_ms=200)
+    while True:  # the broker may not be up yet: wait for it with backoff
+        try:
+            await prod.start()
+            break
+        except KafkaError as exc:
+            await asyncio.sleep(outage.failed(exc))
+    outage.recovered()
+    pending: list[tuple[asyncio.Future, str, bytes]] = []
+
+    async def send_now(symbol: str, frame: bytes) -> None:
+        """Send one frame, retrying through a broker outage with capped backoff."""
+        while True:
+            try:
+                await prod.send_and_wait(topic, frame, key=symbol.encode())
+                outage.recovered()
+                return
+            except KafkaError as exc:
+                await asyncio.sleep(outage.failed(exc))
+
+    async def settle() -> None:
+        """Wait for the queued sends; resend, in order, those the broker did not take."""
+        batch = list(pending)
+        pending.clear()  # other feeds' tasks go on queueing while this one waits
+        for fut, symbol, frame in batch:
+            try:
+                await fut
+            except KafkaError as exc:
+                stats.resent += 1
+                outage.failed(exc)
+                await send_now(symbol, frame)
+        if batch:
+            outage.recovered()
 
     async def send(symbol: str, frame: bytes) -> None:
-        pending.append(await prod.send(topic, frame, key=symbol.encode()))
+        while True:
+            try:
+                pending.append((await prod.send(topic, frame, key=symbol.encode()), symbol, frame))
+                break
+            except KafkaError as exc:
+                await asyncio.sleep(outage.failed(exc))
         if len(pending) >= 256:
-            await asyncio.gather(*pending)
-            pending.clear()
+            await settle()
 
     try:
         ts0 = None
@@ -161,7 +204,7 @@ async def produce(feeds: Sequence[Feed], bootstrap: str, topic: str, speed: floa
         await asyncio.gather(*(_replay_feed(f, send, speed, frame_size, int(frame_delay_ms * 1e6),
                                             snapshot_every, t0, ts0, stats, on_events, stop, epoch)
                                for f in feeds))
-        await asyncio.gather(*pending)
+        await settle()
         await prod.flush()
     finally:
         await prod.stop()

@@ -163,6 +163,7 @@ def build_trader(cfg, spec: FeatureSpec, exec_cfg: ExecConfig, size: float = 1.0
     guards: dict[str, SequenceGuard] = {}
     gate = SymbolGate(cfg.max_symbols, cfg.allowed_symbols)
     app.streamsig_traders = traders
+    app.streamsig_guards = guards
 
     def hold(sf: SignalFrame) -> None:
         """Keep a signal frame the book side is not ready for (bounded: it is input too)."""
@@ -268,4 +269,15 @@ def build_trader(cfg, spec: FeatureSpec, exec_cfg: ExecConfig, size: float = 1.0
             take_signals(tr, sf)
             await publish(tr, tr.drain())
 
+    from streamsig.wire.health import BrokerWatch, quiet_client_logs
+
+    watch = BrokerWatch(cfg.bootstrap, cfg.topics.all(), cfg.partitions, "trader", cfg.topic_prefix)
+    app.streamsig_watch = watch
+
+    @app.task
+    async def watch_broker() -> None:  # type: ignore[no-untyped-def]
+        quiet_client_logs()
+        await watch.run()
+
+    quiet_client_logs()
     return app

@@ -32,6 +32,7 @@ from streamsig import telemetry as M
 from streamsig.live.config import StreamConfig, make_app, raw_topic
 from streamsig.live.guard import SequenceGuard, SymbolGate, Verdict, check_values
 from streamsig.wire.frames import FrameError, dead_letter_record, decode_frame, encode_frame, peek_symbol
+from streamsig.wire.health import BrokerWatch, quiet_client_logs
 from streamsig.wire.signals import split_signals
 
 log = logging.getLogger(__name__)
@@ -270,5 +271,24 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
     async def _on_revoked(sender: Any, revoked: Any, **kw: Any) -> None:
         save_all()  # a symbol that moves to another worker on this host resumes from here
 
+    async def lost(missing: list[str]) -> None:
+        # the broker came back empty: whatever was published and not yet consumed is gone
+        for sym, eng in list(engines.items()):
+            M.DEAD_LETTERS.labels("BROKER_LOSS").inc()
+            await dead.send(key=sym.encode(), value=dead_letter_record(
+                sym, "BROKER_LOSS", eng.last_seq, {"topics_recreated": missing,
+                                                   "detail": "the broker lost its topics and offsets; "
+                                                             "events after seq may be missing"}, None))
+
+    watch = BrokerWatch(cfg.bootstrap, cfg.topics.all() + ((topics.signals + "-challenger",) if ch_topic else ()),
+                        cfg.partitions, "worker", cfg.topic_prefix, on_loss=lost)
+    app.streamsig_watch = watch
+
+    @app.task
+    async def watch_broker() -> None:  # type: ignore[no-untyped-def]
+        quiet_client_logs()
+        await watch.run()
+
+    quiet_client_logs()
     app.streamsig_save = save_and_commit
     return app

@@ -443,17 +443,30 @@ class SignalServer:
             await consumer.stop()
 
     async def _consume(self) -> None:
-        while True:
-            try:
-                batch = await self._consumer.getmany(timeout_ms=500)
-            except Exception:  # noqa: BLE001 - keep serving; aiokafka reconnects on the next call
-                log.exception("Kafka fetch failed; retrying in 1 s")
-                await asyncio.sleep(1.0)
-                continue
-            now = time.time_ns()
-            for msgs in batch.values():
-                for m in msgs:
-                    self.on_record(m.topic, m.value, now)
+        from streamsig.wire.health import BrokerWatch, Outage, quiet_client_logs
+
+        quiet_client_logs()
+        assert self.bootstrap is not None
+        # the consumer itself reconnects quietly; the watch reports outages and lost topics
+        self.watch = BrokerWatch(self.bootstrap, (self.topics.signals, self.topics.pnl), self.partitions,
+                                 "server", self.topics.prefix)
+        watching = asyncio.create_task(self.watch.run())
+        outage = Outage("server-fetch")
+        try:
+            while True:
+                try:
+                    batch = await self._consumer.getmany(timeout_ms=500)
+                except Exception as exc:  # noqa: BLE001 - keep serving; aiokafka reconnects on the next call
+                    await asyncio.sleep(outage.failed(exc))  # logged once per outage, retried with backoff
+                    continue
+                outage.recovered()
+                now = time.time_ns()
+                for msgs in batch.values():
+                    for m in msgs:
+                        self.on_record(m.topic, m.value, now)
+        finally:
+            watching.cancel()
+            await asyncio.gather(watching, return_exceptions=True)
 
     def on_record(self, topic: str, value: bytes, received_ns: int | None = None) -> int:
         """Fan out one Kafka record of the ``signals`` or ``pnl`` topic; return deliveries."""
