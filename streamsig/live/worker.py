@@ -16,6 +16,7 @@ published twice.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import pickle  # noqa: S403 - only our own checkpoint dicts (bytes + plain numbers), never models
@@ -125,6 +126,7 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
     gate = SymbolGate(cfg.max_symbols, cfg.allowed_symbols)
     ckpts = Checkpoints(state_dir)
     app.streamsig_engines = engines  # for tests and the status line
+    app.streamsig_guards = guards
 
     def engine(symbol: str, tick: float) -> SignalEngine:
         eng = engines.get(symbol)
@@ -275,10 +277,18 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
         # the broker came back empty: whatever was published and not yet consumed is gone
         for sym, eng in list(engines.items()):
             M.DEAD_LETTERS.labels("BROKER_LOSS").inc()
-            await dead.send(key=sym.encode(), value=dead_letter_record(
-                sym, "BROKER_LOSS", eng.last_seq, {"topics_recreated": missing,
-                                                   "detail": "the broker lost its topics and offsets; "
-                                                             "events after seq may be missing"}, None))
+            rec = dead_letter_record(sym, "BROKER_LOSS", eng.last_seq,
+                                     {"topics_recreated": missing,
+                                      "detail": "the broker lost its topics and offsets; events after seq "
+                                                "may be missing"}, None)
+            for attempt in range(20):  # the producer's metadata may still describe the lost topics
+                try:
+                    await (await dead.send(key=sym.encode(), value=rec))
+                    break
+                except Exception as exc:  # noqa: BLE001 - retried, then given up with a log line
+                    if attempt == 19:
+                        log.error("%s: could not publish the BROKER_LOSS dead letter: %s", sym, exc)
+                    await asyncio.sleep(min(2.0, 0.1 * 2 ** attempt))
 
     watch = BrokerWatch(cfg.bootstrap, cfg.topics.all() + ((topics.signals + "-challenger",) if ch_topic else ()),
                         cfg.partitions, "worker", cfg.topic_prefix, on_loss=lost)

@@ -173,7 +173,8 @@ class _Once(logging.Filter):
 
 
 _QUIET = _Once(10.0)
-CLIENT_PREFIXES = ("aiokafka", "faust", "mode", "kafka")
+#: loggers quietened; asyncio logs every failed fire-and-forget send ("exception was never retrieved")
+CLIENT_PREFIXES = ("aiokafka", "faust", "mode", "kafka", "asyncio")
 
 
 def quiet_client_logs(every_s: float = 10.0) -> None:
