@@ -146,6 +146,8 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
 
     def decode(value: bytes, frames: dict[str, list], dead_out: list) -> None:
         """Decode one message into its symbol's list of frames, or queue a dead letter."""
+        if not isinstance(value, (bytes, bytearray, memoryview)):
+            value = b"" if value is None else bytes(str(value), "utf-8")
         try:
             fr = decode_frame(value)
         except FrameError as exc:
