@@ -104,30 +104,36 @@ class SequenceGuard:
             return (Verdict.REJECT, Reason.SEQUENCE,
                     f"frame of producer session {frame.epoch} after session {self.epoch} began")
         w = self.closed
-        seq = ev["seq"]
-        if w >= 0 and len(ev):
-            back = seq <= w
-            if back[0]:
+        if w >= 0 and frame.count:
+            seq = ev["seq"]
+            s0 = frame.first_seq
+            if s0 <= w:
+                back = seq <= w
                 k = int(np.argmin(back)) if not back.all() else len(ev)
                 lead = ev[:k]
                 snapshot = bool(np.all((lead["flags"] & E.SNAPSHOT) != 0) and np.all(lead["seq"] == w))
                 if not snapshot and not redelivery:
                     return (Verdict.REJECT, Reason.SEQUENCE,
-                            f"frame starts at sequence {int(seq[0])}, at or below {w} already applied, "
+                            f"frame starts at sequence {s0}, at or below {w} already applied, "
                             "and is not a redelivery")
-            elif int(seq[0]) > w + self.window:
+            elif s0 > w + self.window:
                 return (Verdict.REJECT, Reason.SEQUENCE_JUMP,
-                        f"frame starts at sequence {int(seq[0])}, more than {self.window} above {w}")
+                        f"frame starts at sequence {s0}, more than {self.window} above {w}")
         self._take(frame)
         return Verdict.ACCEPT, None, ""
 
     def _take(self, frame: Frame) -> None:
         ev = frame.events
-        if len(ev):
-            eob = np.flatnonzero(ev["flags"] & E.EOB)
-            if len(eob):
-                self.closed = max(self.closed, int(ev["seq"][eob[-1]]))
-        self.last_ts = frame.producer_ts_ns if self.last_ts is None else max(self.last_ts, frame.producer_ts_ns)
+        if frame.count:
+            last = ev[frame.count - 1]
+            if last["flags"] & E.EOB:  # the usual case: a frame ends at an update's end
+                self.closed = max(self.closed, int(last["seq"]))
+            else:
+                eob = np.flatnonzero(ev["flags"] & E.EOB)
+                if len(eob):
+                    self.closed = max(self.closed, int(ev["seq"][eob[-1]]))
+        ts = frame.producer_ts_ns
+        self.last_ts = ts if self.last_ts is None or ts > self.last_ts else self.last_ts
 
     def state(self) -> dict[str, Any]:
         """JSON scalars to checkpoint with the symbol's state."""
@@ -196,9 +202,14 @@ def check_values(frame: Frame, tick_size: float | None = None) -> tuple[Reason, 
     if tick_size is not None and abs(tick - tick_size) > 1e-12 * tick_size:
         return Reason.BAD_TICK, f"tick size {tick:g} differs from the symbol's {tick_size:g}"
     ev = frame.events
+    px = ev["price"]
+    hi, lo = int(px.max()), int(px.min())
+    limit = min(MAX_PRICE_TICKS, MAX_PRICE_QUOTE / tick)
+    if hi < limit and -lo < limit:  # the usual case, whatever the flags
+        return None
     priced = (ev["flags"] & (E.DEPTH | E.TRADE)) != 0
     if priced.any():
-        px = ev["price"][priced]
+        px = px[priced]
         hi, lo = int(px.max()), int(px.min())
         worst = hi if hi >= -lo else lo
         if abs(worst) >= MAX_PRICE_TICKS or abs(worst) * tick > MAX_PRICE_QUOTE:
