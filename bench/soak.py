@@ -9,9 +9,10 @@ applied), end-to-end latency (producer timestamp of a book frame to its signals
 arriving here), the worker's lag (updates offered but not yet taken in) and
 the RSS of each process (broker, worker, trader, this one).
 
-At the end it waits for the worker to drain and counts: ``lost`` is what was
-offered and neither applied, skipped as a duplicate snapshot, dropped for a
-resync nor dead-lettered.
+At the end it waits (``--drain`` seconds at most) for the worker to catch up
+and counts: ``lost`` is what was offered and neither applied, skipped as a
+duplicate snapshot, dropped for a resync nor dead-lettered; with
+``"drained": false`` the worker had not caught up and ``lost`` is its lag.
 
     python bench/soak.py --minutes 10 --rate 5000
     python bench/soak.py --quick          # 20 s at 1000 updates/s
@@ -169,7 +170,18 @@ async def main_async(args: argparse.Namespace) -> dict:
             if time.monotonic() > deadline or worker.poll() is not None:
                 raise RuntimeError(f"worker did not start; see {work / 'worker.log'}")
             await asyncio.sleep(0.5)
-        await asyncio.sleep(6.0)  # group joins of worker and trader
+        # warm up: a few frames of one extra symbol, until the worker has answered them
+        warm = updates_of(200, 1, ["WARM"])
+        await offer(broker.bootstrap, topics.book_events, warm, 400, 0.6, [0])
+        while scrape(wport).get("streamsig_frames_processed_total", 0) == 0:
+            if time.monotonic() > deadline + 60 or worker.poll() is not None:
+                raise RuntimeError(f"worker does not consume; see {work / 'worker.log'}")
+            await asyncio.sleep(0.5)
+        await asyncio.sleep(1.0)
+        m0 = scrape(wport)
+        warm_taken = int(m0.get("streamsig_events_processed_total", 0))
+        base = sum(m0.get(k, 0.0) for k in ("streamsig_events_processed_total", "streamsig_duplicate_events_total",
+                                              "streamsig_resync_dropped_events_total"))
         rss_start = {k: round(rss_mb(p), 1) for k, p in procs.items() if p}
         produced = [0]
         lat: list[float] = []
@@ -178,7 +190,7 @@ async def main_async(args: argparse.Namespace) -> dict:
         sender = asyncio.create_task(offer(broker.bootstrap, topics.book_events, feeds, args.rate, seconds, produced))
         samples: list[dict] = []
         t_start = last_t = time.monotonic()
-        last_done = 0.0
+        last_done = base
         while not sender.done():
             await asyncio.sleep(min(args.every, max(0.5, seconds / 6)))
             m = scrape(wport)
@@ -188,18 +200,20 @@ async def main_async(args: argparse.Namespace) -> dict:
             now = time.monotonic()
             samples.append({"t_s": round(now - t_start, 1),
                             "updates_per_s": round((taken - last_done) / (now - last_t)),
-                            "lag": int(produced[0] - taken),
+                            "lag": int(produced[0] - (taken - base)),
                             "p99_ms": round(float(np.percentile(lat[-5000:], 99)), 2) if lat else None,
                             "rss_mb": {k: round(rss_mb(p), 1) for k, p in procs.items() if p}})
             last_t, last_done = now, taken
             print(json.dumps(samples[-1]), flush=True)
         await sender
-        drained = time.monotonic() + args.drain
-        while time.monotonic() < drained:  # wait for the worker to take everything in
+        drained = False
+        drain_end = time.monotonic() + args.drain
+        while time.monotonic() < drain_end:  # wait for the worker to take everything in
             m = scrape(wport)
             taken = sum(m.get(k, 0.0) for k in ("streamsig_events_processed_total", "streamsig_duplicate_events_total",
                                                   "streamsig_resync_dropped_events_total"))
-            if taken + m.get("streamsig_dead_letters_total", 0.0) >= produced[0]:
+            if taken - base + m.get("streamsig_dead_letters_total", 0.0) >= produced[0]:
+                drained = True
                 break
             await asyncio.sleep(0.5)
         await asyncio.sleep(1.0)
@@ -207,8 +221,9 @@ async def main_async(args: argparse.Namespace) -> dict:
         await reader
         m = scrape(wport)
         rss_end = {k: round(rss_mb(p), 1) for k, p in procs.items() if p}
-        processed = int(m.get("streamsig_events_processed_total", 0))
-        dups = int(m.get("streamsig_duplicate_events_total", 0) + m.get("streamsig_resync_dropped_events_total", 0))
+        processed = int(m.get("streamsig_events_processed_total", 0)) - warm_taken
+        dups = int(m.get("streamsig_duplicate_events_total", 0) + m.get("streamsig_resync_dropped_events_total", 0)
+                   - (base - warm_taken))
         dead = int(m.get("streamsig_dead_letters_total", 0))
         alive = {"worker": worker.poll() is None, "trader": trader.poll() is None, "broker": broker.running}
         return {"bench": "soak", "minutes": args.minutes, "rate": args.rate, "symbols": args.symbols,
@@ -218,7 +233,9 @@ async def main_async(args: argparse.Namespace) -> dict:
                 "throughput_per_s": [s["updates_per_s"] for s in samples],
                 "rss_start_mb": rss_start, "rss_end_mb": rss_end,
                 "produced": produced[0], "processed": processed, "skipped_snapshot_events": dups,
-                "dead_lettered": dead, "lost": produced[0] - processed - dups - dead,
+                "dead_lettered": dead, "drained": drained,
+                # only meaningful once drained; before that it is the lag left at the end
+                "lost": produced[0] - processed - dups - dead,
                 "signal_messages": len(lat), "alive": alive, "trader_fills": int(scrape(tport).get(
                     "streamsig_fills_total", 0))}
     finally:
