@@ -81,6 +81,10 @@ def test_guard_tells_redelivery_from_step_back() -> None:
     g2 = SequenceGuard()
     g2.restore(g.state())
     assert g2.state() == g.state()
+    import time
+
+    future = g.check(decode_frame(encode_frame(SYM, ahead, 105, 0.01, time.time_ns() + 10**15)))
+    assert future[1].name == "SEQUENCE_JUMP" and g.epoch == 7  # a forged session id cannot take over
 
 
 @pytest.mark.slow

@@ -13,7 +13,8 @@ and the newest producer timestamp it accepted. For each frame it answers:
 
   - ``SEQUENCE_JUMP``: the frame starts more than ``window`` above the
     accepted sequence (a forged or corrupt sequence would otherwise make
-    every later event look like a duplicate);
+    every later event look like a duplicate), or its session id lies more
+    than 10 minutes in the future (it would outrank every real session);
   - ``SEQUENCE``: the frame starts at or below the accepted sequence yet was
     produced after the frame that got there, so it is not a redelivery; or it
     belongs to an earlier session and is newer than what was accepted.
@@ -46,6 +47,7 @@ from __future__ import annotations
 
 import enum
 import math
+import time
 from collections.abc import Collection
 from typing import Any
 
@@ -60,6 +62,8 @@ MAX_PRICE_TICKS = 1 << 53
 #: largest |price| in quote units (price ticks times tick size)
 MAX_PRICE_QUOTE = 1e12
 DEFAULT_SEQ_WINDOW = 1_000_000
+#: a session id is its producer's start time in ns: one further ahead of this clock is forged or broken
+MAX_EPOCH_AHEAD_NS = 600 * 10**9
 DEFAULT_MAX_SYMBOLS = 512
 
 
@@ -88,6 +92,9 @@ class SequenceGuard:
     def check(self, frame: Frame) -> tuple[Verdict, Reason | None, str]:
         """Judge one frame; on ACCEPT or NEW_SESSION the guard has taken it in."""
         ev = frame.events
+        if frame.epoch > time.time_ns() + MAX_EPOCH_AHEAD_NS:  # it would outrank every real session
+            return (Verdict.REJECT, Reason.SEQUENCE_JUMP,
+                    f"producer session id {frame.epoch} is ahead of this clock")
         if self.epoch is None:
             self.epoch = self.numbered_since = frame.epoch  # the first frame seen names the session
         elif frame.epoch > self.epoch:
