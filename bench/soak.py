@@ -3,7 +3,8 @@
 An embedded broker, a worker and a paper trader (``streamsig worker`` and
 ``streamsig trade`` child processes, default model) run while this process
 offers ``--rate`` book updates per second over ``--symbols`` synthetic symbols
-(framed like the producer, with periodic snapshots) and reads the signals
+(framed like the producer, 20 ms frames by default as in the demo, with
+periodic snapshots) and reads the signals
 back. Every ``--every`` seconds it samples throughput (updates/s the worker
 applied), end-to-end latency (producer timestamp of a book frame to its signals
 arriving here), the worker's lag (updates offered but not yet taken in) and
@@ -91,7 +92,8 @@ def updates_of(rate: float, seconds: float, symbols: list[str], seed: int = 1) -
     return out
 
 
-async def offer(bootstrap: str, topic: str, feeds, rate: float, seconds: float, produced: list[int]) -> None:
+async def offer(bootstrap: str, topic: str, feeds, rate: float, seconds: float, produced: list[int],
+                frame_ms: float = 20.0) -> None:
     """Send the feeds' updates at ``rate`` per second in all (round robin over symbols), framed."""
     from aiokafka import AIOKafkaProducer
 
@@ -99,7 +101,7 @@ async def offer(bootstrap: str, topic: str, feeds, rate: float, seconds: float, 
                             max_request_size=4 * 1024 * 1024)
     await prod.start()
     epoch = time.time_ns()
-    framers = {s: Framer(s, 500, 5_000_000, tick_size=t, epoch=epoch) for s, t, _ in feeds}
+    framers = {s: Framer(s, 500, int(frame_ms * 1e6), tick_size=t, epoch=epoch) for s, t, _ in feeds}
     eobs = {s: np.flatnonzero(ev["flags"] & 1 << 5) for s, _, ev in feeds}
     pos = {s: 0 for s, _, _ in feeds}  # next event index
     done = {s: 0 for s, _, _ in feeds}  # updates sent
@@ -187,7 +189,8 @@ async def main_async(args: argparse.Namespace) -> dict:
         lat: list[float] = []
         stop = asyncio.Event()
         reader = asyncio.create_task(read_signals(broker.bootstrap, topics.signals, lat, stop))
-        sender = asyncio.create_task(offer(broker.bootstrap, topics.book_events, feeds, args.rate, seconds, produced))
+        sender = asyncio.create_task(offer(broker.bootstrap, topics.book_events, feeds, args.rate, seconds, produced,
+                                           args.frame_ms))
         samples: list[dict] = []
         t_start = last_t = time.monotonic()
         last_done = base
@@ -227,6 +230,7 @@ async def main_async(args: argparse.Namespace) -> dict:
         dead = int(m.get("streamsig_dead_letters_total", 0))
         alive = {"worker": worker.poll() is None, "trader": trader.poll() is None, "broker": broker.running}
         return {"bench": "soak", "minutes": args.minutes, "rate": args.rate, "symbols": args.symbols,
+                "frame_ms": args.frame_ms,
                 "p50_ms": round(float(np.percentile(lat, 50)), 2) if lat else None,
                 "p99_ms": round(float(np.percentile(lat, 99)), 2) if lat else None,
                 "max_lag": max((s["lag"] for s in samples), default=0),
@@ -254,6 +258,7 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=10.0, help="how long to offer updates")
     ap.add_argument("--rate", type=float, default=5000.0, help="offered book updates per second, all symbols")
     ap.add_argument("--symbols", type=int, default=4)
+    ap.add_argument("--frame-ms", type=float, default=20.0, help="most time an update waits for its frame")
     ap.add_argument("--every", type=float, default=10.0, help="seconds between samples")
     ap.add_argument("--drain", type=float, default=120.0, help="most seconds to wait for the worker to catch up")
     ap.add_argument("--quick", action="store_true", help="20 s at 1000 updates/s (under 60 s in all)")

@@ -82,11 +82,12 @@ class BrokerWatch:
     """Poll the broker every ``interval_s``; report outages and recreate lost topics (see module doc)."""
 
     def __init__(self, bootstrap: str, topics: Sequence[str], partitions: int, role: str, prefix: str = "",
-                 interval_s: float = 1.0,
+                 interval_s: float = 1.0, timeout_s: float = 10.0,
                  on_loss: Callable[[list[str]], Awaitable[None] | None] | None = None) -> None:
         self.bootstrap, self.topics, self.partitions = bootstrap, list(topics), partitions
         self.marker = f"{prefix}-{MARKER}" if prefix else MARKER
         self.interval_s, self.on_loss = interval_s, on_loss
+        self.timeout_s = timeout_s  #: a slower answer counts as an outage (a loaded host answers late)
         self.outage = Outage(role)
         self.losses = 0
         self._admin: Any = None
@@ -96,10 +97,10 @@ class BrokerWatch:
         from aiokafka.admin import AIOKafkaAdminClient
 
         if self._admin is None:
-            admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=3000)
-            await asyncio.wait_for(admin.start(), 5.0)
+            admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=int(self.timeout_s * 1000))
+            await asyncio.wait_for(admin.start(), self.timeout_s)
             self._admin = admin
-        return {t["topic"] for t in await asyncio.wait_for(self._admin.describe_topics(None), 5.0)}
+        return {t["topic"] for t in await asyncio.wait_for(self._admin.describe_topics(None), self.timeout_s)}
 
     async def _reset_admin(self) -> None:
         admin, self._admin = self._admin, None
