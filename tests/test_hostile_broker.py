@@ -56,7 +56,7 @@ def _value(name: str, **labels: str) -> float:
     return M.REGISTRY.get_sample_value(name, labels) or 0.0
 
 
-async def _until(cond, timeout: float = 30.0) -> None:
+async def _until(cond, timeout: float = 90.0) -> None:
     loop = asyncio.get_running_loop()
     end = loop.time() + timeout
     while not cond():
@@ -94,9 +94,9 @@ async def test_every_process_survives_a_broker_restart_and_reports_it(unique_pre
             await _until(lambda: _value("streamsig_broker_up", role="producer") == 0.0)
             broker = EmbeddedBroker(port).start()  # the same port, at once; memory storage: all lost
             for r in ("worker", "trader", "server"):
-                await _until(lambda r=r: _value("streamsig_broker_up", role=r) == 1.0, timeout=60)
+                await _until(lambda r=r: _value("streamsig_broker_up", role=r) == 1.0, timeout=90)
                 await _until(lambda r=r: _value("streamsig_broker_data_losses_total", role=r) >= losses[r] + 1,
-                             timeout=60)
+                             timeout=90)
             await asyncio.wait_for(prod, 120)  # the producer rode out the outage
             # the worker reported the loss per symbol, and goes on producing signals after it
             dead = await collect(cfg.bootstrap, t.dead_letter,
@@ -109,7 +109,7 @@ async def test_every_process_survives_a_broker_restart_and_reports_it(unique_pre
                                   lambda m: {decode_signals(v).symbol for _, v in m} == set(SYMS))
             assert {decode_signals(v).symbol for _, v in again} == set(SYMS)
             # the trader follows the new session too
-            await _until(lambda: all(g.epoch == stats.epoch for g in trader.streamsig_guards.values()), timeout=60)
+            await _until(lambda: all(g.epoch == stats.epoch for g in trader.streamsig_guards.values()), timeout=90)
         for r in roles:
             assert _value("streamsig_broker_outages_total", role=r) >= outages[r] + 1, r
         for r in ("worker", "trader", "server"):  # one loss, reported once
