@@ -4,8 +4,9 @@
   publish) with events produced as fast as possible, for the default frames and
   for frames of one event;
 - latency: producer timestamp of a book frame -> its signals received by a
-  websocket client (a Kafka consumer of ``signals`` when the websocket server is
-  unavailable), at a fixed offered rate.
+  websocket client, at an offered rate that is measured (events produced /
+  producer wall time); the benchmark fails if the websocket server cannot run.
+  Per-stage figures and the broker's own floor: ``bench/latency.py``.
 
     python bench/stream.py [--quick] [--kafka HOST:PORT]
 
@@ -29,6 +30,7 @@ from streamsig.live.config import running
 from streamsig.live.producer import produce
 from streamsig.wire.signals import decode_signals
 from streamsig.wire.topics import ensure_topics
+from streamsig.trading import PolicyConfig
 from streamsig.live.worker import build_worker
 
 
@@ -47,7 +49,7 @@ async def run_case(bootstrap: str, n_updates: int, n_symbols: int, frame_size: i
     cfg = stream_config(bootstrap, f"bench{secrets.token_hex(3)}", 4, app_id=f"bench-{secrets.token_hex(3)}",
                         session_timeout_s=3.0, heartbeat_s=0.5, fetch_max_wait_ms=5)
     await ensure_topics(bootstrap, cfg.topics.all(), cfg.partitions)
-    strat, model_id, spec = load_strategy(default_model(), "ofi", {"enter": 0.2})
+    strat, model_id, spec = load_strategy(default_model(), "ofi", PolicyConfig(enter=0.2))
     spec = spec or FeatureSpec(levels=10)
     syms = [f"S{i}" for i in range(n_symbols)]
     feeds = open_feeds("synthetic", symbols=syms, n_updates=n_updates, seed=1)
@@ -68,10 +70,9 @@ async def run_case(bootstrap: str, n_updates: int, n_symbols: int, frame_size: i
             done.set()
 
     async with running(worker, ready_timeout_s=60):
-        ws_task = None
         if use_ws:
             ws_task = await _ws_listener(bootstrap, cfg, on_frame)
-        if ws_task is None:
+        else:
             cons = await _signals_consumer(bootstrap, cfg.topics.signals)
 
             async def pump() -> None:
@@ -86,6 +87,7 @@ async def run_case(bootstrap: str, n_updates: int, n_symbols: int, frame_size: i
         t0 = time.time_ns()
         stats = await produce(feeds, bootstrap, cfg.topics.book_events, speed, frame_size, frame_delay_ms,
                               snapshot_every=0)
+        t_produced = time.time_ns()
         try:
             await asyncio.wait_for(done.wait(), timeout=120)
         finally:
@@ -93,19 +95,18 @@ async def run_case(bootstrap: str, n_updates: int, n_symbols: int, frame_size: i
     span = (max(last_wts) - t0) / 1e9 if last_wts else float("nan")
     lat_a = np.array(lat)
     return {"events": stats.events, "frames": stats.frames, "updates_per_s": stats.events / span,
+            "offered_per_s": stats.events / max(1e-9, (t_produced - t0) / 1e9),
             "p50_ms": float(np.percentile(lat_a, 50)), "p99_ms": float(np.percentile(lat_a, 99))}
 
 
 async def _ws_listener(bootstrap: str, cfg, on_frame):  # noqa: ANN001, ANN202
-    """Websocket client receiving every signal record; None if the server is unavailable."""
-    try:
-        import websockets
+    """Websocket client receiving every signal record (raises if the server cannot run)."""
+    import websockets
 
-        from streamsig.serve.ws import SignalServer
-    except ImportError:
-        return None
+    from streamsig.serve.ws import SignalServer
     port = 18000 + secrets.randbelow(2000)
-    server = SignalServer(bootstrap, cfg.topics, "127.0.0.1", port, ["bench"])
+    server = SignalServer(bootstrap, cfg.topics, "127.0.0.1", port, ["bench"],
+                          fetch_max_wait_ms=cfg.fetch_max_wait_ms)
     await server.__aenter__()
     ws = await websockets.connect(f"ws://127.0.0.1:{port}/?token=bench", max_size=None)
     await ws.send(json.dumps({"op": "subscribe", "symbols": "*", "all": True}))
@@ -146,7 +147,8 @@ async def main_async(args: argparse.Namespace) -> dict:
             brk.stop()
     return {"updates_per_s": round(big["updates_per_s"]), "updates_per_s_frame1": round(one["updates_per_s"]),
             "p50_ms": round(paced["p50_ms"], 3), "p99_ms": round(paced["p99_ms"], 3),
-            "offered_rate": 5000, "frame_size": 500, "frame_delay_ms": 5.0,
+            "offered_rate": round(paced["offered_per_s"]), "offered_rate_requested": 5000,
+            "frame_size": 500, "frame_delay_ms": 5.0,
             "max_rate_p50_ms": round(big["p50_ms"], 3), "max_rate_p99_ms": round(big["p99_ms"], 3),
             "p50_ms_frame_delay_20ms": round(paced20["p50_ms"], 3),
             "p99_ms_frame_delay_20ms": round(paced20["p99_ms"], 3)}

@@ -31,11 +31,13 @@ start, for ``past_mean``) gets label -1; :func:`with_labels` drops such rows.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
+
+from streamsig.config import Config
 
 DOWN, FLAT, UP = 0, 1, 2
 CLASS_NAMES = ("down", "flat", "up")
@@ -43,7 +45,7 @@ MISSING = -1
 
 
 @dataclass(frozen=True)
-class LabelConfig:
+class LabelConfig(Config):
     """What a label means.
 
     ``horizon`` is ``h`` in rows or seconds (``kind="horizon"``) or ``k`` in rows
@@ -62,6 +64,8 @@ class LabelConfig:
     tick_size: float | None = None
     reference: Literal["current", "past_mean"] = "current"
     price_col: str = "mid"
+
+    ignore_keys: ClassVar[tuple[str, ...]] = ("description",)  #: a card writes one beside the fields
 
     def __post_init__(self) -> None:
         if self.kind not in ("horizon", "smoothed"):
@@ -84,15 +88,6 @@ class LabelConfig:
             raise ValueError(f"threshold_unit must be 'relative' or 'ticks', got {self.threshold_unit!r}")
         if self.threshold_unit == "ticks" and not (self.tick_size and self.tick_size > 0):
             raise ValueError("threshold_unit='ticks' needs a positive tick_size")
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able form (the model card's ``label``)."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> LabelConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are an error."""
-        return cls(**{k: v for k, v in d.items() if k != "description"})
 
     @classmethod
     def coerce(cls, cfg: LabelConfig | dict[str, Any]) -> LabelConfig:

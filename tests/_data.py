@@ -15,7 +15,8 @@ BTC_INCR = CRYPTO / "binance-futures_incremental_book_L2_2024-07-18_BTCUSDT.csv.
 
 
 def need(path: Path) -> Path:
-    """Skip the calling test with a reason when a real sample is absent."""
+    """Skip the calling test with a reason when a real sample is absent (under ``CI=true``
+    that skip fails the run: see ``tests/conftest.py``)."""
     if not path.exists():
         pytest.skip(f"real sample not available: {path}")
     return path

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,13 +18,13 @@ from streamsig.backtest.outputs import run_id, write_outputs
 from streamsig.backtest.runner import run_backtest
 from streamsig.book.sources import Feed, open_feeds
 from streamsig.features import FeatureSpec, compute_features
-from streamsig.trading import ExecConfig, SignalPolicy
+from streamsig.trading import ExecConfig, PolicyConfig, SignalPolicy
 from streamsig.trading import performance as metrics
 
 SCENARIO = Path(__file__).resolve().parents[1] / "producers" / "synthetic.toml"
 SPEC = FeatureSpec(levels=5)
 FEATURES = ["qimb_1", "depth_imb_5", "ofi_1_sum_10", "ofi_1_sum_50", "spread_ticks", "ret_10"]
-POLICY = {"enter": 0.15, "exit": 0.0}
+POLICY = PolicyConfig(enter=0.15, exit=0.0)
 COSTS = ExecConfig(fee_bps=0.5, slippage_bps=0.1, order_latency_events=2)
 
 
@@ -54,6 +57,27 @@ def test_two_runs_give_byte_identical_summary(model_dir: Path, tmp_path: Path) -
     assert list(s) == sorted(s)
 
 
+@pytest.mark.slow
+def test_cli_summary_is_byte_identical_across_processes(tmp_path: Path) -> None:
+    """Two ``streamsig backtest`` processes with different hash seeds write the same summary.json."""
+    root = Path(__file__).resolve().parents[1]
+    texts = []
+    for seed in ("1", "2"):
+        out = tmp_path / seed
+        r = subprocess.run([sys.executable, "-m", "streamsig.cli", "backtest", "--updates", "2000",
+                            "--symbols", "SYNC,SYNA,SYNB", "--model", str(root / "models" / "default"),
+                            "--fee-bps", "1", "--latency-ns", "1000", "--out", str(out)],
+                           check=False, capture_output=True, text=True, cwd=tmp_path, timeout=300,
+                           env={**os.environ, "PYTHONPATH": str(root), "PYTHONHASHSEED": seed})
+        assert r.returncode == 0, r.stderr[-2000:]
+        (run,) = list(out.iterdir())
+        texts.append((run.name, (run / "summary.json").read_bytes()))
+    assert texts[0] == texts[1]
+    s = json.loads(texts[0][1])
+    assert sorted(s["feeds"]) == ["SYNA", "SYNB", "SYNC"] and s["metrics"]["model"]["n_trades"] > 0
+    assert str(tmp_path) not in texts[0][1].decode() and str(root) not in texts[0][1].decode()
+
+
 def test_signals_equal_the_per_row_live_path(model_dir: Path) -> None:
     """Batch scoring per chunk + SignalPolicy.run == score_one + SignalPolicy.target row by row."""
     from streamsig.models import Scorer
@@ -61,7 +85,7 @@ def test_signals_equal_the_per_row_live_path(model_dir: Path) -> None:
     fs = feeds(n=4000, symbols=("SYNA",))
     res = run_backtest(fs, SPEC, model_dir=model_dir, exec_cfg=COSTS, policy_cfg=POLICY)
     sig = res.signals["SYNA"]
-    scorer, policy = Scorer(model_dir), SignalPolicy(**POLICY)
+    scorer, policy = Scorer(model_dir), SignalPolicy(POLICY)
     table = compute_features(fs[0].read_all(), SPEC, fs[0].tick_size, "SYNA")
     cols = SPEC.select(scorer.features)
     probs = np.array([scorer.score_one(row[cols].astype(np.float32)) for row in table.values])
@@ -136,7 +160,7 @@ def test_cli_backtest_writes_a_run_folder(model_dir: Path, tmp_path: Path) -> No
     (run,) = [p for p in tmp_path.iterdir() if p.is_dir()]
     assert {p.name for p in run.iterdir()} >= {"summary.json", "trades.parquet", "equity.parquet", "report.html"}
     s = json.loads((run / "summary.json").read_text())
-    assert s["config"]["exec"]["fee_bps"] == 1.0 and s["config"]["exec"]["order_latency_ns"] == 1000
+    assert s["config"]["exec"]["fee_bps"] == 1.0 and s["config"]["exec"]["signal_latency_ns"] == 1000
     assert s["model"]["id"] == model_dir.name
     bad = CliRunner().invoke(app, ["backtest", "--model", str(tmp_path / "nope"), "--updates", "100"])
     assert bad.exit_code != 0

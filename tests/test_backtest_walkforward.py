@@ -15,7 +15,7 @@ from streamsig.backtest.result import BacktestResult
 from streamsig.backtest.walkforward import fold_bounds, walk_forward_backtest
 from streamsig.book.sources import open_feeds
 from streamsig.features import FeatureSpec
-from streamsig.trading import ExecConfig
+from streamsig.trading import ExecConfig, PolicyConfig
 
 SCENARIO = Path(__file__).resolve().parents[1] / "producers" / "synthetic.toml"
 SPEC = FeatureSpec(levels=5)
@@ -26,7 +26,7 @@ def wf(tmp_path_factory: pytest.TempPathFactory) -> tuple[BacktestResult, Path, 
     feeds = open_feeds("synthetic", SCENARIO, levels=5, symbols=["SYNA", "SYNB"], n_updates=6000)
     models = tmp_path_factory.mktemp("models")
     res = walk_forward_backtest(feeds, SPEC, folds=3, label={"horizon": 10}, models_dir=models,
-                                policy_cfg={"enter": 0.15}, exec_cfg=ExecConfig(fee_bps=0.5))
+                                policy_cfg=PolicyConfig(enter=0.15), exec_cfg=ExecConfig(fee_bps=0.5))
     return res, write_outputs(res, tmp_path_factory.mktemp("reports")), models
 
 

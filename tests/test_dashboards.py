@@ -103,8 +103,12 @@ def provisioned_datasource_uid() -> str:
     return ds["uid"]
 
 
-def test_there_are_dashboards() -> None:
-    assert [p.name for p in DASHBOARDS] == ["streamsig.json"]
+def test_there_are_dashboards_and_the_generated_ones_are_current() -> None:
+    assert [p.name for p in DASHBOARDS] == ["streamsig-model.json", "streamsig-ops.json", "streamsig.json"]
+    gen = subprocess.run([sys.executable, str(ROOT / "dashboards" / "generate.py"), "--check"],
+                         capture_output=True, text=True, timeout=60)
+    assert gen.returncode == 0, gen.stderr
+    assert len({load(p)["uid"] for p in DASHBOARDS}) == len(DASHBOARDS)
 
 
 @pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
@@ -129,13 +133,18 @@ def test_dashboard_structure(path: Path) -> None:
         assert v["datasource"]["uid"] == uid
 
 
+def used_metrics(dash: dict[str, Any]) -> set[str]:
+    return {n for _, e in targets(dash) for n in metric_names(e)} | {m for m, _ in variables(dash)}
+
+
 @pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
 def test_dashboards_use_only_exported_metrics(path: Path) -> None:
-    dash = load(path)
-    exported = exported_names()
-    used = {n for _, e in targets(dash) for n in metric_names(e)} | {m for m, _ in variables(dash)}
+    used, exported = used_metrics(load(path)), exported_names()
     assert used <= exported, f"not exported by streamsig: {sorted(used - exported)}"
-    # every metric family is on the dashboard somewhere
+
+
+def test_every_exported_metric_has_a_panel() -> None:
+    used = set().union(*(used_metrics(load(p)) for p in DASHBOARDS))
     families = {m.name for m in REGISTRY.collect()}
     shown = {f for f in families if any(n.startswith(f) for n in used)}
     assert shown == families, f"metrics without a panel: {sorted(families - shown)}"
@@ -184,6 +193,8 @@ while True:  # every metric, every label, values that keep moving (so rates are 
         M.RESYNC_DROPPED.labels(sym).inc(3)
         for lat in (0.0007, 0.003, 0.008, 0.04):
             M.LATENCY.labels(sym).observe(lat * (i + 1))
+            for stage in M.STAGES:
+                M.STAGE[stage].observe(lat * (i + 1))
         for m in models:
             M.SIGNALS.labels(sym, m).inc(20)
             M.FILLS.labels(sym, m).inc(1)
@@ -192,11 +203,27 @@ while True:  # every metric, every label, values that keep moving (so rates are 
             M.POSITION.labels(sym, m).set(1 - 2 * i)
             M.DRAWDOWN.labels(sym, m).set(0.01 + 0.02 * i)
             M.SHARPE.labels(sym, m).set(1.5 - i)
+        for m in models + (models[0] + "+online",):
+            M.MATURED.labels(sym, m).inc(10)
+            M.HITS.labels(sym, m).inc(4 + i)
+            M.DRIFTS.labels(sym, m).inc(1)
+        M.CONSUMER_LAG.labels("worker", "book-events", str(i)).set(7 + i)
     for reason in ("bad_frame", "sequence"):
         M.DEAD_LETTERS.labels(reason).inc(1)
     M.WS_CLIENTS.set(3)
     M.WS_SENT.inc(40)
     M.WS_DROPPED.inc(1)
+    M.BROKER_UP.labels("worker", "127.0.0.1:9092").set(1)
+    for stage in M.STAGES:
+        for lat in (0.0004, 0.002, 0.03):
+            M.STAGE_LATENCY.labels(stage).observe(lat)
+    for m in models + (models[0] + "+online",):
+        for j, cls in enumerate(("down", "flat", "up")):
+            for p in (0.05, 0.25 + 0.1 * j, 0.55, 0.95):
+                M.SCORES.labels(m, cls).observe(p)
+            M.CALIB_PRED.labels(m, cls, "0.3").inc(4)
+            M.CALIB_HIT.labels(m, cls, "0.3").inc(1)
+    sum(range(20000))  # a little CPU time, so the CPU panel moves
     time.sleep(0.25)
 """
 
@@ -230,22 +257,73 @@ def stop(proc: subprocess.Popen) -> None:
             proc.wait()
 
 
+class Prometheus:
+    """The real Prometheus binary scraping one ``/metrics`` port every second."""
+
+    def __init__(self, tmp_path: Path, target_port: int) -> None:
+        self.port = free_port()
+        cfg = tmp_path / "prometheus.yml"
+        cfg.write_text(yaml.safe_dump({
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "scrape_configs": [{"job_name": "streamsig",
+                                "static_configs": [{"targets": [f"127.0.0.1:{target_port}"]}]}],
+        }))
+        self.proc = subprocess.Popen([PROMETHEUS, f"--config.file={cfg}", f"--storage.tsdb.path={tmp_path / 'data'}",
+                                      f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.api = f"http://127.0.0.1:{self.port}/api/v1"
+
+    def query(self, q: str) -> list[dict[str, Any]]:
+        r = http_json(f"{self.api}/query?" + urllib.parse.urlencode({"query": q}))
+        assert r["status"] == "success", (q, r)
+        return r["data"]["result"]
+
+    def scrapes(self) -> int:
+        """Samples of one always-present series in the last minute (each scrape adds one)."""
+        res = self.query("count_over_time(process_start_time_seconds[1m])")
+        return int(float(res[0]["value"][1])) if res else 0
+
+    def label_values(self, metric: str, label: str) -> list[str]:
+        r = http_json(f"{self.api}/label/{label}/values?" + urllib.parse.urlencode({"match[]": metric}))
+        assert r["status"] == "success", (metric, label, r)
+        return r["data"]
+
+    def stop(self) -> None:
+        stop(self.proc)
+        assert self.proc.returncode == 0, self.proc.stderr.read().decode()[-2000:]
+
+
+def dashboard_problems(prom: Prometheus, may_be_zero: frozenset[str] = frozenset()) -> list[str]:
+    """Every query of every dashboard that returns nothing, or only zeros (unless all its metrics may be zero)."""
+    problems = []
+    for path in DASHBOARDS:
+        dash = load(path)
+        for title, expr in targets(dash):
+            result = prom.query(substitute(expr))
+            values = [float(r["value"][1]) for r in result]
+            if not result:
+                problems.append(f"{path.name} / {title}: no data for {expr}")
+            elif not any(math.isfinite(v) and v != 0 for v in values) and not metric_names(expr) <= may_be_zero:
+                problems.append(f"{path.name} / {title}: {expr} -> {values}")
+        for metric, label in variables(dash):
+            if not prom.label_values(metric, label):
+                problems.append(f"{path.name}: variable label_values({metric}, {label}) is empty")
+    return problems
+
+
+def n_queries() -> int:
+    return sum(len(targets(load(p))) for p in DASHBOARDS)
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not os.access(PROMETHEUS, os.X_OK), reason=f"no Prometheus binary at {PROMETHEUS}")
 def test_every_dashboard_query_returns_data_from_prometheus(tmp_path: Path) -> None:
-    exporter_port, prom_port = free_port(), free_port()
+    """Against a process that sets every metric to moving values: every query non-empty and non-zero."""
+    exporter_port = free_port()
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     exporter = subprocess.Popen([sys.executable, "-c", EXPORTER, str(exporter_port)], env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    cfg = tmp_path / "prometheus.yml"
-    cfg.write_text(yaml.safe_dump({
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "scrape_configs": [{"job_name": "streamsig", "static_configs": [{"targets": [f"127.0.0.1:{exporter_port}"]}]}],
-    }))
-    prom = subprocess.Popen([PROMETHEUS, f"--config.file={cfg}", f"--storage.tsdb.path={tmp_path / 'data'}",
-                             f"--web.listen-address=127.0.0.1:{prom_port}", "--log.level=warn"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    api = f"http://127.0.0.1:{prom_port}/api/v1"
+    prom = Prometheus(tmp_path, exporter_port)
     try:
         # the exporter serves every streamsig metric with labels
         text = wait_for("the exporter", lambda: urllib.request.urlopen(
@@ -253,33 +331,68 @@ def test_every_dashboard_query_returns_data_from_prometheus(tmp_path: Path) -> N
         served = {re.split(r"[{ ]", ln, maxsplit=1)[0] for ln in text.splitlines() if ln and ln[0] != "#"}
         missing = {n for n in exported_names() if n not in served}
         assert not missing, f"exporter does not set {sorted(missing)}"
-
-        def query(q: str) -> list[dict[str, Any]]:
-            r = http_json(f"{api}/query?" + urllib.parse.urlencode({"query": q}))
-            assert r["status"] == "success", (q, r)
-            return r["data"]["result"]
-
         # at least 5 scrapes inside the 10 s rate window
-        wait_for("five scrapes", lambda: (query("count_over_time(streamsig_websocket_clients[1m])") or
-                                          [{"value": [0, "0"]}])[0]["value"][1] not in ("0", "1", "2", "3", "4"),
-                 timeout=25)
-        checked = 0
-        for path in DASHBOARDS:
-            dash = load(path)
-            for title, expr in targets(dash):
-                result = query(substitute(expr))
-                assert result, f"{path.name} / {title}: no data for {expr}"
-                values = [float(r["value"][1]) for r in result]
-                assert any(math.isfinite(v) and v != 0 for v in values), f"{title}: {expr} -> {values}"
-                checked += 1
-            for metric, label in variables(dash):
-                r = http_json(f"{api}/label/{label}/values?" + urllib.parse.urlencode({"match[]": metric}))
-                assert r["status"] == "success" and r["data"], (metric, label, r)
-        assert checked >= 20
+        wait_for("five scrapes", lambda: prom.scrapes() >= 5, timeout=25)
+        assert dashboard_problems(prom) == []
+        assert n_queries() >= 40
     finally:
-        stop(prom)
         stop(exporter)
-    assert prom.returncode == 0, prom.stderr.read().decode()[-2000:]
+        prom.stop()
+
+
+# counters of faults, and gauges that are 0 in a healthy run (a flat position, a caught-up consumer):
+# their series must exist, their values may be 0
+HEALTHY_ZERO = frozenset({
+    "streamsig_duplicate_events_total", "streamsig_sequence_gaps_total", "streamsig_resync_dropped_events_total",
+    "streamsig_websocket_clients_dropped_total", "streamsig_drift_alarms_total", "streamsig_consumer_lag_messages",
+    "streamsig_position"})
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.access(PROMETHEUS, os.X_OK), reason=f"no Prometheus binary at {PROMETHEUS}")
+async def test_every_dashboard_query_returns_data_from_prometheus_scraping_the_demo(tmp_path: Path) -> None:
+    """The real pipeline (``streamsig demo``), a websocket client and one bad frame: every panel has data."""
+    import asyncio
+
+    import websockets
+    from aiokafka import AIOKafkaProducer
+
+    from tests._livedemo import LiveDemo
+
+    with LiveDemo(tmp_path, duration_s=150, extra=("--challenger",)) as demo:  # the challenger's panels too
+        await asyncio.to_thread(demo.wait_page)
+        prom = Prometheus(tmp_path, demo.metrics_port)
+        try:
+            ws = await websockets.connect(f"ws://127.0.0.1:{demo.ws_port}/?token={demo.token}")
+            await ws.send(json.dumps({"op": "subscribe", "symbols": "*"}))
+            reader = asyncio.create_task(_drain(ws))
+            # undecodable frames on the demo's broker (its address is on the broker gauge) -> dead letters
+            text = urllib.request.urlopen(f"http://127.0.0.1:{demo.metrics_port}/metrics", timeout=5).read().decode()
+            (broker,) = set(re.findall(r'streamsig_broker_up\{role="[^"]+",broker="([^"]+)"\} 1\.0', text))
+            producer = AIOKafkaProducer(bootstrap_servers=broker)
+            await producer.start()
+            problems = ["not polled yet"]
+            try:
+                for _ in range(120):  # until every query has data (a label matures 50 rows after its row)
+                    await producer.send_and_wait("demo-book-events", b"not a book frame", key=b"SYNA")
+                    if await asyncio.to_thread(prom.scrapes) >= 5:
+                        problems = await asyncio.to_thread(dashboard_problems, prom, HEALTHY_ZERO)
+                        if not problems:
+                            break
+                    await asyncio.sleep(1.0)
+            finally:
+                await producer.stop()
+            reader.cancel()
+            await ws.close()
+        finally:
+            prom.stop()
+    assert problems == [], "\n".join(problems)
+    assert "stopped cleanly" in demo.out, demo.err[-2000:]
+
+
+async def _drain(ws: Any) -> None:
+    async for _ in ws:
+        pass
 
 
 # ---- dashboards push, against a stand-in for Grafana's HTTP API ---------------------------------
@@ -331,8 +444,10 @@ def test_dashboards_push_request_shape() -> None:
     calls = _FakeGrafana.calls
     assert calls[0][:2] == ("GET", "/api/folders") and calls[0][2] == "Bearer glsa_test"
     assert calls[1] == ("POST", "/api/folders", {"title": "streamsig"})
-    (push,) = [c[2] for c in calls if c[1] == "/api/dashboards/db"]
-    assert push["folderUid"] == "fold-1" and push["overwrite"] is True
-    dash = push["dashboard"]
-    assert dash["uid"] == load(DASHBOARDS[0])["uid"] and "id" not in dash
-    assert {p["datasource"]["uid"] for p in panels(dash) if p["type"] != "row"} == {"prom-9"}
+    pushes = [c[2] for c in calls if c[1] == "/api/dashboards/db"]
+    assert [p["dashboard"]["uid"] for p in pushes] == [load(p)["uid"] for p in DASHBOARDS]
+    for push in pushes:
+        assert push["folderUid"] == "fold-1" and push["overwrite"] is True
+        dash = push["dashboard"]
+        assert "id" not in dash
+        assert {p["datasource"]["uid"] for p in panels(dash) if p["type"] != "row"} == {"prom-9"}

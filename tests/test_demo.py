@@ -50,3 +50,7 @@ async def test_demo_runs_and_a_websocket_client_receives_signals(tmp_path) -> No
     assert {s["symbol"] for s in signals} <= {"SYNA", "SYNB", "SYNC"}
     assert all(s["producer_ts_ns"] <= s["worker_ts_ns"] for s in signals)
     assert "stopped cleanly" in out
+    assert "page     http://127.0.0.1:" in out and "/?token=t0k" in out
+    # the next demo in this folder replays from the first event again: no worker checkpoint is left to resume
+    state = tmp_path / ".streamsig" / "demo-state"
+    assert not state.exists() or not list(state.rglob("*.ckpt")), sorted(state.rglob("*"))

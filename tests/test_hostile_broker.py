@@ -53,7 +53,11 @@ def test_broker_rebinds_its_port_at_once_after_a_kill() -> None:
 
 
 def _value(name: str, **labels: str) -> float:
-    return M.REGISTRY.get_sample_value(name, labels) or 0.0
+    for metric in M.REGISTRY.collect():  # the first series whose labels include ``labels``
+        for s in metric.samples:
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+                return s.value
+    return 0.0
 
 
 async def _until(cond, timeout: float = 90.0) -> None:
@@ -78,7 +82,7 @@ async def test_every_process_survives_a_broker_restart_and_reports_it(unique_pre
     try:
         await ensure_topics(cfg.bootstrap, t.all(), cfg.partitions)
         worker = build_worker(cfg, SPEC, OfiRule(), "ofi", tmp_path / "w")
-        trader = build_trader(cfg, SPEC, ExecConfig(), model="ofi")
+        trader = build_trader(cfg, ExecConfig(), model="ofi", book_capacity=SPEC.book_capacity)
         server = SignalServer(cfg.bootstrap, t, port=0, tokens=["tok"], partitions=cfg.partitions)
         async with running(worker, ready_timeout_s=30), running(trader, ready_timeout_s=30), server:
             feeds = open_feeds("synthetic", symbols=SYMS, n_updates=1500, seed=4)

@@ -21,6 +21,7 @@ from streamsig.features import FeatureSpec
 from streamsig.live.config import running
 from streamsig.live.guard import SequenceGuard, Verdict
 from streamsig.live.trader import build_trader
+from streamsig.trading import PolicyConfig
 from streamsig.live.worker import build_worker
 from streamsig.trading import ExecConfig
 from streamsig.trading.rules import OfiRule
@@ -133,7 +134,8 @@ async def test_trader_bounds_sequences_and_follows_a_restarted_producer(stream_c
     off = offline.lanes[("ofi", SYM)].fills["seq"].tolist()
     assert len(off) > 2
     worker = build_worker(cfg, SPEC, OfiRule(size=1.0), "ofi-rule", tmp_path / "w")
-    trader = build_trader(cfg, SPEC, exec_cfg, size=1.0, model="ofi-rule")
+    trader = build_trader(cfg, exec_cfg, PolicyConfig(max_position=1.0), model="ofi-rule",
+                          book_capacity=SPEC.book_capacity)
 
     def fills_done(msgs) -> bool:  # all of session 1, then session 2 trades again from seq 0
         seqs = [json.loads(v)["seq"] for _, v in msgs]

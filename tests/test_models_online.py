@@ -96,3 +96,26 @@ def test_checkpoint_resumes_identically():
     assert copy.learned == ch.learned == 395
     with pytest.raises(ValueError, match="not an online challenger checkpoint"):
         OnlineChallenger.from_bytes(b"\x80\x04junk")
+
+
+def test_matured_labels_watch_the_champion_for_drift_and_score_the_challenger():
+    df = planted_table(600, seed=4)
+    feats = ["ofi_1", "qimb_1"]
+    y = make_labels(df, LabelConfig(horizon=3))
+    ch = OnlineChallenger(feats, LabelConfig(horizon=3))
+    eye = np.eye(3) * 0.98 + 0.01  # a sure champion: 0.98 on one class
+    drifts_at_half = None
+    for i, (row, mid) in enumerate(zip(df[feats].to_numpy(), df["mid"])):
+        right = int(y[i]) if y[i] >= 0 else 1
+        champ = eye[right] if i < 300 else eye[(right + 1) % 3]  # right, then always wrong
+        ch.process_one(row, mid=mid, champion=champ)
+        if i == 299 + 3:  # rows 0..299 have matured: no error, no alarm
+            drifts_at_half = ch.champion_drifts
+    assert drifts_at_half == 0 and ch.champion_drifts >= 1
+    t = ch.take_tally()
+    assert t["champion"]["drifts"] == ch.champion_drifts and t["champion"]["matured"] == 0
+    ours = t["challenger"]
+    # the challenger predicts nothing before its first learned row; afterwards every learned row is scored
+    assert 0 < ours["matured"] <= ch.learned and ours["predicted"].sum() == 3 * ours["matured"]
+    assert ours["observed"].sum() == ours["matured"] and ours["drifts"] == len(ch.drifts)
+    assert ch.take_tally()["challenger"]["matured"] == 0  # handed out once

@@ -1,11 +1,17 @@
 """ONNX export parity with the native models, and the scorers that load the exports."""
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
 import pickle
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 
 from streamsig.labels import LabelConfig
@@ -166,3 +172,51 @@ def test_sequence_scorer_streams_like_batch_per_symbol(trained, table, model_typ
     for _ in range(T - 1):
         assert np.isnan(scorer.score_one(probe, "A")).all()
     assert np.isfinite(scorer.score_one(probe, "A")).all()
+
+
+SMALL = {"logreg": None, "rf": {"n_estimators": 5}, "lightgbm": {"n_estimators": 5},
+         "lstm": {"window": 5, "hidden": 4, "epochs": 1}}
+
+
+def exported(model_type: str) -> bytes:
+    """ONNX bytes of ``model_type`` fit with fixed data and seed (also run in subprocesses)."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 4)).astype(np.float32)
+    y = np.digitize(X[:, 0], [-0.4, 0.4])
+    if model_type == "lstm":
+        X = np.stack([np.roll(X, k, axis=0) for k in range(5)], axis=1)
+    m = fit_native(model_type, X, y, seed=0, params=SMALL[model_type])
+    return to_onnx(m, model_type, 4)
+
+
+def _fresh_export(model_type: str, hashseed: str) -> bytes:
+    root = Path(__file__).resolve().parents[1]
+    code = ("import sys\nfrom tests.test_models_onnx import exported\n"
+            "sys.stdout.buffer.write(exported(sys.argv[1]))\n")
+    r = subprocess.run([sys.executable, "-c", code, model_type], check=False, capture_output=True, cwd=root,
+                       timeout=120, env={**os.environ, "PYTHONPATH": str(root), "PYTHONHASHSEED": hashseed})
+    assert r.returncode == 0, r.stderr.decode()[-2000:]
+    return r.stdout
+
+
+@pytest.mark.slow
+def test_export_bytes_do_not_depend_on_what_ran_before():
+    types = [t if isinstance(t, str) else t.values[0] for t in TYPES]
+    if importlib.util.find_spec("torch") is None:
+        types.remove("lstm")
+    for t in types:  # convert every type once in this process first
+        exported(t)
+    for i, t in enumerate(types):
+        again = exported(t)
+        model = onnx.load_from_string(again)
+        domains = [o.domain for o in model.opset_import]
+        assert domains == sorted(set(domains)), (t, domains)  # one entry per domain, sorted
+        assert (model.producer_name, model.producer_version, model.graph.name) == ("streamsig", "", "streamsig")
+        assert _fresh_export(t, str(i + 1)) == again, t
+
+
+def test_committed_default_model_is_in_canonical_form():
+    from streamsig.models.export import canonical
+
+    data = (Path(__file__).resolve().parents[1] / "models" / "default" / "model.onnx").read_bytes()
+    assert canonical(onnx.load_from_string(data)).SerializeToString() == data

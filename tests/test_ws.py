@@ -185,7 +185,11 @@ async def test_slow_client_is_dropped_others_keep_everything_in_order() -> None:
 
 
 @pytest.mark.slow
-async def test_live_signals_and_pnl_from_kafka(kafka: str, unique_prefix: str) -> None:
+def stage_count(stage: str) -> float:
+    return REGISTRY.get_sample_value("streamsig_stage_latency_seconds_count", {"stage": stage}) or 0.0
+
+
+async def test_live_signals_pnl_and_fills_from_kafka(kafka: str, unique_prefix: str) -> None:
     from aiokafka import AIOKafkaProducer
 
     topics = Topics(unique_prefix)
@@ -197,6 +201,7 @@ async def test_live_signals_and_pnl_from_kafka(kafka: str, unique_prefix: str) -
         stale = encode_signals("AAA", "m1", records(0, [1]), time.time_ns(), time.time_ns(), 0)
         await producer.send_and_wait(topics.signals, stale, key=b"AAA")
         async with SignalServer(kafka, topics, port=0, tokens=[TOKEN]) as server:
+            before = stage_count("worker_to_server"), stage_count("server")
             a = await client(server, ["AAA"])  # changes only
             star = await client(server, "*", every=True)
             sent: dict[str, list] = {"AAA": [], "BBB": []}
@@ -210,11 +215,15 @@ async def test_live_signals_and_pnl_from_kafka(kafka: str, unique_prefix: str) -
             pnl = {"type": "pnl", "symbol": "AAA", "strategy": "lgbm-7", "equity": 100123.5, "pnl": 123.5,
                    "position": 2.0, "drawdown": 0.0125, "sharpe": 1.75, "fills": 9, "killed": False}
             await producer.send_and_wait(topics.pnl, json.dumps(pnl).encode(), key=b"AAA")
+            fill = {"symbol": "BBB", "ts_ns": 1_700_000_000_000_123_000, "seq": 117, "side": -1, "qty": 1.0,
+                    "price": 99.5, "fee": 0.01, "maker": False, "mid": 99.51, "type": "fill"}
+            await producer.send_and_wait(topics.fills, json.dumps(fill).encode(), key=b"BBB")
             # topics and partitions are not ordered with each other: wait for each one's last message
-            got_star = await read_until(star, {"type": "pnl"}, {"symbol": "AAA", "seq": 119},
+            got_star = await read_until(star, {"type": "pnl"}, {"type": "fill"}, {"symbol": "AAA", "seq": 119},
                                         {"symbol": "BBB", "seq": 119})
             got_a = await read_until(a, {"type": "pnl"}, {"symbol": "AAA", "seq": 119})
             received_ns = time.time_ns()
+            after = stage_count("worker_to_server"), stage_count("server")
         # a server started from the beginning does read the early frame (it may fan it out before any
         # client has subscribed, so watch what it publishes)
         late = SignalServer(kafka, topics, port=0, tokens=[TOKEN], from_beginning=True)
@@ -231,6 +240,11 @@ async def test_live_signals_and_pnl_from_kafka(kafka: str, unique_prefix: str) -
 
     sigs = [m for m in got_star if m["type"] == "signal"]
     assert [m for m in got_star if m["type"] == "pnl"] == [pnl] == [m for m in got_a if m["type"] == "pnl"]
+    assert [m for m in got_star if m["type"] == "fill"] == [fill]
+    assert not [m for m in got_a if m["type"] == "fill"]  # a BBB fill is not for an AAA subscriber
+    # stage latency: each of the 8 signal frames was timed on receipt, each signal record on its way out
+    n_sig_sent = len(sigs) + len([m for m in got_a if m["type"] == "signal"])
+    assert (after[0] - before[0], after[1] - before[1]) == (8, n_sig_sent)
     for sym in ("AAA", "BBB"):
         mine = [m for m in sigs if m["symbol"] == sym]
         expect = np.concatenate([r for r, _ in sent[sym]])

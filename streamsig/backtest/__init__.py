@@ -3,16 +3,16 @@
 Read in this order:
 
 - :mod:`.runner` — :func:`run_backtest`: per feed, chunk by chunk, feature rows
-  -> strategy targets -> one :class:`~.lane.Account` per strategy;
-- :mod:`.lane` — the paper trader's step at each feature row (executor,
-  portfolio, kill switch); :mod:`.cursor` — the book at that row;
-- :mod:`.strategy` — the model strategy (scorer + policy); :mod:`.baselines` —
-  flat, buy-and-hold, SMA crossover, OFI rule;
+  -> strategy targets -> one :class:`~streamsig.trading.account.Account` per
+  strategy (the shared trading domain, :mod:`streamsig.trading`: its
+  strategies, rule baselines, book cursor, executor and portfolio);
 - :mod:`.result` — curves, fills, round trips, metrics; :mod:`.outputs` — the
   run folder (``summary.json``, Parquet); :mod:`.report`, :mod:`.charts`,
   :mod:`.assumptions` — ``report.html``;
 - :mod:`.walkforward` — train on block k, trade block k+1;
-- :mod:`.hbt` — the cross-check against hftbacktest; :mod:`.commands` — the CLI.
+- :mod:`.hbt` — the cross-check against hftbacktest.
+
+The command is :mod:`streamsig.cli.backtest`.
 """
 from streamsig.trading.rules import BuyAndHold, Flat, OfiRule, Sma, default_baselines
 from streamsig.backtest.outputs import summary_json, write_outputs

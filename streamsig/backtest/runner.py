@@ -33,13 +33,14 @@ import numpy as np
 
 from streamsig.trading.rules import default_baselines
 from streamsig.trading.cursor import BookCursor
-from streamsig.trading.account import Account
+from streamsig.trading.account import Account, step_rows
 from streamsig.backtest.result import SIGNAL_DTYPE, BacktestResult, account_record
 from streamsig.trading.strategies import ModelStrategy, Strategy
 from streamsig.book import events as E
 from streamsig.book.sources import Feed
+from streamsig.engine import signal_records
 from streamsig.features import FeatureSpec, FeatureState
-from streamsig.trading import ExecConfig
+from streamsig.trading import ExecConfig, PolicyConfig
 
 
 def feed_keys(feeds: Sequence[Feed]) -> list[str]:
@@ -50,24 +51,27 @@ def feed_keys(feeds: Sequence[Feed]) -> list[str]:
 
 def run_backtest(feeds: Sequence[Feed], spec: FeatureSpec, model_dir: str | Path | None = None,
                  strategy: Strategy | None = None, exec_cfg: ExecConfig = ExecConfig(),
-                 policy_cfg: dict[str, Any] | None = None, capital: float | None = None, *,
+                 policy_cfg: PolicyConfig = PolicyConfig(), capital: float | None = None, *,
                  baselines: Sequence[Strategy] | None = None, max_drawdown: float | None = None,
-                 start_ns: int | None = None, bar_ns: int = 1_000_000_000, passive: bool = False,
+                 start_ns: int | None = None, bar_ns: int = 1_000_000_000, passive: bool | None = None,
                  on_progress: Callable[[int], None] | None = None) -> BacktestResult:
     """Backtest a model (``model_dir``) or ``strategy``, plus baselines, over ``feeds``.
 
-    ``exec_cfg`` gives costs, latency and limits (its ``tick_size`` is replaced
-    by each feed's); ``policy_cfg`` the :class:`SignalPolicy` arguments (its
-    ``max_position``, default 1, is also the baselines' size). ``capital`` is
-    the account, split evenly over feeds; by default each symbol gets the
-    notional of that size at its first mid. ``max_drawdown`` arms the kill
-    switch (a fraction, per symbol). Trading starts at ``start_ns``. Orders are
-    market orders, or rest at our touch when ``passive``. Metrics
-    are taken on the equity resampled to ``bar_ns`` bars. ``on_progress`` is
-    called with the number of events of every chunk processed.
+    ``exec_cfg`` gives costs, latency, limits, the kill switch and passive
+    orders (its ``tick_size`` is replaced by each feed's; ``max_drawdown`` and
+    ``passive`` here, when given, replace its fields); ``policy_cfg`` the
+    :class:`PolicyConfig` of a model (its ``max_position`` is also the
+    baselines' size). ``capital`` is the account, split evenly over feeds; by
+    default each symbol gets the notional of that size at its first mid.
+    Trading starts at ``start_ns``. Metrics are taken on the equity resampled
+    to ``bar_ns`` bars. ``on_progress`` is called with the number of events of
+    every chunk processed.
     """
-    policy_cfg = dict(policy_cfg or {})
-    size = float(policy_cfg.get("max_position", 1.0))
+    if max_drawdown is not None:
+        exec_cfg = replace(exec_cfg, max_drawdown=max_drawdown)
+    if passive is not None:
+        exec_cfg = replace(exec_cfg, passive=passive)
+    size = float(policy_cfg.max_position)
     model_info: dict[str, Any] | None = None
     if model_dir is not None:
         if strategy is not None:
@@ -88,7 +92,7 @@ def run_backtest(feeds: Sequence[Feed], spec: FeatureSpec, model_dir: str | Path
                          model=model_info)
     for key, feed in zip(keys, feeds):
         cfg = replace(exec_cfg, tick_size=feed.tick_size)
-        lanes = [Account(n, key, cfg, per_cap, size, max_drawdown, start_ns, passive) for n in names]
+        lanes = [Account(n, key, cfg, per_cap, size, start_ns) for n in names]
         sig, n_ev, rejects = _replay(feed, spec, strategies, lanes, on_progress)
         res.signals[key] = sig
         res.feeds[key] = {"symbol": feed.symbol, "label": feed.label, "tick_size": feed.tick_size,
@@ -96,16 +100,16 @@ def run_backtest(feeds: Sequence[Feed], spec: FeatureSpec, model_dir: str | Path
                           "rejects": {E.Reason(i).name: int(c) for i, c in enumerate(rejects) if i and c}}
         for lane in lanes:
             res.lanes[(lane.strategy, key)] = account_record(lane)
-    res.config = {"spec": spec.to_dict(), "exec": exec_dict(exec_cfg), "policy": policy_cfg,
-                  "capital": capital, "max_drawdown": max_drawdown, "start_ns": start_ns,
-                  "bar_ns": int(bar_ns), "size": size, "passive": passive}
+    res.config = {"spec": spec.to_dict(), "exec": exec_dict(exec_cfg), "policy": policy_cfg.to_dict(),
+                  "capital": capital, "max_drawdown": exec_cfg.max_drawdown, "start_ns": start_ns,
+                  "bar_ns": int(bar_ns), "size": size, "passive": exec_cfg.passive}
     return res
 
 
 def _replay(feed: Feed, spec: FeatureSpec, strategies: Sequence[Strategy], lanes: list[Account],
             on_progress: Callable[[int], None] | None) -> tuple[np.ndarray, int, np.ndarray]:
     state = FeatureState(spec, feed.tick_size)
-    cursor = BookCursor(spec, feed.tick_size)
+    cursor = BookCursor(spec.book_capacity, feed.tick_size)
     traders = [s.start(feed.symbol, spec) for s in strategies]
     imid = spec.index("mid")
     sigs: list[np.ndarray] = []
@@ -116,21 +120,10 @@ def _replay(feed: Feed, spec: FeatureSpec, strategies: Sequence[Strategy], lanes
         rejects += np.bincount(reasons, minlength=len(E.Reason))[:len(E.Reason)]
         ts, seq = ev["exch_ts"][idx], ev["seq"][idx]
         steps = [t.step(rows, ts) for t in traders]
-        sigs.append(_signals(seq, ts, *steps[0]) if traders else np.zeros(0, SIGNAL_DTYPE))
-        targets = [s[1].tolist() for s in steps]
-        mids = rows[:, imid].tolist()
-        tix = np.flatnonzero(ev["flags"] & E.TRADE)
-        bounds = np.searchsorted(tix, idx, side="right").tolist()
-        ts_l, seq_l, idx_l = ts.tolist(), seq.tolist(), idx.tolist()
-        cursor.begin(ev)
-        lo = 0
-        for i in range(len(rows)):
-            hi = bounds[i]
-            trades = tix[lo:hi]
-            for lane, tg in zip(lanes, targets):
-                lane.on_row(ts_l[i], seq_l[i], mids[i], tg[i], cursor, idx_l[i], ev, trades)
-            lo = hi
-        cursor.finish()
+        if traders:
+            sigs.append(signal_records(seq, ts, *steps[0], rows, spec, feed.tick_size))
+        step_rows(lanes, [s[1].tolist() for s in steps], ev, idx.tolist(), ts.tolist(), seq.tolist(),
+                  rows[:, imid].tolist(), cursor)
         n_ev += len(ev)
         if on_progress is not None:
             on_progress(len(ev))
@@ -138,18 +131,11 @@ def _replay(feed: Feed, spec: FeatureSpec, strategies: Sequence[Strategy], lanes
     return sig, n_ev, rejects
 
 
-def _signals(seq: np.ndarray, ts: np.ndarray, probs: np.ndarray | None, targets: np.ndarray) -> np.ndarray:
-    out = np.zeros(len(seq), SIGNAL_DTYPE)
-    out["seq"], out["ts_ns"], out["target"] = seq, ts, targets
-    p = np.full((len(seq), 3), np.nan) if probs is None else probs
-    out["p_down"], out["p_flat"], out["p_up"] = p[:, 0], p[:, 1], p[:, 2]
-    return out
-
-
 def exec_dict(cfg: ExecConfig) -> dict[str, Any]:
     """Execution settings (JSON-safe: infinite limits become None; the tick size is per feed)."""
-    d = {k: getattr(cfg, k) for k in cfg.__dataclass_fields__ if k != "tick_size"}
-    return {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in d.items()}
+    d = cfg.to_dict()
+    d.pop("tick_size")
+    return d
 
 
 def model_summary(model_dir: str | Path) -> dict[str, Any]:

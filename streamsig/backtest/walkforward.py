@@ -19,6 +19,7 @@ import numpy as np
 
 from streamsig.backtest.result import BacktestResult
 from streamsig.backtest.runner import run_backtest
+from streamsig.trading.policy import PolicyConfig
 from streamsig.trading.strategies import ScheduledModelStrategy
 from streamsig.book.sources import Feed
 from streamsig.features import FeatureSpec, default_features
@@ -41,7 +42,7 @@ def fold_bounds(ts_ns: np.ndarray, folds: int) -> np.ndarray:
 def walk_forward_backtest(feeds: Sequence[Feed], spec: FeatureSpec, folds: int = 4,
                           label: dict[str, Any] | None = None, model_type: str = "lightgbm",
                           features: Sequence[str] | None = None, seed: int = 0,
-                          models_dir: str | Path = "models", policy_cfg: dict[str, Any] | None = None,
+                          models_dir: str | Path = "models", policy_cfg: PolicyConfig = PolicyConfig(),
                           train_folds: int | None = None,
                           on_stage: Callable[[str, int, int], None] | None = None,
                           **run_kw: Any) -> BacktestResult:

@@ -25,10 +25,8 @@ raises :class:`~streamsig.errors.DataError`; pass ``tick_size`` explicitly then.
 """
 from __future__ import annotations
 
-import json
-import tomllib
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
@@ -38,20 +36,21 @@ import pandas as pd
 from streamsig.book import events as E
 from streamsig.book.csvchunks import byte_chunks, open_binary, parse_chunk
 from streamsig.book.levels import check_rows, diff_levels, mark_eob
+from streamsig.config import Config
 from streamsig.errors import DataError
 
 _UNIT_NS = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "ns": 1}
 
 
 @dataclass(frozen=True)
-class SnapshotColumns:
+class SnapshotColumns(Config):
     """Column names of a per-level snapshot file; never guessed by position.
 
     Level patterns use ``{i}`` for the level number, counted from
     ``first_level`` (best level). ``time_unit`` is how ``timestamp`` (and
     ``local_timestamp``) are written: ``s``, ``ms``, ``us``, ``ns`` or ``iso``
     (datetime strings). Load one from a dict, or a JSON / TOML file with the
-    same keys via :meth:`load`.
+    same keys via :meth:`load` (the :class:`~streamsig.config.Config` loaders).
 
     >>> KAGGLE_LEVELS.level(1)
     ('ask_price_1', 'ask_size_1', 'bid_price_1', 'bid_size_1')
@@ -81,23 +80,6 @@ class SnapshotColumns:
         """``(ask price, ask size, bid price, bid size)`` column names of level ``i``."""
         return (self.ask_price.format(i=i), self.ask_size.format(i=i),
                 self.bid_price.format(i=i), self.bid_size.format(i=i))
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, object]) -> SnapshotColumns:
-        """Build from a mapping with this class's field names (unknown keys rejected)."""
-        known = {f.name for f in fields(cls)}
-        extra = set(d) - known
-        if extra:
-            raise ValueError(f"unknown SnapshotColumns keys: {sorted(extra)}")
-        return cls(**d)  # type: ignore[arg-type]
-
-    @classmethod
-    def load(cls, path: str | Path) -> SnapshotColumns:
-        """Read a ``.json`` or ``.toml`` file holding the mapping."""
-        p = Path(path)
-        if p.suffix == ".toml":
-            return cls.from_dict(tomllib.loads(p.read_text()))
-        return cls.from_dict(json.loads(p.read_text()))
 
 
 #: Tardis ``book_snapshot_N`` CSV (``asks[0].price``, ..., µs timestamps).

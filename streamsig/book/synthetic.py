@@ -79,11 +79,7 @@ config gives byte-identical arrays and symbols get independent streams.
 """
 from __future__ import annotations
 
-import dataclasses
-import difflib
 import math
-import re
-import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,7 +91,7 @@ from streamsig.book.events import (
     BUY, CLEAR, DEPTH, EOB, EVENT_DTYPE, SELL, SNAPSHOT, TRADE,
 )
 from streamsig.book.events import describe_flags  # noqa: F401 - used by the doctest
-from streamsig.errors import DataError
+from streamsig.config import Config
 
 __all__ = [
     "MID_MODES", "SyntheticConfig", "generate", "generate_symbol", "iter_chunks", "iter_symbol",
@@ -106,7 +102,7 @@ MID_MODES = ("random_walk", "mean_revert", "trend")
 
 
 @dataclass(frozen=True)
-class SyntheticConfig:
+class SyntheticConfig(Config):
     """Parameters of the synthetic book generator (see the module docstring)."""
 
     symbols: tuple[str, ...] = ("SYN0",)
@@ -561,54 +557,11 @@ def iter_chunks(
 # ---------------------------------------------------------------------------
 # scenario files
 
-_FIELDS = {f.name: f for f in dataclasses.fields(SyntheticConfig)}
-
-
 def load_scenario(path: str | Path) -> SyntheticConfig:
     """Read a TOML scenario whose top-level keys are ``SyntheticConfig`` fields.
 
-    Unknown keys, wrong types and invalid values raise :class:`DataError` with
-    one line naming the key (and its line when it can be found).
+    Unknown keys, wrong types and invalid values raise :class:`~streamsig.errors.DataError` with
+    one line naming the key (and its line when it can be found); this is
+    :meth:`SyntheticConfig.load <streamsig.config.Config.load>`.
     """
-    path = Path(path)
-    text = path.read_text(encoding="utf-8")
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise DataError(path, None, f"invalid TOML: {exc}") from None
-
-    def where(key: str) -> int | None:
-        m = re.search(rf"^\s*{re.escape(key)}\s*=", text, flags=re.M)
-        return text.count("\n", 0, m.start()) + 1 if m else None
-
-    kwargs: dict[str, object] = {}
-    for key, value in raw.items():
-        if key not in _FIELDS:
-            close = difflib.get_close_matches(key, _FIELDS, n=1)
-            hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(_FIELDS)}"
-            raise DataError(path, where(key), f"unknown key {key!r} ({hint})")
-        default = _FIELDS[key].default
-        if key == "symbols":
-            if not isinstance(value, list) or not all(isinstance(s, str) for s in value):
-                raise DataError(path, where(key), "key 'symbols': expected a list of strings")
-            value = tuple(value)
-        elif isinstance(default, bool) or isinstance(value, bool):
-            raise DataError(path, where(key), f"key {key!r}: booleans are not accepted")
-        elif isinstance(default, int):
-            if not isinstance(value, int):
-                raise DataError(path, where(key),
-                                f"key {key!r}: expected an integer, got {type(value).__name__}")
-        elif isinstance(default, float):
-            if not isinstance(value, (int, float)):
-                raise DataError(path, where(key),
-                                f"key {key!r}: expected a number, got {type(value).__name__}")
-            value = float(value)
-        elif isinstance(default, str) and not isinstance(value, str):
-            raise DataError(path, where(key),
-                            f"key {key!r}: expected a string, got {type(value).__name__}")
-        kwargs[key] = value
-    try:
-        return SyntheticConfig(**kwargs)  # type: ignore[arg-type]
-    except ValueError as exc:
-        key, _, why = str(exc).partition(":")
-        raise DataError(path, where(key), f"key {key!r}:{why}") from None
+    return SyntheticConfig.load(path)

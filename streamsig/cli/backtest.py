@@ -1,22 +1,23 @@
 """The ``streamsig backtest`` command (added to the CLI with :func:`register`)."""
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from streamsig.cli.options import Data, Levels, Seed, Source, Symbols, Updates, console, feature_spec, open_data, progress
+from streamsig.cli.options import (
+    ENTER, EXIT, FEE_BPS, LATENCY_EVENTS, MAX_DRAWDOWN, MAX_POSITION, MIN_HOLD, Data, Enter, Exit, FeeBps,
+    LatencyEvents, LatencyNs, Levels, MakerFeeBps, MaxDrawdown, MaxPosition, MinHold, Model, Passive, PrintConfig, Seed,
+    SlippageBps, Source, Symbols, Unit, Updates, console, feature_spec, open_data, print_config, progress,
+    trading_configs,
+)
 from streamsig.errors import DataError
 
 if TYPE_CHECKING:
     from streamsig.backtest.result import BacktestResult
 
-_Model = Annotated[Optional[Path], typer.Option(
-    "--model", help="Model folder (models/<id>, holding model.onnx and card.json) to trade. Without it, and "
-    "without --walk-forward, only the baselines run.")]
 _WalkForward = Annotated[bool, typer.Option(
     "--walk-forward", help="Cut the feature rows in time into --folds blocks; train a model on block k "
     "(streamsig.models.train_model defaults) and trade it on block k+1; report the stitched out-of-sample run.")]
@@ -26,20 +27,6 @@ _ModelType = Annotated[str, typer.Option("--model-type", help="Walk-forward: log
 _TrainFolds = Annotated[Optional[int], typer.Option(
     "--train-folds", min=1, help="Walk-forward: folds of train_model's own evaluation inside each block "
     "(default: its default; fewer for short samples).")]
-_Fee = Annotated[float, typer.Option("--fee-bps", help="Taker fee, basis points of notional.")]
-_Maker = Annotated[float, typer.Option("--maker-fee-bps", help="Maker fee for --passive fills (negative: rebate).")]
-_Slip = Annotated[float, typer.Option("--slippage-bps", help="Adverse price move on every market fill, bps.")]
-_LatNs = Annotated[int, typer.Option("--latency-ns", min=0, help="Signal to exchange latency, ns of book time.")]
-_LatEv = Annotated[int, typer.Option("--latency-events", min=0,
-                                     help="Signal to exchange latency, book updates (both latencies must pass).")]
-_MaxPos = Annotated[float, typer.Option("--max-position", min=0.0,
-                                        help="Units traded per symbol: the policy's and baselines' full size.")]
-_MaxDD = Annotated[Optional[float], typer.Option(
-    "--max-drawdown", min=0.0, max=1.0, help="Kill switch: flatten and stop a symbol at this drawdown (fraction).")]
-_Passive = Annotated[bool, typer.Option("--passive", help="Rest orders at our touch (queue model) instead of "
-                                        "crossing the spread.")]
-_Enter = Annotated[float, typer.Option("--enter", help="Policy: enter when |p_up - p_down| >= this.")]
-_Exit = Annotated[float, typer.Option("--exit", help="Policy: leave a position when the edge falls below this.")]
 _Capital = Annotated[Optional[float], typer.Option(
     "--capital", help="Account size, split over symbols (default: the notional of --max-position at each "
     "symbol's first mid).")]
@@ -53,21 +40,29 @@ _Spec = Annotated[Optional[Path], typer.Option(
 
 def backtest(
     source: Source = "synthetic", data: Data = None, levels: Levels = None, symbols: Symbols = None,
-    updates: Updates = None, seed: Seed = None, model: _Model = None, walk_forward: _WalkForward = False,
+    updates: Updates = None, seed: Seed = None, model: Model = None, walk_forward: _WalkForward = False,
     folds: _Folds = 4, horizon: _Horizon = 10, model_type: _ModelType = "lightgbm",
-    train_folds: _TrainFolds = None, fee_bps: _Fee = 0.0,
-    maker_fee_bps: _Maker = 0.0, slippage_bps: _Slip = 0.0, latency_ns: _LatNs = 0, latency_events: _LatEv = 0,
-    max_position: _MaxPos = 1.0, max_drawdown: _MaxDD = None, passive: _Passive = False, enter: _Enter = 0.2,
-    exit: _Exit = 0.0, capital: _Capital = None, bar_seconds: _Bar = 1.0, out: _Out = Path("reports"),
-    run_id: _RunId = None, spec: _Spec = None,
+    train_folds: _TrainFolds = None, fee_bps: FeeBps = FEE_BPS,
+    maker_fee_bps: MakerFeeBps = 0.0, slippage_bps: SlippageBps = 0.0, latency_ns: LatencyNs = 0,
+    latency_events: LatencyEvents = LATENCY_EVENTS, max_position: MaxPosition = MAX_POSITION,
+    max_drawdown: MaxDrawdown = MAX_DRAWDOWN, passive: Passive = False, enter: Enter = ENTER,
+    exit: Exit = EXIT, unit: Unit = None, min_hold: MinHold = MIN_HOLD,  # noqa: A002
+    capital: _Capital = None, bar_seconds: _Bar = 1.0, out: _Out = Path("reports"),
+    run_id: _RunId = None, spec: _Spec = None, show: PrintConfig = False,
 ) -> None:
     """Replay events through features, model, policy and the paper executor at full speed, beside the
     flat, buy-and-hold, SMA and OFI baselines on the same events and costs; write summary.json,
-    trades/fills/equity/signals Parquet and report.html to <out>/<run-id>/."""
+    trades/fills/equity/signals Parquet and report.html to <out>/<run-id>/. Without --model (and
+    without --walk-forward) only the baselines run."""
     from streamsig.backtest.outputs import write_outputs
     from streamsig.backtest.runner import run_backtest
-    from streamsig.trading import ExecConfig
 
+    policy, exec_cfg = trading_configs(enter, exit, max_position, unit, min_hold, fee_bps, maker_fee_bps,
+                                       slippage_bps, latency_ns, latency_events, max_drawdown, passive)
+    if show:
+        print_config("backtest", policy=policy, exec=exec_cfg, model=model, capital=capital,
+                     data={"source": source, "data": str(data) if data else None, "levels": levels,
+                           "symbols": symbols, "updates": updates, "seed": seed})
     if model is not None and walk_forward:
         raise DataError(model, None, "--model and --walk-forward exclude each other")
     if model is not None and not (model / "card.json").exists():
@@ -75,12 +70,7 @@ def backtest(
     feeds = open_data(source, data, levels, symbols, updates, seed)
     fspec = (_card_spec(model) if model is not None and spec is None else None) or \
         feature_spec(levels or feeds[0].levels, spec)
-    exec_cfg = ExecConfig(fee_bps=fee_bps, maker_fee_bps=maker_fee_bps, slippage_bps=slippage_bps,
-                          order_latency_ns=latency_ns, order_latency_events=latency_events,
-                          max_position=max_position if max_position > 0 else math.inf)
-    policy = {"enter": enter, "exit": exit, "max_position": max_position, "unit": max_position}
-    kw = dict(exec_cfg=exec_cfg, policy_cfg=policy, capital=capital, max_drawdown=max_drawdown,
-              bar_ns=int(bar_seconds * 1e9), passive=passive)
+    kw = dict(exec_cfg=exec_cfg, policy_cfg=policy, capital=capital, bar_ns=int(bar_seconds * 1e9))
     t0 = time.perf_counter()
     with progress() as prog:
         task = prog.add_task("backtest", total=sum(f.size_hint or 0 for f in feeds) or None, rate="")

@@ -7,33 +7,51 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from streamsig.cli.options import Data, Levels, Seed, Source, Symbols, feature_spec, open_data, parse_speed
+from streamsig.cli.options import (
+    ENTER, EXIT, FEE_BPS, LATENCY_EVENTS, MAX_DRAWDOWN, MAX_POSITION, MIN_HOLD, Data, Enter, Exit, FeeBps, Kafka,
+    LatencyEvents, LatencyNs, Levels, MakerFeeBps, MaxDrawdown, MaxPosition, MetricsPort, MinHold, Model,
+    PagePort, Partitions, Passive, Prefix, PrintConfig, Seed, SlippageBps, Source, Symbols, Unit, Updates, feature_spec,
+    open_data, parse_speed, print_config, trading_configs,
+)
 
 
 def demo(
     source: Source = "synthetic", data: Data = None, levels: Levels = None, symbols: Symbols = None,
-    updates: Annotated[Optional[int], typer.Option("--updates", min=1, help="Synthetic only: updates per symbol.")] = None,
-    seed: Seed = None,
-    kafka: Annotated[Optional[str], typer.Option("--kafka", envvar="STREAMSIG_KAFKA",
-                                                 help="External Kafka HOST:PORT (default: embedded broker).")] = None,
+    updates: Updates = None, seed: Seed = None, kafka: Kafka = None, prefix: Prefix = "demo",
+    partitions: Partitions = 4,
     speed: Annotated[str, typer.Option("--speed", help="Replay speed: 1 (real time), 10... or max.")] = "1",
     duration: Annotated[Optional[float], typer.Option("--duration", help="Stop after this many seconds (default: 60; 0 = until the data ends).")] = 60.0,
-    model: Annotated[Optional[Path], typer.Option("--model", help="Model folder; default: models/default, else the OFI rule.")] = None,
+    model: Model = None,
     ws_port: Annotated[int, typer.Option("--ws-port", help="Websocket signal server port.")] = 8765,
-    metrics_port: Annotated[int, typer.Option("--metrics-port", help="Prometheus /metrics port.")] = 9100,
+    metrics_port: MetricsPort = 9100,
     token: Annotated[Optional[str], typer.Option("--token", envvar="STREAMSIG_TOKEN", help="Websocket token (default: random, printed).")] = None,
+    page_port: PagePort = 8766,
+    challenger: Annotated[bool, typer.Option("--challenger", help="Also run the online (river) challenger beside the model (it learns row by row: at speed 2 and above the worker falls behind).")] = False,
+    enter: Enter = ENTER, exit: Exit = EXIT, max_position: MaxPosition = MAX_POSITION, unit: Unit = None,  # noqa: A002
+    min_hold: MinHold = MIN_HOLD, fee_bps: FeeBps = FEE_BPS, maker_fee_bps: MakerFeeBps = 0.0,
+    slippage_bps: SlippageBps = 0.0, latency_ns: LatencyNs = 0, latency_events: LatencyEvents = LATENCY_EVENTS,
+    max_drawdown: MaxDrawdown = MAX_DRAWDOWN, passive: Passive = False, show: PrintConfig = False,
 ) -> None:
     """Run the whole live pipeline on one machine: broker, producer, worker, paper trader,
-    websocket signals and Prometheus metrics, with a live status line. Ctrl-C stops it cleanly."""
+    websocket signals and Prometheus metrics, with a live status line. Ctrl-C stops it cleanly.
+    Without --model it runs models/default, else the OFI rule."""
     import asyncio
 
     from streamsig.live.broker import resolve_kafka
+    from streamsig.live.config import stream_config
     from streamsig.models.registry import default_model
-    from streamsig.trading.strategies import load_strategy
+    from streamsig.trading.strategies import load_strategy, online_factory
     from streamsig.live.demo import run_demo
 
+    policy, ex = trading_configs(enter, exit, max_position, unit, min_hold, fee_bps, maker_fee_bps, slippage_bps,
+                                 latency_ns, latency_events, max_drawdown, passive)
+    model = model or default_model()
+    if show:
+        print_config("demo", kafka=kafka, stream=stream_config(kafka or "embedded", prefix, partitions),
+                     policy=policy, exec=ex, model=model, metrics_port=metrics_port, ws_port=ws_port,
+                     page_port=page_port, challenger=challenger)
     feeds = open_data(source, data, levels, symbols, updates, seed)
-    strat, model_id, spec = load_strategy(model or default_model(), "ofi", {"enter": 0.2, "max_position": 1.0})
+    strat, model_id, spec = load_strategy(model, "ofi", policy)
     spec = spec or feature_spec(levels or feeds[0].levels)
     rate = parse_speed(speed)
     out = Console()
@@ -47,7 +65,9 @@ def demo(
     bootstrap, broker = resolve_kafka(kafka)
     try:
         res = asyncio.run(run_demo(feeds, bootstrap, strat, model_id, spec, rate, duration or None, ws_port,
-                                   metrics_port, token, Path(".streamsig") / "demo-state", say))
+                                   metrics_port, token, Path(".streamsig") / "demo-state", say, ex, policy,
+                                   prefix, partitions, page_port=page_port,
+                                   challenger=online_factory(model, spec) if challenger else None))
     finally:
         if broker is not None:
             broker.stop()

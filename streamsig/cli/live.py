@@ -12,24 +12,13 @@ import typer
 from streamsig.live.config import stream_config
 from streamsig.models.registry import default_model
 from streamsig.trading.strategies import load_strategy, online_factory
-from streamsig.cli.options import parse_speed
-from streamsig.cli.options import Data, Levels, Seed, Source, Symbols, Updates, console, open_data, progress
-
-Kafka = Annotated[Optional[str], typer.Option(
-    "--kafka", envvar="STREAMSIG_KAFKA",
-    help="Kafka bootstrap HOST:PORT (Apache Kafka, Redpanda...). Without it the embedded Tansu broker "
-         "is started on loopback (memory only).")]
-Prefix = Annotated[str, typer.Option("--topic-prefix", help="Prefix for every topic name (one per deployment).")]
-Partitions = Annotated[int, typer.Option("--partitions", min=1, help="Partitions per topic when creating them.")]
-MetricsPort = Annotated[int, typer.Option("--metrics-port", help="Port for Prometheus /metrics (0: off).")]
-MaxSymbols = Annotated[int, typer.Option("--max-symbols", min=1, envvar="STREAMSIG_MAX_SYMBOLS",
-                                         help="Most symbols this process holds; frames of others are "
-                                              "dead-lettered as UNKNOWN_SYMBOL.")]
-AllowSymbols = Annotated[str, typer.Option("--allow-symbols", envvar="STREAMSIG_ALLOW_SYMBOLS",
-                                           help="Comma-separated symbols to accept (empty: any).")]
-SeqWindow = Annotated[int, typer.Option("--seq-window", min=1, envvar="STREAMSIG_SEQ_WINDOW",
-                                        help="Largest forward sequence jump a frame may make "
-                                             "(beyond it: SEQUENCE_JUMP dead letter).")]
+from streamsig.cli.options import (
+    ENTER, EXIT, FEE_BPS, LATENCY_EVENTS, MAX_DRAWDOWN, MAX_POSITION, MIN_HOLD, Data, Enter, Exit, FeeBps, Kafka,
+    AllowSymbols,
+    LatencyEvents, LatencyNs, Levels, MakerFeeBps, MaxDrawdown, MaxPosition, MaxSymbols, MetricsPort, MinHold, Model,
+    Partitions, Passive, Prefix, PrintConfig, Seed, SeqWindow, SlippageBps, Source, Symbols, Unit, Updates, console,
+    open_data, parse_speed, print_config, progress, trading_configs,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -37,11 +26,13 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def broker(port: Annotated[int, typer.Option("--port", help="Port on 127.0.0.1 (0: pick a free one).")] = 9092,
-               partitions: Partitions = 4, prefix: Prefix = "") -> None:
+               partitions: Partitions = 4, prefix: Prefix = "", show: PrintConfig = False) -> None:
         """Run the embedded Tansu broker (memory storage, loopback) until Ctrl-C; creates the topics."""
         from streamsig.live.broker import EmbeddedBroker
         from streamsig.wire.topics import Topics, ensure_topics
 
+        if show:
+            print_config("broker", port=port, stream=stream_config("127.0.0.1:%d" % port, prefix, partitions))
         with EmbeddedBroker(port or None) as b:
             asyncio.run(ensure_topics(b.bootstrap, Topics(prefix).all(), partitions))
             console.print(f"broker ready on {b.bootstrap} (memory storage; Ctrl-C stops it)")
@@ -60,6 +51,7 @@ def register(app: typer.Typer) -> None:
         frame_size: Annotated[int, typer.Option("--frame-size", min=1, help="Max events per Kafka message.")] = 500,
         frame_delay_ms: Annotated[float, typer.Option("--frame-delay-ms", help="Max time an event waits for its frame.")] = 5.0,
         snapshot_every: Annotated[int, typer.Option("--snapshot-every", help="Events between full book snapshots (0: none).")] = 10_000,
+        show: PrintConfig = False,
     ) -> None:
         """Replay book events onto the book-events topic, framed and keyed by symbol."""
         from streamsig.live.broker import resolve_kafka
@@ -67,6 +59,10 @@ def register(app: typer.Typer) -> None:
         from streamsig.wire.topics import Topics, ensure_topics
 
         rate = parse_speed(speed)
+        if show:
+            print_config("produce", kafka=kafka, stream=stream_config(kafka or "embedded", prefix, partitions),
+                         data={"source": source, "data": str(data) if data else None, "levels": levels,
+                               "symbols": symbols, "updates": updates, "seed": seed})
         feeds = open_data(source, data, levels, symbols, updates, seed)
         bootstrap, brk = resolve_kafka(kafka)
         try:
@@ -89,24 +85,30 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def worker(
         kafka: Kafka = None, prefix: Prefix = "", partitions: Partitions = 4, levels: Levels = None,
-        model: Annotated[Optional[Path], typer.Option("--model", help="Model folder (model.onnx + card.json); default: models/default.")] = None,
+        model: Model = None,
         strategy: Annotated[str, typer.Option("--strategy", help="Without a model: a rule, ofi or sma.")] = "ofi",
-        enter: Annotated[float, typer.Option("--enter", help="Policy: enter when p_up - p_down crosses this.")] = 0.2,
-        exit_: Annotated[float, typer.Option("--exit", help="Policy: exit back to flat below this (hysteresis).")] = 0.0,
-        max_position: Annotated[float, typer.Option("--max-position", help="Policy: largest position in units.")] = 1.0,
+        enter: Enter = ENTER, exit_: Exit = EXIT, max_position: MaxPosition = MAX_POSITION, unit: Unit = None,
+        min_hold: MinHold = MIN_HOLD,
         state_dir: Annotated[Path, typer.Option("--state-dir", help="Where per-symbol checkpoints are kept.")] = Path(".streamsig/worker"),
         challenger: Annotated[bool, typer.Option("--challenger", help="Also run an online (river) model per symbol, learning each row once its label matures; its signals go to <signals>-challenger.")] = False,
-        metrics_port: MetricsPort = 9101,
+        metrics_port: MetricsPort = 9101, show: PrintConfig = False,
         max_symbols: MaxSymbols = 512, allow_symbols: AllowSymbols = "", seq_window: SeqWindow = 1_000_000,
     ) -> None:
-        """Run the Faust worker: book frames -> features -> model -> signals (+ dead letters)."""
+        """Run the Faust worker: book frames -> features -> model -> signals (+ dead letters).
+
+        Without --model it runs models/default; --strategy applies when there is none."""
         from streamsig.features import FeatureSpec
         from streamsig.live.worker import build_worker
 
-        policy = {"enter": enter, "exit": exit_, "max_position": max_position}
-        strat, model_id, spec = load_strategy(model or default_model(), strategy, policy)
+        policy, _ = trading_configs(enter, exit_, max_position, unit, min_hold)
+        model = model or default_model()
+        if show:
+            print_config("worker", kafka=kafka, stream=stream_config(kafka or "embedded", prefix, partitions, max_symbols=max_symbols,
+                                                             allow_symbols=allow_symbols, seq_window=seq_window),
+                         policy=policy, model=model, strategy=strategy, metrics_port=metrics_port)
+        strat, model_id, spec = load_strategy(model, strategy, policy)
         spec = spec or FeatureSpec(levels=levels or 10)
-        make_ch = online_factory(model or default_model(), spec) if challenger else None
+        make_ch = online_factory(model, spec) if challenger else None
         run_app(kafka, prefix, partitions, metrics_port, f"worker: model {model_id}",
                 lambda cfg: build_worker(cfg, spec, strat, model_id, state_dir, challenger=make_ch),
                 max_symbols=max_symbols, allow_symbols=allow_symbols, seq_window=seq_window)
@@ -114,25 +116,32 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def trade(
         kafka: Kafka = None, prefix: Prefix = "", partitions: Partitions = 4, levels: Levels = None,
-        fee_bps: Annotated[float, typer.Option("--fee-bps", help="Taker fee in basis points.")] = 1.0,
-        slippage_bps: Annotated[float, typer.Option("--slippage-bps", help="Extra slippage in basis points.")] = 0.0,
-        latency_ns: Annotated[int, typer.Option("--latency-ns", help="Signal -> order latency in ns.")] = 0,
-        latency_events: Annotated[int, typer.Option("--latency-events", help="Signal -> order latency in book updates.")] = 0,
-        max_position: Annotated[float, typer.Option("--max-position", help="Largest position in units.")] = 1.0,
-        max_drawdown: Annotated[Optional[float], typer.Option("--max-drawdown", help="Kill switch: stop at this drawdown (fraction).")] = None,
-        metrics_port: MetricsPort = 9102,
+        fee_bps: FeeBps = FEE_BPS, maker_fee_bps: MakerFeeBps = 0.0, slippage_bps: SlippageBps = 0.0,
+        latency_ns: LatencyNs = 0, latency_events: LatencyEvents = LATENCY_EVENTS,
+        max_position: MaxPosition = MAX_POSITION, max_drawdown: MaxDrawdown = MAX_DRAWDOWN,
+        passive: Passive = False,
+        capital: Annotated[Optional[float], typer.Option(
+            "--capital", help="Capital per symbol (default: the notional of --max-position at its first mid).")] = None,
+        metrics_port: MetricsPort = 9102, show: PrintConfig = False,
         max_symbols: MaxSymbols = 512, allow_symbols: AllowSymbols = "", seq_window: SeqWindow = 1_000_000,
     ) -> None:
-        """Run the paper trader: signals + book -> fills and P&L (costs, latency, risk limits)."""
+        """Run the paper trader: signals + book -> fills and P&L (costs, latency, risk limits).
+
+        The execution options mean what they mean in ``backtest``; --levels should be the worker's
+        (it sizes the book the trader keeps)."""
         from streamsig.features import FeatureSpec
         from streamsig.live.trader import build_trader
-        from streamsig.trading import ExecConfig
 
-        ex = ExecConfig(fee_bps=fee_bps, slippage_bps=slippage_bps, signal_latency_ns=latency_ns,
-                        signal_latency_events=latency_events, max_position=max_position)
+        policy, ex = trading_configs(max_position=max_position, fee_bps=fee_bps, maker_fee_bps=maker_fee_bps,
+                                     slippage_bps=slippage_bps, latency_ns=latency_ns,
+                                     latency_events=latency_events, max_drawdown=max_drawdown, passive=passive)
+        cap = FeatureSpec(levels=levels or 10).book_capacity
+        if show:
+            print_config("trade", kafka=kafka, stream=stream_config(kafka or "embedded", prefix, partitions, max_symbols=max_symbols,
+                                                             allow_symbols=allow_symbols, seq_window=seq_window),
+                         policy=policy, exec=ex, capital=capital, book_capacity=cap, metrics_port=metrics_port)
         run_app(kafka, prefix, partitions, metrics_port, "trader",
-                lambda cfg: build_trader(cfg, FeatureSpec(levels=levels or 10), ex, max_position, None,
-                                         max_drawdown),
+                lambda cfg: build_trader(cfg, ex, policy, capital, book_capacity=cap),
                 max_symbols=max_symbols, allow_symbols=allow_symbols, seq_window=seq_window)
 
 

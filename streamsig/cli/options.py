@@ -1,26 +1,129 @@
-"""Options and helpers every ``streamsig`` subcommand shares (one set of data options)."""
+"""Options and helpers every ``streamsig`` subcommand shares, each option defined here once.
+
+Every shared option has one default and one environment variable: an explicit
+value on the command line wins, then ``STREAMSIG_<NAME>`` (e.g.
+``STREAMSIG_TOPIC_PREFIX``, ``STREAMSIG_FEE_BPS``), then the default. The
+policy and execution options are turned into one :class:`~streamsig.trading.policy.PolicyConfig` and one
+:class:`~streamsig.trading.executor.ExecConfig` by :func:`trading_configs`, the same way for ``backtest``,
+``worker``, ``trade`` and ``demo``:
+
+* ``--max-position`` is the largest position in units; entries go all-in
+  (``--unit`` defaults to it; a smaller ``--unit`` scales in one unit per
+  confirming signal); rules and baselines trade that size.
+* ``--latency-ns`` / ``--latency-events`` are the signal -> order latency: an
+  order answering a row acts only after that much book time and that many
+  further book updates (at least one).
+* ``--fee-bps`` (taker) defaults to 1 bp, ``--max-drawdown`` to a kill switch
+  at 20 % of a symbol's capital (0: off).
+"""
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from streamsig.errors import DataError
+from streamsig.trading.executor import DEFAULT_FEE_BPS, DEFAULT_LATENCY_EVENTS, DEFAULT_MAX_DRAWDOWN
 
 console = Console(stderr=True, soft_wrap=True)
 
+
+def _opt(name: str, help: str, **kw: Any) -> Any:  # noqa: A002
+    """A typer option whose environment variable is ``STREAMSIG_<NAME>``."""
+    env = "STREAMSIG_" + name.split("/")[0].lstrip("-").replace("-", "_").upper()
+    return typer.Option(name, envvar=env, show_envvar=True, help=help, **kw)
+
+
 # ---- the shared data options ------------------------------------------------------------
-Source = Annotated[str, typer.Option("--source", help="Where book events come from: synthetic | lobster | crypto.")]
-Data = Annotated[Optional[Path], typer.Option(
-    "--data", help="LOBSTER message file or folder of pairs; crypto book file (Tardis book_snapshot_N or "
+Source = Annotated[str, _opt("--source", "Where book events come from: synthetic | lobster | crypto.")]
+Data = Annotated[Optional[Path], _opt(
+    "--data", "LOBSTER message file or folder of pairs; crypto book file (Tardis book_snapshot_N or "
     "incremental_book_L2, trades beside it are merged); synthetic scenario TOML (optional).")]
-Levels = Annotated[Optional[int], typer.Option("--levels", min=1, help="Book levels per side used for features.")]
-Symbols = Annotated[Optional[str], typer.Option("--symbols", help="Comma-separated symbols to keep (default: all).")]
-Updates = Annotated[Optional[int], typer.Option("--updates", min=1, help="Synthetic only: updates per symbol.")]
-Seed = Annotated[Optional[int], typer.Option("--seed", help="Synthetic only: generator seed.")]
+Levels = Annotated[Optional[int], _opt("--levels", "Book levels per side used for features.", min=1)]
+Symbols = Annotated[Optional[str], _opt("--symbols", "Comma-separated symbols to keep (default: all).")]
+Updates = Annotated[Optional[int], _opt("--updates", "Synthetic only: updates per symbol.", min=1)]
+Seed = Annotated[Optional[int], _opt("--seed", "Synthetic only: generator seed.")]
+
+# ---- the shared service options -----------------------------------------------------------
+Kafka = Annotated[Optional[str], _opt(
+    "--kafka", "Kafka bootstrap HOST:PORT[,HOST:PORT] (Apache Kafka, Redpanda...). Without it the embedded "
+    "Tansu broker is started on loopback (memory only).")]
+Prefix = Annotated[str, _opt("--topic-prefix", "Prefix for every topic name (one per deployment).")]
+Partitions = Annotated[int, _opt("--partitions", "Partitions per topic when creating them.", min=1)]
+MetricsPort = Annotated[int, _opt("--metrics-port", "Port for Prometheus /metrics (0: off). Processes on one "
+                                  "host need different ports; each command has its own default.",
+                                  min=0, max=65535)]
+MaxSymbols = Annotated[int, _opt("--max-symbols", "Most symbols this process holds; frames of others are "
+                                 "dead-lettered as UNKNOWN_SYMBOL.", min=1)]
+AllowSymbols = Annotated[str, _opt("--allow-symbols", "Comma-separated symbols to accept (empty: any).")]
+SeqWindow = Annotated[int, _opt("--seq-window", "Largest forward sequence jump a frame may make (beyond it: "
+                                "SEQUENCE_JUMP dead letter).", min=1)]
+PagePort = Annotated[int, _opt("--page-port", "HTTP port of the live page (0 picks a free one).",
+                               min=0, max=65535)]
+Model = Annotated[Optional[Path], _opt(
+    "--model", "Model folder (models/<id>, holding model.onnx and card.json).")]
+PrintConfig = Annotated[bool, typer.Option(
+    "--print-config", help="Print the resolved configuration as JSON and exit (nothing is started).")]
+
+# ---- policy options (one PolicyConfig) ------------------------------------------------------
+Enter = Annotated[float, _opt("--enter", "Policy: enter when |p_up - p_down| >= this.")]
+Exit = Annotated[float, _opt("--exit", "Policy: leave a position when the edge falls below this (hysteresis).")]
+MaxPosition = Annotated[float, _opt(
+    "--max-position", "Largest position per symbol, in units: the policy's cap (entries go all-in unless "
+    "--unit is smaller), the size of rules and baselines, and the default capital's size.")]
+Unit = Annotated[Optional[float], _opt(
+    "--unit", "Policy: units per entry or confirming signal (default: --max-position, all-in).")]
+MinHold = Annotated[int, _opt("--min-hold", "Policy: events a changed position is held before it may change.",
+                              min=0)]
+
+# ---- execution options (one ExecConfig) -----------------------------------------------------
+FeeBps = Annotated[float, _opt("--fee-bps", "Taker fee, basis points of notional.")]
+MakerFeeBps = Annotated[float, _opt("--maker-fee-bps", "Maker fee for --passive fills, bps (negative: rebate).")]
+SlippageBps = Annotated[float, _opt("--slippage-bps", "Adverse price move on every market fill, bps.")]
+LatencyNs = Annotated[int, _opt("--latency-ns", "Signal -> order latency, ns of book time.", min=0)]
+LatencyEvents = Annotated[int, _opt(
+    "--latency-events", "Signal -> order latency, book updates (at least 1; both latencies must pass).", min=0)]
+MaxDrawdown = Annotated[float, _opt(
+    "--max-drawdown", "Kill switch: flatten and stop a symbol at this drawdown, a fraction of its equity "
+    "peak (0: off).", min=0.0, max=1.0)]
+Passive = Annotated[bool, _opt("--passive/--aggressive", "Rest orders at our touch (queue model) instead of "
+                               "crossing the spread.")]
+
+# the defaults, once
+ENTER, EXIT, MAX_POSITION, MIN_HOLD = 0.2, 0.0, 1.0, 0
+FEE_BPS, LATENCY_EVENTS, MAX_DRAWDOWN = DEFAULT_FEE_BPS, DEFAULT_LATENCY_EVENTS, DEFAULT_MAX_DRAWDOWN
+
+
+def trading_configs(enter: float = ENTER, exit: float = EXIT, max_position: float = MAX_POSITION,  # noqa: A002
+                    unit: float | None = None, min_hold: int = MIN_HOLD, fee_bps: float = FEE_BPS,
+                    maker_fee_bps: float = 0.0, slippage_bps: float = 0.0, latency_ns: int = 0,
+                    latency_events: int = LATENCY_EVENTS, max_drawdown: float = MAX_DRAWDOWN,
+                    passive: bool = False):  # noqa: ANN201 - (PolicyConfig, ExecConfig)
+    """The one :class:`~streamsig.trading.policy.PolicyConfig` and :class:`~streamsig.trading.executor.ExecConfig` of the shared options (see module doc)."""
+    from streamsig.trading import ExecConfig, PolicyConfig
+
+    try:
+        policy = PolicyConfig(enter=enter, exit=exit, max_position=max_position, unit=unit, min_hold=min_hold)
+        ex = ExecConfig(fee_bps=fee_bps, maker_fee_bps=maker_fee_bps, slippage_bps=slippage_bps,
+                        signal_latency_ns=latency_ns, signal_latency_events=latency_events,
+                        max_position=max_position, max_drawdown=max_drawdown or None, passive=passive)
+    except ValueError as exc:
+        raise DataError("options", None, str(exc)) from None
+    return policy, ex
+
+
+def print_config(command: str, **parts: Any) -> None:
+    """Print ``{"command": ..., <part>: <config dict>...}`` as JSON on stdout and exit 0."""
+    out: dict[str, Any] = {"command": command}
+    for k, v in parts.items():
+        out[k] = v.to_dict() if hasattr(v, "to_dict") else (str(v) if isinstance(v, Path) else v)
+    sys.stdout.write(json.dumps(out, sort_keys=True) + "\n")
+    raise typer.Exit(0)
 
 
 def _symbols(s: str | None) -> list[str] | None:

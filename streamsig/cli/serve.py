@@ -13,16 +13,14 @@ from typing import Annotated, Any, NoReturn, Optional
 
 import typer
 
-from streamsig.cli.options import console
+from streamsig.cli.options import (
+    Kafka, MetricsPort, PagePort, Partitions, Prefix, PrintConfig, console, print_config,
+)
 
 ENV_TOKEN = "STREAMSIG_TOKEN"  #: accepted websocket token(s), comma-separated
 DASHBOARDS_DIR = Path("dashboards")  #: relative to the working directory (the repository root)
 DATASOURCE_UID = "streamsig-prometheus"  #: the uid deploy/grafana provisions and the dashboards use
 
-_Kafka = Annotated[Optional[str], typer.Option(
-    "--kafka", envvar="STREAMSIG_KAFKA", show_envvar=True,
-    help="Kafka bootstrap servers HOST:PORT[,HOST:PORT]. Without it an embedded in-memory broker is "
-    "started (useful only together with a worker on that broker).")]
 _Host = Annotated[str, typer.Option("--host", envvar="STREAMSIG_WS_HOST", show_envvar=True,
                                     help="Interface the websocket server binds to (0.0.0.0 for all).")]
 _Port = Annotated[int, typer.Option("--port", min=0, max=65535, help="Websocket port (0 picks a free one).")]
@@ -38,12 +36,8 @@ _Origin = Annotated[Optional[list[str]], typer.Option(
 _Queue = Annotated[int, typer.Option(
     "--queue-size", min=1, help="Messages queued per client; a client whose queue fills is disconnected "
     "with close code 4408 (slow consumer).")]
-_MetricsPort = Annotated[int, typer.Option("--metrics-port", min=0, max=65535,
-                                           help="Port of the Prometheus /metrics endpoint (0 disables it).")]
 _MetricsAddr = Annotated[str, typer.Option("--metrics-addr", envvar="STREAMSIG_METRICS_ADDR", show_envvar=True,
                                            help="Interface the /metrics endpoint binds to.")]
-_Prefix = Annotated[str, typer.Option("--topic-prefix", envvar="STREAMSIG_TOPIC_PREFIX", show_envvar=True,
-                                      help="Deployment prefix of the topic names (PREFIX-signals, PREFIX-pnl).")]
 _FromBeginning = Annotated[bool, typer.Option(
     "--from-beginning", help="Replay the topics from their first offset instead of starting at their end.")]
 
@@ -73,20 +67,27 @@ def tokens_or_new(given: list[str] | None, env: dict[str, str] | None = None,
     return [secrets.token_urlsafe(24)], True
 
 
-def serve(kafka: _Kafka = None, host: _Host = "127.0.0.1", port: _Port = 8765, token: _Token = None,
-          queue_size: _Queue = 1000, metrics_port: _MetricsPort = 9108, metrics_addr: _MetricsAddr = "127.0.0.1",
-          topic_prefix: _Prefix = "", from_beginning: _FromBeginning = False, token_file: _TokenFile = None,
+def serve(kafka: Kafka = None, host: _Host = "127.0.0.1", port: _Port = 8765, token: _Token = None,
+          queue_size: _Queue = 1000, metrics_port: MetricsPort = 9108, metrics_addr: _MetricsAddr = "127.0.0.1",
+          topic_prefix: Prefix = "", partitions: Partitions = 4, from_beginning: _FromBeginning = False,
+          page_port: PagePort = 8766, show: PrintConfig = False, token_file: _TokenFile = None,
           origin: _Origin = None) -> None:
-    """Serve live signals and P&L to websocket clients as JSON (protocol: docs/observability.md).
+    """Serve live signals, fills and P&L to websocket clients as JSON, and the live page over HTTP.
 
-    Reads the signals and pnl topics (no consumer group); Ctrl-C or SIGTERM stops it.
+    Reads the signals, pnl and fills topics (no consumer group); protocol in
+    docs/observability.md. Ctrl-C or SIGTERM stops it.
     """
-    from streamsig.telemetry import serve_metrics
+    from streamsig.serve.page import PageServer
     from streamsig.serve.ws import SignalServer, run_server
+    from streamsig.telemetry import serve_metrics
     from streamsig.live.broker import BrokerError, resolve_kafka
     from streamsig.live.config import StreamConfig
     from streamsig.wire.topics import Topics, TopicError
 
+    if show:
+        print_config("serve", kafka=kafka, stream=StreamConfig.from_env(
+            bootstrap=kafka or "embedded", topic_prefix=topic_prefix, partitions=partitions),
+            host=host, port=port, page_port=page_port, metrics_port=metrics_port, metrics_addr=metrics_addr)
     try:
         tokens, generated = tokens_or_new(token, token_file=token_file)
     except (OSError, ValueError) as exc:
@@ -97,15 +98,21 @@ def serve(kafka: _Kafka = None, host: _Host = "127.0.0.1", port: _Port = 8765, t
         bootstrap, broker = resolve_kafka(kafka)
     except BrokerError as exc:
         _fail(str(exc))
+    page = PageServer(host, page_port, port)
     try:
-        partitions = StreamConfig.from_env(bootstrap).partitions
+        stream_cfg = StreamConfig.from_env(bootstrap=bootstrap, topic_prefix=topic_prefix, partitions=partitions)
         serve_metrics(metrics_port, metrics_addr)
         topics = Topics(topic_prefix)
 
         def ready(srv: SignalServer) -> None:
-            console.print(f"serving {topics.signals} and {topics.pnl} from {bootstrap} on "
+            page.ws_port = srv.port
+            page.start()
+            srv.allow_origins(page.origins())
+            console.print(f"serving {topics.signals}, {topics.pnl} and {topics.fills} from {bootstrap} on "
                           f"ws://{host}:{srv.port}/?token=..."
                           + (f" (metrics on {metrics_addr}:{metrics_port})" if metrics_port else ""))
+            console.print(f"live page {page.url(None if not generated else tokens[0])}"
+                          + ("" if generated else "?token=..."), soft_wrap=True)
 
         async def main() -> None:
             stop = asyncio.Event()
@@ -113,12 +120,15 @@ def serve(kafka: _Kafka = None, host: _Host = "127.0.0.1", port: _Port = 8765, t
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, stop.set)
             await run_server(bootstrap, topics, host, port, tokens, queue_size, from_beginning=from_beginning,
-                             partitions=partitions, stop=stop, on_ready=ready, origins=origin or ())
+                             partitions=partitions, stop=stop, on_ready=ready,
+                             fetch_max_wait_ms=stream_cfg.fetch_max_wait_ms,
+                             origins=origin or ())
 
         asyncio.run(main())
     except (TopicError, OSError, ValueError) as exc:
         _fail(str(exc))
     finally:
+        page.stop()
         if broker is not None:
             broker.stop()
 

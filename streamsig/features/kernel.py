@@ -3,7 +3,7 @@
 ``run(events, istate, fstate, ipar, fpar, out, row_ev, reasons)`` walks events in
 order, validates each, applies it to the book held in the state arrays, and at
 every accepted end-of-batch writes one feature row. The batch path calls it once
-on a whole array; the live path calls it per frame (or per event). There is no
+on a whole array; the live path calls it per batch of frames (or per event). There is no
 other implementation of any formula in :mod:`streamsig.features.spec`.
 
 Validation (reason codes from :class:`streamsig.book.events.Reason`): NaN/inf or
@@ -13,7 +13,9 @@ a crossed or locked book after a batch. A crossed batch leaves the book
 untrusted: later events are dropped with ``RESYNC`` until a CLEAR snapshot.
 A sequence gap (a batch more than one above the last) also forces a resync.
 Snapshot events of an update already applied are skipped (``DUPLICATE``):
-that is how a healthy stream passes over periodic snapshots.
+that is how a healthy stream passes over periodic snapshots. The kernel names
+the codes through the ``R_*`` module ints below, taken from ``Reason`` (numba
+reads module-level ints as compile-time constants).
 """
 from __future__ import annotations
 
@@ -27,6 +29,15 @@ from streamsig.book.book import set_level
 from streamsig.features import spec as S
 
 _NAN = np.nan
+# reason codes as plain module ints (numba freezes globals into the compiled kernel)
+R_OK = int(E.Reason.OK)
+R_NAN = int(E.Reason.NAN)
+R_NEGATIVE_SIZE = int(E.Reason.NEGATIVE_SIZE)
+R_SEQUENCE = int(E.Reason.SEQUENCE)
+R_CROSSED = int(E.Reason.CROSSED)
+R_BAD_FLAGS = int(E.Reason.BAD_FLAGS)
+R_RESYNC = int(E.Reason.RESYNC)
+R_DUPLICATE = int(E.Reason.DUPLICATE)
 
 
 @nb.njit(cache=True, error_model="numpy")
@@ -240,9 +251,9 @@ def run(ev, ist, fst, ipar, fpar, out, row_ev, reasons):
         seq = ev[k]["seq"]
         size = ev[k]["size"]
         eob = (f & E.EOB) != 0
-        reason = 0
+        reason = R_OK
         if (f & E.SNAPSHOT) != 0 and seq <= ist[S.I_LAST_EOB_SEQ] and ist[S.I_RESYNC] == 0:
-            reasons[k] = 9  # DUPLICATE: a periodic snapshot of a state we already hold
+            reasons[k] = R_DUPLICATE  # a periodic snapshot of a state we already hold
             continue
         if f & E.CLEAR:
             ist[S.I_NBID] = 0
@@ -252,19 +263,19 @@ def run(ev, ist, fst, ipar, fpar, out, row_ev, reasons):
             ist[S.I_LAST_SEQ] = seq
             ist[S.I_LAST_EOB_SEQ] = seq - 1
         elif seq < ist[S.I_LAST_SEQ] or seq <= ist[S.I_LAST_EOB_SEQ]:
-            reason = 4  # SEQUENCE
+            reason = R_SEQUENCE
         elif seq > ist[S.I_LAST_EOB_SEQ] + 1 and ist[S.I_LAST_SEQ] == ist[S.I_LAST_EOB_SEQ]:
             ist[S.I_RESYNC] = 1  # gap: missed batches; wait for a snapshot
-        if reason == 0 and ist[S.I_RESYNC] == 1:
-            reason = 8  # RESYNC
-        if reason == 0 and (f & (E.DEPTH | E.TRADE)) != 0:
+        if reason == R_OK and ist[S.I_RESYNC] == 1:
+            reason = R_RESYNC
+        if reason == R_OK and (f & (E.DEPTH | E.TRADE)) != 0:
             if not math.isfinite(size):
-                reason = 1  # NAN
+                reason = R_NAN
             elif size < 0.0:
-                reason = 2  # NEGATIVE_SIZE
+                reason = R_NEGATIVE_SIZE
             elif ((f & E.BUY) != 0) == ((f & E.SELL) != 0) and (f & E.DEPTH) != 0:
-                reason = 7  # BAD_FLAGS
-        if reason == 0:
+                reason = R_BAD_FLAGS
+        if reason == R_OK:
             ist[S.I_LAST_SEQ] = seq
             if f & E.DEPTH:
                 if f & E.BUY:
@@ -287,14 +298,14 @@ def run(ev, ist, fst, ipar, fpar, out, row_ev, reasons):
                 fst[o_trd + 2 * slot] = pxsz
                 fst[o_trd + 2 * slot + 1] = size
                 ist[S.I_TRADES] = t + 1
-        if eob and reason != 4 and ist[S.I_RESYNC] == 0:
+        if eob and reason != R_SEQUENCE and ist[S.I_RESYNC] == 0:
             ist[S.I_LAST_EOB_SEQ] = seq
             ist[S.I_LAST_SEQ] = seq
             nb_, na_ = ist[S.I_NBID], ist[S.I_NASK]
             if nb_ > 0 and na_ > 0:
                 if ist[o_bpx] >= ist[o_apx]:
-                    if reason == 0:
-                        reason = 5  # CROSSED
+                    if reason == R_OK:
+                        reason = R_CROSSED
                     ist[S.I_RESYNC] = 1
                 else:
                     _write_row(ist, fst, ipar, fpar, out, nrows, ev[k]["exch_ts"])

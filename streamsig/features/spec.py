@@ -13,8 +13,9 @@ Formulas (the kernel in :mod:`streamsig.features.kernel` is the one implementati
 - ``microprice_adj`` = mid + spread * G[S, I]: Stoikov (2018), "The micro-price: a
   high-frequency estimator of future prices", Quant. Finance 18(12). G is a table
   over imbalance buckets I = qb1/(qb1+qa1) and spread buckets S (1 tick, wider);
-  the default table is G = I_centre - 1/2 (the first-order micro-price);
-  :func:`streamsig.features.microprice.fit_table` estimates it from data.
+  the default table is G = I_centre - 1/2 (the first-order micro-price); a
+  table estimated elsewhere can be given as ``FeatureSpec.microprice_table``
+  (streamsig ships no estimator for it).
 - ``qimb_1`` = (qb1 - qa1) / (qb1 + qa1).
 - ``depth_bid_k`` / ``depth_ask_k`` = sum of sizes over the best k levels;
   ``depth_imb_k`` = (Db - Da) / (Db + Da); ``vwap_bid_k`` / ``vwap_ask_k`` =
@@ -42,6 +43,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from streamsig.config import Config
+
 # Integer state slots (istate); book and ring arrays follow at layout offsets.
 I_NBID, I_NASK, I_LAST_SEQ, I_LAST_EOB_SEQ, I_RESYNC, I_HAVE_PREV, I_ROWS, I_TRADES, I_THEAD = range(9)
 I_FIXED = 9
@@ -55,7 +58,7 @@ def _fmt_seconds(s: float) -> str:
 
 
 @dataclass(frozen=True)
-class FeatureSpec:
+class FeatureSpec(Config):
     """Which features the kernel computes and with which windows.
 
     >>> spec = FeatureSpec(levels=2, depth_ks=(1, 2), ofi_windows=(5,), ret_rows=(1,),
@@ -64,6 +67,8 @@ class FeatureSpec:
     ['mid', 'spread', 'spread_ticks', 'spread_rel', 'microprice', 'microprice_adj', 'qimb_1']
     >>> spec.index("ofi_2"), spec.n_features
     (14, 27)
+    >>> FeatureSpec.from_dict(FeatureSpec(levels=3).to_dict()) == FeatureSpec(levels=3)
+    True
     """
 
     levels: int = 10
@@ -106,24 +111,6 @@ class FeatureSpec:
         for s in self.time_windows:
             n += [f"ret_{_fmt_seconds(s)}", f"rv_{_fmt_seconds(s)}"]
         return n
-
-    def to_dict(self) -> dict:
-        """The spec's parameters, JSON-safe (model cards and reports record them).
-
-        >>> FeatureSpec.from_dict(FeatureSpec(levels=3).to_dict()) == FeatureSpec(levels=3)
-        True
-        """
-        return {"levels": self.levels, "depth_ks": list(self.depth_ks), "ofi_windows": list(self.ofi_windows),
-                "ret_rows": list(self.ret_rows), "rv_rows": list(self.rv_rows),
-                "time_windows": list(self.time_windows), "trade_window": self.trade_window,
-                "capacity": self.capacity, "time_capacity": self.time_capacity,
-                "imb_buckets": self.imb_buckets,
-                "microprice_table": None if self.microprice_table is None else list(self.microprice_table)}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "FeatureSpec":
-        """The spec :meth:`to_dict` (or a TOML/JSON of its fields) describes."""
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
     @property
     def n_features(self) -> int:

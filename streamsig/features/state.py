@@ -1,4 +1,4 @@
-"""Per-symbol feature state: the live (per event / per frame) and batch drivers.
+"""Per-symbol feature state: the live (per event, or per batch of frames) and batch drivers.
 
 Both drivers call the same compiled kernel (:func:`streamsig.features.kernel.run`);
 the batch path is just one call over the whole event array.
@@ -58,7 +58,7 @@ class FeatureState:
 
     ``update(events)`` applies a frame and returns its feature rows;
     ``on_event(event)`` is the one-event form the live path may call;
-    ``to_bytes()`` / ``from_bytes()`` checkpoint everything (book included).
+    ``to_bytes()`` / ``load_bytes()`` checkpoint everything (book included).
     """
 
     def __init__(self, spec: FeatureSpec, tick_size: float) -> None:

@@ -12,22 +12,38 @@ import asyncio
 import contextlib
 import dataclasses
 import os
+import sys
 import tempfile
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import faust
+from faust.transport import consumer as _faust_consumer
 from faust.transport.drivers import aiokafka as _faust_kafka
 
+from streamsig.config import Config
 from streamsig.wire.frames import max_events_for
 from streamsig.wire.topics import Topics
 
+_YIELD_EVERY = 100  # messages the fetch loop delivers between turns of the event loop
+#: GIL switch interval for processes running a Faust app. Faust's Kafka consumer runs in its own
+#: thread; with Python's default 5 ms the event loop, coming back from each poll, can wait that long
+#: for the consumer thread to let go of the GIL, once per message (docs/latency.md).
+SWITCH_INTERVAL_S = 0.0002
 
 
 @dataclass(frozen=True)
-class StreamConfig:
-    """Everything the Kafka side needs; the defaults suit the embedded broker."""
+class StreamConfig(Config):
+    """Everything the Kafka side needs; the defaults suit the embedded broker.
+
+    Loaded like every config (:class:`~streamsig.config.Config`); each field
+    can be set by a ``STREAMSIG_<FIELD>`` variable (the bootstrap comes from
+    ``--kafka`` / ``STREAMSIG_KAFKA``):
+
+    >>> StreamConfig.from_env({"STREAMSIG_PARTITIONS": "8"}, bootstrap="h:1").partitions
+    8
+    """
 
     bootstrap: str = "127.0.0.1:9092"  #: "host:port[,host:port...]"
     app_id: str = "streamsig"  #: Faust app id = consumer group id
@@ -36,7 +52,7 @@ class StreamConfig:
     replication: int = 1
     session_timeout_s: float = 6.0
     heartbeat_s: float = 1.0
-    fetch_max_wait_ms: int = 50  #: Tansu adds up to half of it to latency; lower costs idle CPU
+    fetch_max_wait_ms: int = 2  #: Tansu adds up to half of it per hop; 2 ms costs ~7% of a core idle (docs/latency.md)
     commit_interval_s: float = 1.0
     frame_size: int = 500  #: max events per frame
     frame_delay_ms: float = 5.0  #: max time an event waits in a producer's framer
@@ -88,30 +104,6 @@ class StreamConfig:
         """A copy with some fields changed."""
         return dataclasses.replace(self, **changes)
 
-    @classmethod
-    def from_env(cls, bootstrap: str, env: Mapping[str, str] | None = None, **overrides: Any) -> "StreamConfig":
-        """Config for ``bootstrap`` with ``STREAMSIG_<FIELD>`` variables applied, then ``overrides``.
-
-        >>> StreamConfig.from_env("h:1", {"STREAMSIG_PARTITIONS": "8"}).partitions
-        8
-        """
-        env = os.environ if env is None else env
-        values: dict[str, Any] = {}
-        for f in dataclasses.fields(cls):
-            var = f"STREAMSIG_{f.name.upper()}"
-            raw = env.get(var)
-            if raw is None or f.name == "bootstrap":
-                continue
-            try:
-                if f.default is None:  # optional fields: web_port (int), datadir (str)
-                    values[f.name] = (int(raw) if f.name == "web_port" else raw) if raw else None
-                else:
-                    values[f.name] = type(f.default)(raw)
-            except ValueError:
-                raise ValueError(f"{var}={raw!r} is not a valid {f.name}") from None
-        values.update(overrides)
-        return cls(bootstrap=bootstrap, **values)
-
 
 def broker_urls(bootstrap: str) -> list[str]:
     """Faust broker URLs for a bootstrap list.
@@ -162,6 +154,55 @@ class _Consumer(_faust_kafka.Consumer):
     def _new_consumer_thread(self) -> _ConsumerThread:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
+    async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - runs inside Faust
+        """Faust's fetch loop, handing each fetched message straight to the conductor.
+
+        Faust wraps every message's delivery in a pair of tasks (to give up when
+        the flow is suspended for a rebalance), which costs several event-loop
+        turns per message and makes it deliver a backlog one message at a time.
+        Here a fetched batch is delivered in one go (yielding every
+        ``_YIELD_EVERY`` messages), the suspension is checked before each
+        message, and read offsets, gaps and ``broker_commit_every`` are kept as
+        Faust keeps them.
+        """
+        deliver, read = self.callback, self._read_offset
+        acks_on = self.app.topics.acks_enabled_for
+        stopping = (self._stopped.is_set, fetcher._stopped.is_set)
+        suspended = self.suspend_flow.is_set
+        n = 0
+        try:
+            while not any(f() for f in stopping):
+                self.diag.set_flag(_faust_consumer.CONSUMER_FETCHING)
+                batch = self.getmany(timeout=1.0)
+                await asyncio.sleep(0)
+                if self.should_stop:
+                    break
+                async for tp, message in batch:
+                    if suspended():
+                        break
+                    last = read[tp]
+                    if last is not None and message.offset < last:
+                        continue  # already delivered (a fetch overlapping a seek)
+                    if last and message.offset - last > 1 and acks_on(message.topic):
+                        await self._add_gap(tp, last + 1, message.offset)
+                    if self._commit_every is not None and self._n_acked >= self._commit_every:
+                        self._n_acked = 0
+                        await self.commit()
+                    await deliver(message)
+                    read[tp] = message.offset
+                    n += 1
+                    if n % _YIELD_EVERY == 0:
+                        await asyncio.sleep(0)
+                self.diag.unset_flag(_faust_consumer.CONSUMER_FETCHING)
+        except self.consumer_stopped_errors:
+            if not self.transport.app.should_stop:
+                raise
+        except asyncio.CancelledError:
+            if not self.transport.app.should_stop:
+                raise
+        finally:
+            self.diag.unset_flag(_faust_consumer.CONSUMER_FETCHING)
+
 
 class _Transport(_faust_kafka.Transport):
     Consumer = _Consumer
@@ -172,12 +213,28 @@ class StreamApp(faust.App):
 
     fetch_max_wait_ms: int | None = None
 
+    def on_init_dependencies(self) -> Any:
+        """Faust's services, without its Monitor among the per-event sensors.
+
+        The Monitor keeps per-event statistics for Faust's web views (off here;
+        streamsig exports its own metrics) at four sensor calls per message.
+        The object stays, for the few places that call it directly.
+        """
+        deps = super().on_init_dependencies()
+        if self.monitor in set(self.sensors):
+            self.sensors.remove(self.monitor)
+        return deps
+
     def _new_transport(self) -> Any:
         return _Transport(self.conf.broker_consumer, self)
 
 
 def make_app(cfg: StreamConfig, **overrides: Any) -> StreamApp:
-    """A Faust app for ``cfg``; ``overrides`` replace individual Faust settings."""
+    """A Faust app for ``cfg``; ``overrides`` replace individual Faust settings.
+
+    Lowers this process's GIL switch interval to :data:`SWITCH_INTERVAL_S` (never raises it).
+    """
+    sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
     app = StreamApp(cfg.app_id, **{**faust_settings(cfg), **overrides})
     app.fetch_max_wait_ms = cfg.fetch_max_wait_ms
     return app
@@ -237,6 +294,8 @@ async def _start_and_wait(app: faust.App, ready: asyncio.Event) -> None:
 
 
 def stream_config(bootstrap: str, prefix: str = "", partitions: int = 4, app_id: str = "streamsig",
-                  **kw: Any):  # noqa: ANN201
-    """StreamConfig from CLI values (STREAMSIG_* environment variables fill the rest)."""
-    return StreamConfig.from_env(bootstrap, topic_prefix=prefix, partitions=partitions, app_id=app_id, **kw)
+                  **kw: Any) -> StreamConfig:
+    """StreamConfig from CLI values (already resolved: CLI value > ``STREAMSIG_*`` > default);
+    ``STREAMSIG_*`` variables fill the fields the CLI does not set."""
+    return StreamConfig.from_env(bootstrap=bootstrap, topic_prefix=prefix, partitions=partitions, app_id=app_id,
+                                 **kw)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -11,14 +12,24 @@ from typing import Any
 
 from streamsig.book.sources import Feed
 from streamsig.features import FeatureSpec
-from streamsig.trading import ExecConfig
+from streamsig.trading import ExecConfig, PolicyConfig
 
 
 async def run_demo(feeds: list[Feed], bootstrap: str, strategy: Any, model_id: str, spec: FeatureSpec,
                    speed: float | None, duration: float | None, ws_port: int, metrics_port: int,
-                   token: str | None, state_dir: Path, say=print, exec_cfg: ExecConfig | None = None,
-                   max_position: float = 1.0) -> dict[str, Any]:
-    """Run everything until the replay ends (plus a short drain), ``duration`` s, or Ctrl-C."""
+                   token: str | None, state_dir: Path, say=print, exec_cfg: ExecConfig = ExecConfig(),
+                   policy: PolicyConfig = PolicyConfig(), prefix: str = "demo",
+                   partitions: int = 4, page_port: int = 8766, challenger: Any = None) -> dict[str, Any]:
+    """Run everything until the replay ends (plus a short drain), ``duration`` s, or Ctrl-C.
+
+    ``challenger`` (a factory of ``OnlineChallenger``) runs the online model beside the champion.
+    The replay starts from the first event every time, so the worker's checkpoints go to a
+    folder of this run under ``state_dir`` (removed at the end): a checkpoint left by an earlier
+    run would make the worker skip, as already applied, everything up to where that run stopped.
+
+    ``exec_cfg`` and ``policy`` are the paper trader's (the strategy already holds its policy).
+    """
+    from streamsig.serve.page import PageServer
     from streamsig.telemetry import serve_metrics
     from streamsig.live.config import stream_config
     from streamsig.live.config import running
@@ -27,12 +38,13 @@ async def run_demo(feeds: list[Feed], bootstrap: str, strategy: Any, model_id: s
     from streamsig.live.trader import build_trader
     from streamsig.live.worker import build_worker
 
-    cfg = stream_config(bootstrap, "demo", 4, app_id=f"streamsig-demo-{secrets.token_hex(3)}",
+    cfg = stream_config(bootstrap, prefix, partitions, app_id=f"streamsig-demo-{secrets.token_hex(3)}",
                         session_timeout_s=3.0, heartbeat_s=0.5)
     await ensure_topics(bootstrap, cfg.topics.all(), cfg.partitions)
     serve_metrics(metrics_port)
-    worker = build_worker(cfg, spec, strategy, model_id, state_dir)
-    trader = build_trader(cfg, spec, exec_cfg or ExecConfig(fee_bps=1.0), max_position)
+    run_dir = state_dir / cfg.app_id
+    worker = build_worker(cfg, spec, strategy, model_id, run_dir, challenger=challenger)
+    trader = build_trader(cfg, exec_cfg, policy, book_capacity=spec.book_capacity)
     token = token or secrets.token_urlsafe(12)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -41,14 +53,19 @@ async def run_demo(feeds: list[Feed], bootstrap: str, strategy: Any, model_id: s
             loop.add_signal_handler(s, stop.set)
     t0 = time.monotonic()
     async with contextlib.AsyncExitStack() as stack:
+        stack.callback(shutil.rmtree, run_dir, True)
         await stack.enter_async_context(running(worker, ready_timeout_s=60))
         await stack.enter_async_context(running(trader, ready_timeout_s=60))
         server = await _start_ws(stack, bootstrap, cfg, ws_port, token)
+        page = PageServer("127.0.0.1", page_port, server.port).start()
+        server.allow_origins(page.origins())
+        stack.callback(page.stop)
         say(f"broker   {bootstrap} (topics prefixed '{cfg.topic_prefix}-')")
         say(f"metrics  http://127.0.0.1:{metrics_port}/metrics")
         if server:
-            say(f"signals  ws://127.0.0.1:{ws_port}/?token={token}  "
+            say(f"signals  ws://127.0.0.1:{server.port}/?token={token}  "
                 "(send {\"op\":\"subscribe\",\"symbols\":\"*\"})")
+        say(f"page     {page.url(token)}")
         say(f"model    {model_id}; symbols {', '.join(f.symbol for f in feeds)}; "
             f"speed {'max' if speed is None else f'{speed:g}x'}")
         sent = ProduceStats()

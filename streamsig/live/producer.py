@@ -148,8 +148,8 @@ async def produce(feeds: Sequence[Feed], bootstrap: str, topic: str, speed: floa
     stats.epoch = epoch
 
     quiet_client_logs()
-    outage = Outage("producer")
-    prod = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=1 if speed else 5, acks=1,
+    outage = Outage("producer", broker=bootstrap)
+    prod = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0 if speed else 5, acks=1,
                             max_request_size=4 * 1024 * 1024, enable_idempotence=False,
                             request_timeout_ms=5000, retry_backoff_ms=200)
     while True:  # the broker may not be up yet: wait for it with backoff

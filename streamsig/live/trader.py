@@ -1,92 +1,123 @@
 """The live paper trader: book frames + signal frames in, fills and P&L out.
 
-Per symbol, :class:`LiveTrader` keeps its own copy of the book (the same
-kernel on the same ``book-events`` frames) and the worker's targets by
-sequence. A book row is traded only once the signal stream has answered its
-sequence (a signal frame's ``last_seq``), then it runs exactly the backtest's
-per-row step (:class:`~streamsig.trading.account.Account`: executor against the book
-at that row, portfolio marked at mid, kill switch). So a file replayed live
-trades like the backtest of the same file. Redelivered book events and
-signals (sequence already seen) are ignored: no signal trades twice.
-
-Passive (queue) orders are not used live.
+Per symbol, :class:`LiveTrader` keeps only the book it executes against (a
+:class:`~streamsig.trading.cursor.BookCursor` fed the ``book-events`` frames; no
+feature kernel) and the worker's signal records, which carry each row's
+sequence, time, target and mid. Book events are traded only once the signal
+stream has answered their sequence (a signal frame's ``last_seq``); then the
+drained part runs exactly the backtest's per-row loop
+(:func:`~streamsig.trading.account.step_rows`: executor against the book at
+each row, portfolio marked at the row's mid, kill switch, passive orders if
+configured). So a file replayed live trades like the backtest of the same
+file. The records also carry the touch at their row; the trader counts the
+drained parts whose last row's touch differs from its own book (:attr:`LiveTrader.desyncs`).
+Redelivered book events and signals are dropped by sequence
+(:func:`~streamsig.book.sequence.fresh_start`): no signal trades twice. The
+P&L record says where the last traded row stood: its sequence, exchange time,
+mid and the :func:`microprice` of its touch.
 """
 from __future__ import annotations
 
+import logging
 import math
+import time
 from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
-from streamsig.trading.cursor import BookCursor
-from streamsig.trading.account import Account
 from streamsig.book import events as E
-from streamsig.features import FeatureSpec, FeatureState
+from streamsig.book.records import SIGNAL_DTYPE
+from streamsig.book.sequence import fresh_start
+from streamsig.trading.cursor import BookCursor
+from streamsig.trading.account import Account, step_rows
 from streamsig import telemetry as M
 from streamsig.live.guard import SequenceGuard, SymbolGate, Verdict, check_values
 from streamsig.wire.signals import SignalFrame, to_json
-from streamsig.trading import ExecConfig, Fill
+from streamsig.trading import ExecConfig, Fill, PolicyConfig
 from streamsig.trading.executor import fill_to_dict
 from streamsig.trading.performance import LiveStats
 
+log = logging.getLogger(__name__)
+
+
+def microprice(rec: np.void) -> float:
+    """The size-weighted mid of a signal record's touch (the feature kernel's ``microprice``).
+
+    NaN when the record has no touch sizes (a feature spec without depth 1).
+
+    >>> r = np.zeros(1, SIGNAL_DTYPE)[0]
+    >>> r["bid"], r["bid_sz"], r["ask"], r["ask_sz"] = 99.0, 3.0, 101.0, 1.0
+    >>> microprice(r)
+    100.5
+    """
+    qb, qa = float(rec["bid_sz"]), float(rec["ask_sz"])
+    if not (qb + qa > 0):
+        return math.nan
+    return (float(rec["ask"]) * qb + float(rec["bid"]) * qa) / (qb + qa)
+
 
 class LiveTrader:
-    """One symbol's paper trading, joined on sequence numbers (see module doc)."""
+    """One symbol's paper trading, joined on sequence numbers (see module doc).
 
-    def __init__(self, symbol: str, spec: FeatureSpec, tick_size: float, exec_cfg: ExecConfig,
-                 size: float = 1.0, capital: float | None = None, max_drawdown: float | None = None,
-                 strategy: str = "model") -> None:
-        self.symbol, self.spec = symbol, spec
-        self.state = FeatureState(spec, tick_size)
-        self.cursor = BookCursor(spec, tick_size)
-        self.lane = Account(strategy, symbol, replace(exec_cfg, tick_size=tick_size), capital, size,
-                         max_drawdown, None, False, record=False)
-        self.imid = spec.index("mid")
+    ``capital_units`` sizes the default capital (the notional of that many
+    units at the first mid), as the backtest does with the policy's
+    ``max_position``; ``book_capacity`` should be the worker's feature spec's.
+    """
+
+    def __init__(self, symbol: str, tick_size: float, exec_cfg: ExecConfig, capital_units: float = 1.0,
+                 capital: float | None = None, strategy: str = "model", book_capacity: int = 64) -> None:
+        self.symbol = symbol
+        self.cursor = BookCursor(book_capacity, tick_size)
+        self.lane = Account(strategy, symbol, replace(exec_cfg, tick_size=tick_size), capital, capital_units,
+                            None, record=False)
+        self._mark: tuple[int, int, float, float] | None = None  # (exch ts, seq, mid, microprice) of the last row
         self._events: list[np.ndarray] = []
-        self._book_seq = -1  # last book sequence buffered
-        self._sig_seq = np.zeros(0, np.int64)
-        self._sig_tgt = np.zeros(0, np.float64)
+        self._closed = -1  # sequence of the last end-of-batch event buffered
+        self._sig = np.zeros(0, SIGNAL_DTYPE)  # signal records not traded yet
+        self._sig_seq = -1  # last signal sequence buffered
         self._answered = -1  # the worker has processed the book up to here
-        self._target = 0.0
         self.stats = LiveStats()
         self.n_fills = 0
+        #: drained parts whose last row's touch in the signal differs from this trader's book
+        self.desyncs = 0
 
     def on_book(self, events: np.ndarray) -> int:
         """Buffer a book frame; returns how many events were new (not redelivered)."""
-        fresh = events["seq"] > self._book_seq
-        k = int(np.argmax(fresh)) if fresh.any() else len(events)
+        # as the worker does: events at or below the last closed update were buffered already;
+        # a frame continuing an update split across frames keeps its events
+        k = fresh_start(events["seq"], self._closed)
         if k < len(events):
-            self._events.append(np.array(events[k:]))
-            self._book_seq = int(events["seq"][-1])
+            new = np.array(events[k:])
+            self._events.append(new)
+            eob = np.flatnonzero(new["flags"] & E.EOB)
+            if len(eob):
+                self._closed = max(self._closed, int(new["seq"][eob[-1]]))
         return len(events) - k
 
     def new_session(self) -> None:
         """Forget book and signal sequences: a restarted producer numbers its events afresh.
 
-        Book and features start afresh (from the new session's snapshot); the account
+        The book starts afresh (from the new session's snapshot); the account
         (position, P&L) carries on.
         """
-        tick = self.state.tick_size
-        self.state = FeatureState(self.spec, tick)
-        self.cursor = BookCursor(self.spec, tick)
+        self.cursor = BookCursor(self.cursor.capacity, self.cursor.tick_size)
         ex = self.lane.ex
         ex.last_seq = -1  # signal sequences start again too
         ex._inflight.clear()  # orders timed on the old session's clock would never come due
         self._events = []
-        self._book_seq = -1
-        self._sig_seq = np.zeros(0, np.int64)
-        self._sig_tgt = np.zeros(0, np.float64)
+        self._closed = -1
+        self._sig = np.zeros(0, SIGNAL_DTYPE)
+        self._sig_seq = -1
         self._answered = -1
 
     def on_signals(self, frame: SignalFrame) -> None:
-        """Buffer a signal frame's targets (records already seen are ignored)."""
+        """Buffer a signal frame's records (records already seen are dropped)."""
         rec = frame.records
-        last = self._sig_seq[-1] if len(self._sig_seq) else -1
-        rec = rec[rec["seq"] > last]
+        rec = rec[fresh_start(rec["seq"], self._sig_seq):]
         if len(rec):
-            self._sig_seq = np.concatenate([self._sig_seq, rec["seq"]])
-            self._sig_tgt = np.concatenate([self._sig_tgt, rec["target"]])
+            self._sig = np.concatenate([self._sig, rec])
+            self._sig_seq = int(rec["seq"][-1])
         self._answered = max(self._answered, frame.last_seq)
 
     def drain(self) -> list[Fill]:
@@ -102,25 +133,26 @@ class LiveTrader:
         cut = int(ok[-1]) + 1
         part, rest = ev[:cut], ev[cut:]
         self._events = [rest] if len(rest) else []
-        rows, idx, _ = self.state.update(part)
-        seqs = part["seq"][idx]
-        pos = np.searchsorted(self._sig_seq, seqs)
-        hit = (pos < len(self._sig_seq)) & (self._sig_seq[np.minimum(pos, len(self._sig_seq) - 1)] == seqs)
-        tix = np.flatnonzero(part["flags"] & E.TRADE)
-        bounds = np.searchsorted(tix, idx, side="right")
+        n_sig = int(np.searchsorted(self._sig["seq"], part["seq"][cut - 1], side="right"))
+        sig, self._sig = self._sig[:n_sig], self._sig[n_sig:]
+        # a row closes at the first end-of-batch event of its sequence (later ones with the same
+        # sequence are periodic snapshots); a signal without such an event in the part is not traded
+        eob = ok
+        eseq = part["seq"][eob]
+        first = np.ones(len(eseq), bool)
+        first[1:] = eseq[1:] > np.maximum.accumulate(eseq)[:-1]
+        eob, eseq = eob[first], eseq[first]
+        pos = np.minimum(np.searchsorted(eseq, sig["seq"]), max(len(eseq) - 1, 0))
+        hit = (eseq[pos] == sig["seq"]) if len(eseq) else np.zeros(len(sig), bool)
+        sig, idx = sig[hit], eob[pos[hit]]
         n_before = len(self.lane.fills)
-        self.cursor.begin(part)
-        lo = 0
-        for i in range(len(rows)):
-            if hit[i]:
-                self._target = float(self._sig_tgt[pos[i]])
-            hi = int(bounds[i])
-            self.lane.on_row(int(part["exch_ts"][idx[i]]), int(seqs[i]), float(rows[i, self.imid]),
-                             self._target, self.cursor, int(idx[i]), part, tix[lo:hi])
-            lo = hi
-        self.cursor.finish()
-        drop = np.searchsorted(self._sig_seq, seqs[-1], side="right") if len(seqs) else 0
-        self._sig_seq, self._sig_tgt = self._sig_seq[drop:], self._sig_tgt[drop:]
+        step_rows([self.lane], [sig["target"].tolist()], part, idx.tolist(), sig["ts_ns"].tolist(),
+                  sig["seq"].tolist(), sig["mid"].tolist(), self.cursor)
+        if len(sig):
+            last = sig[-1]
+            self._mark = (int(part["exch_ts"][idx[-1]]), int(last["seq"]), float(last["mid"]), microprice(last))
+            if idx[-1] == cut - 1:
+                self._check_touch(last)
         pf = self.lane.pf
         if pf is not None:
             self.stats.update(pf.equity)
@@ -128,6 +160,18 @@ class LiveTrader:
         self.lane.fills.clear()  # published by the caller; a long-running trader keeps no history
         self.n_fills += len(new)
         return list(new)
+
+    def _check_touch(self, rec: np.ndarray) -> None:
+        """Compare the book after the part with the touch the worker saw at the same row."""
+        c, tk = self.cursor, self.cursor.tick_size
+        same = (c.n_bid > 0 and c.n_ask > 0 and c.bid_px[0] * tk == rec["bid"] and c.ask_px[0] * tk == rec["ask"]
+                and (np.isnan(rec["bid_sz"]) or c.bid_sz[0] == rec["bid_sz"])
+                and (np.isnan(rec["ask_sz"]) or c.ask_sz[0] == rec["ask_sz"]))
+        if not same:
+            if not self.desyncs:
+                log.warning("%s: the trader's book differs from the worker's at seq %d", self.symbol,
+                            int(rec["seq"]))
+            self.desyncs += 1
 
     def pnl(self) -> dict[str, Any]:
         """The P&L record published on ``pnl`` (JSON-safe)."""
@@ -144,13 +188,25 @@ class LiveTrader:
                 "realised": num(pf.realised()), "unrealised": num(pf.unrealised()), "fees": num(pf.fees),
                 "drawdown": num(pf.drawdown), "sharpe": num(self.stats.sharpe),
                 "sortino": num(self.stats.sortino), "max_drawdown": num(self.stats.max_drawdown),
-                "fills": self.n_fills, "killed": pf.killed}
+                "fills": self.n_fills, "killed": pf.killed, **self._mark_fields(num)}
+
+    def _mark_fields(self, num: Any) -> dict[str, Any]:
+        """Where the book stood at the last traded row (for the live page's price chart)."""
+        if self._mark is None:
+            return {}
+        ts, seq, mid, micro = self._mark
+        return {"exch_ts_ns": ts, "seq": seq, "mid": num(mid), "microprice": num(micro)}
 
 
-def build_trader(cfg, spec: FeatureSpec, exec_cfg: ExecConfig, size: float = 1.0,  # noqa: ANN001, ANN201
-                 capital: float | None = None, max_drawdown: float | None = None, model: str = "model"):
-    """The paper trader's Faust app: agents on ``book-events`` and ``signals``."""
+def build_trader(cfg, exec_cfg: ExecConfig, policy: PolicyConfig = PolicyConfig(),  # noqa: ANN001, ANN201
+                 capital: float | None = None, model: str = "model", book_capacity: int = 64):
+    """The paper trader's Faust app: agents on ``book-events`` and ``signals``.
+
+    ``policy.max_position`` sizes each symbol's default capital (as in the backtest).
+    """
+
     from streamsig.live.config import make_app, raw_topic
+    from streamsig.live.health import add_health_timer
     from streamsig.wire.frames import FrameError, decode_frame
     from streamsig.wire.signals import decode_signals
 
@@ -201,11 +257,13 @@ def build_trader(cfg, spec: FeatureSpec, exec_cfg: ExecConfig, size: float = 1.0
                 take_signals(tr, sf)
         if keep:
             early[tr.symbol] = keep
+    add_health_timer(app, "trader")
 
     def trader(symbol: str, tick: float) -> LiveTrader:
         tr = traders.get(symbol)
         if tr is None:
-            tr = traders[symbol] = LiveTrader(symbol, spec, tick, exec_cfg, size, capital, max_drawdown, model)
+            tr = traders[symbol] = LiveTrader(symbol, tick, exec_cfg, policy.max_position, capital, model,
+                                              book_capacity)
             guards.setdefault(symbol, SequenceGuard(cfg.seq_window))
         return tr
 
@@ -235,7 +293,7 @@ def build_trader(cfg, spec: FeatureSpec, exec_cfg: ExecConfig, size: float = 1.0
             if fr.tick_size <= 0:
                 continue
             known = traders.get(fr.symbol)
-            if gate.check(fr.symbol, traders) or check_values(fr, known.state.tick_size if known else None):
+            if gate.check(fr.symbol, traders) or check_values(fr, known.cursor.tick_size if known else None):
                 continue  # the worker dead-letters it
             tr = trader(fr.symbol, fr.tick_size)
             g = guards[fr.symbol]
@@ -257,10 +315,12 @@ def build_trader(cfg, spec: FeatureSpec, exec_cfg: ExecConfig, size: float = 1.0
     @app.agent(signals)
     async def on_signals(stream):  # type: ignore[no-untyped-def]
         async for value in stream:
+            received = time.time_ns()
             try:
                 sf = decode_signals(value)
             except FrameError:
                 continue
+            M.observe_stage("worker_to_trader", sf.worker_ts_ns, received)
             tr = traders.get(sf.symbol)
             g = guards.get(sf.symbol)
             if tr is None or g is None or sf.epoch > (g.epoch or 0):  # the book side is not there yet
@@ -268,6 +328,7 @@ def build_trader(cfg, spec: FeatureSpec, exec_cfg: ExecConfig, size: float = 1.0
                 continue
             take_signals(tr, sf)
             await publish(tr, tr.drain())
+            M.observe_stage("trader", received, time.time_ns())
 
     from streamsig.wire.health import BrokerWatch, quiet_client_logs
 

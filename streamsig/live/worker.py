@@ -27,9 +27,13 @@ from typing import Any
 import numpy as np
 
 from streamsig.book.events import EOB, Reason
+from streamsig.book.sequence import fresh_start
 from streamsig.engine import SignalEngine
 from streamsig.features import FeatureSpec
+from streamsig.models.outcomes import MaturedScores
 from streamsig import telemetry as M
+from streamsig.live import health
+from streamsig.live.batches import ready_batches
 from streamsig.live.config import StreamConfig, make_app, raw_topic
 from streamsig.live.guard import SequenceGuard, SymbolGate, Verdict, check_values
 from streamsig.wire.frames import FrameError, dead_letter_record, decode_frame, encode_frame, peek_symbol
@@ -87,8 +91,7 @@ def fresh_events(frames: list, last_closed: int) -> tuple[np.ndarray, int]:
     parts, skipped = [], 0
     for f in frames:
         e = f.events
-        fresh = e["seq"] > last_closed
-        k = int(np.argmax(fresh)) if fresh.any() else len(e)
+        k = fresh_start(e["seq"], last_closed)
         skipped += k
         if k < len(e):
             parts.append(e[k:])
@@ -102,13 +105,13 @@ def fresh_events(frames: list, last_closed: int) -> tuple[np.ndarray, int]:
 
 def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: str,
                  state_dir: str | Path | None = None, checkpoint_s: float = 1.0,
-                 max_batch: int = 1024, batch_wait_s: float = 0.0005,
-                 challenger: Any = None):  # noqa: ANN201
+                 max_batch: int = 1024, challenger: Any = None):  # noqa: ANN201
     """The worker's Faust app (agents registered); run it with ``run_worker`` or ``running``.
 
-    Frames already waiting are taken together (up to ``max_batch``, waiting at
-    most ``batch_wait_s`` for more) and answered with one signal message per
-    symbol, which amortises the per-message cost of publishing.
+    Frames already waiting are taken together (up to ``max_batch``, never
+    waiting for more: :func:`~streamsig.live.batches.ready_batches`) and
+    answered with one signal message per symbol, which amortises the
+    per-message cost of publishing as the backlog grows.
 
     ``challenger`` (a callable returning a fresh ``OnlineChallenger``) runs an
     online model per symbol beside the champion; its signals go to
@@ -127,6 +130,15 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
     ckpts = Checkpoints(state_dir)
     app.streamsig_engines = engines  # for tests and the status line
     app.streamsig_guards = guards
+    roles = {"champion": model_id, "challenger": model_id + "+online"}
+    label = health.champion_label(strategy)
+    matured: dict[str, MaturedScores] = {}  # the champion scored on its matured labels, per symbol
+    tallies = health.TallyBuffer(roles)
+    imid = spec.index("mid")
+    for reason in [r.name for r in Reason if r not in (Reason.OK, Reason.RESYNC, Reason.DUPLICATE)] + [
+            "BAD_FRAME", "GAP", "INTERNAL_ERROR"]:
+        M.DEAD_LETTERS.labels(reason)  # every reason's series exists (at 0) from the start
+    health.add_health_timer(app, "worker")
 
     def engine(symbol: str, tick: float) -> SignalEngine:
         eng = engines.get(symbol)
@@ -139,6 +151,12 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
                 eng.restore(ck)
             guards[symbol].restore(ck.get("guard") if ck else None, eng.last_seq)
             marks[symbol] = mark
+            for counter in (M.DUPLICATES, M.GAPS, M.RESYNC_DROPPED):
+                counter.labels(symbol)
+            if label is not None:
+                matured[symbol] = MaturedScores(label)
+            active = {"champion": label is not None, "challenger": challenger is not None}
+            health.zero_model_series(symbol, {r: m for r, m in roles.items() if active[r]})
         return eng
 
     def checkpoint_of(sym: str) -> dict[str, Any]:
@@ -219,24 +237,37 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
         sig = res.signals
         mark = marks.get(sym, -1)
         if len(sig) and sig["seq"][-1] > mark:
-            sig = sig[sig["seq"] > mark]
+            sig = sig[fresh_start(sig["seq"], mark):]
             marks[sym] = int(sig["seq"][-1])
             epoch = frs[-1].epoch
             out.append((sym, False, sig, pts, eng.last_seq, epoch))
+            health.observe_scores(model_id, sym, sig)
             if res.challenger is not None:
-                out.append((sym, True, res.challenger[res.challenger["seq"] > mark], pts, eng.last_seq, epoch))
+                ch_sig = res.challenger[fresh_start(res.challenger["seq"], mark):]
+                out.append((sym, True, ch_sig, pts, eng.last_seq, epoch))
+                health.observe_scores(roles["challenger"], sym, ch_sig)
+        scorer = matured.get(sym)
+        if scorer is not None and len(res.rows):
+            probs = np.stack([res.signals["p_down"], res.signals["p_flat"], res.signals["p_up"]], axis=1)
+            tallies.add(sym, {"champion": scorer.update_many(res.rows[:, imid], res.signals["ts_ns"], probs)})
+        if eng.challenger is not None:
+            tallies.add(sym, eng.challenger.take_tally())
 
     @app.agent(book)
     async def process(stream):  # type: ignore[no-untyped-def]
         # frames waiting together are processed together: per symbol one engine call and one
         # signal message, so the per-frame cost falls as the backlog grows
-        async for values in stream.take(max_batch, within=batch_wait_s):
+        async for values in ready_batches(stream, max_batch):
+            received = time.time_ns()
             frames: dict[str, list] = {}
             out: list[tuple] = []
             dead_out: list = []
             for value in values:
                 decode(value, frames, dead_out)
             for sym, frs in frames.items():
+                for f in frs:
+                    if f is not None:
+                        M.observe_stage("produce_to_worker", f.producer_ts_ns, received)
                 apply_all(sym, frs, out, dead_out)
             for sym, reason, seq, detail, raw in dead_out:
                 M.DEAD_LETTERS.labels(reason).inc()
@@ -245,12 +276,14 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
                 now = time.time_ns()
                 topic, mid = (ch_topic, model_id + "+online") if is_ch else (signals, model_id)
                 # split so that no message exceeds the producer's request limit
-                for msg in split_signals(sym, mid, sig, min(pts), now, last, epoch, cfg.payload_limit):
+                for msg in split_signals(sym, mid, sig, min(pts), now, last, epoch, cfg.payload_limit,
+                                         worker_received_ns=received):
                     await topic.send(key=sym.encode(), value=msg)
                 if is_ch:
                     continue
                 ckpts.published(sym, marks[sym])
                 M.SIGNALS.labels(sym, model_id).inc(len(sig))
+                M.observe_stage("worker", received, now)
                 for p in pts:
                     M.LATENCY.labels(sym).observe(max(0.0, (now - p) / 1e9))
 
@@ -270,6 +303,7 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
     @app.on_before_shutdown.connect
     async def _on_shutdown(sender: Any, **kw: Any) -> None:
         save_all()  # streams are drained by now; the final offset commit comes after this
+        tallies.flush()
 
     @app.on_partitions_revoked.connect
     async def _on_revoked(sender: Any, revoked: Any, **kw: Any) -> None:

@@ -5,6 +5,13 @@ tensor, not a list of dicts); LightGBM through onnxmltools; the LSTM through
 ``torch.onnx.export``. The ``label`` output the tree and linear converters add
 is dropped, so every model has the same single output.
 
+Every export then goes through :func:`canonical`, so its bytes depend only on
+the fitted model and the converter's graph, not on the process that made it:
+the converters collect ``opset_import`` in a ``set``, whose order follows
+string hashing and insertion history, and stamp their own name, version and
+doc strings into the file. Converter versions are recorded in the model card
+(``library_versions``) instead.
+
 Tree thresholds: LightGBM stores double thresholds and onnxmltools rounds them
 to the nearest float32. A float32 input ``x`` equal to that rounded value but
 above the double threshold then takes the other branch (seen on repeated
@@ -72,7 +79,39 @@ def _single_output(model: onnx.ModelProto) -> onnx.ModelProto:
     inits = [i for i in g.initializer if i.name in needed]
     del g.initializer[:]
     g.initializer.extend(inits)
-    g.name = "streamsig"  # converters put a random uuid here; keep the bytes reproducible
+    return model
+
+
+def canonical(model: onnx.ModelProto) -> onnx.ModelProto:
+    """``model`` (changed in place) with every field that may depend on process state fixed.
+
+    ``opset_import`` gets one entry per domain (the highest version asked for),
+    sorted by domain; the producer is ``streamsig`` with no version; model
+    domain, model version and all doc strings are cleared; the graph name (a
+    random uuid from the sklearn converter) is ``streamsig``. Operators,
+    tensors and names are not touched.
+
+    >>> m = onnx.helper.make_model(onnx.helper.make_graph([], "g", [], []), producer_name="x",
+    ...     opset_imports=[onnx.helper.make_opsetid("ai.onnx.ml", 1), onnx.helper.make_opsetid("", 9),
+    ...                    onnx.helper.make_opsetid("", 17)])
+    >>> [(o.domain, o.version) for o in canonical(m).opset_import], m.producer_name, m.graph.name
+    ([('', 17), ('ai.onnx.ml', 1)], 'streamsig', 'streamsig')
+    """
+    versions: dict[str, int] = {}
+    for o in model.opset_import:
+        versions[o.domain] = max(versions.get(o.domain, 0), o.version)
+    del model.opset_import[:]
+    model.opset_import.extend(onnx.helper.make_opsetid(d, versions[d]) for d in sorted(versions))
+    model.producer_name = "streamsig"
+    for field in ("producer_version", "domain", "model_version", "doc_string"):
+        model.ClearField(field)  # proto2: an explicit "" or 0 would still be written
+    props = sorted((p.key, p.value) for p in model.metadata_props)
+    del model.metadata_props[:]
+    model.metadata_props.extend(onnx.StringStringEntryProto(key=k, value=v) for k, v in props)
+    g = model.graph
+    g.name = "streamsig"
+    for part in (g, *g.node, *g.input, *g.output, *g.value_info, *g.initializer):
+        part.ClearField("doc_string")
     return model
 
 
@@ -102,9 +141,10 @@ def lightgbm_float32_booster(model: Any) -> Any:
 
 
 def to_onnx(model: Any, model_type: str, n_features: int) -> bytes:
-    """Serialized ONNX for a model from :func:`streamsig.models.estimators.fit_native`."""
-    if model_type == "lstm":
-        return model.onnx_bytes(INPUT_NAME, OUTPUT_NAME)  # already one output, fixed names
+    """Serialized ONNX for a model from :func:`streamsig.models.estimators.fit_native`,
+    in :func:`canonical` form."""
+    if model_type == "lstm":  # already one output, fixed names
+        return canonical(onnx.load_from_string(model.onnx_bytes(INPUT_NAME, OUTPUT_NAME))).SerializeToString()
     if model_type == "lightgbm":
         from onnxmltools import convert_lightgbm
         from onnxmltools.convert.common.data_types import FloatTensorType
@@ -117,7 +157,7 @@ def to_onnx(model: Any, model_type: str, n_features: int) -> bytes:
                               options={"zipmap": False}, target_opset=SKLEARN_OPSET)
     else:
         raise ValueError(f"no ONNX export for model type {model_type!r}")
-    return _single_output(onx).SerializeToString()
+    return canonical(_single_output(onx)).SerializeToString()
 
 
 def session(onnx_bytes: bytes) -> ort.InferenceSession:

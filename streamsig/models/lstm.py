@@ -108,7 +108,9 @@ class LstmClassifier:
             return self.net(torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))).numpy()
 
     def onnx_bytes(self, input_name: str, output_name: str) -> bytes:
-        """The network as an ONNX model (opset 17) with input ``[batch, window, F]``."""
+        """The network as an ONNX model (opset 17) with input ``[batch, window, F]``, as
+        ``torch.onnx.export`` writes it (:func:`streamsig.models.export.to_onnx` then
+        puts it in canonical form)."""
         assert self.net is not None, "fit first"
         torch = _torch()
         buf = io.BytesIO()

@@ -11,6 +11,12 @@ ADWIN detector (Bifet & Gavaldà 2007, "Learning from time-changing data with
 adaptive windowing", SDM); detected drifts are counted in ``drifts`` and, with
 ``reset_on_drift``, the model starts afresh.
 
+Given the champion's probabilities for a row (``champion=``), a second ADWIN
+watches the champion's 0/1 error on the same matured labels. :meth:`take_tally`
+hands out the challenger's matured count, hits and calibration counts, and both
+models' drift alarms, since the last call (the champion's hits and calibration
+come from :class:`~streamsig.models.outcomes.MaturedScores`, which needs no challenger).
+
 Checkpoints (:meth:`state_bytes` / :meth:`from_bytes`) pickle the river model,
 which has no other serialised form. Only load checkpoints this process family
 wrote itself: unpickling runs code. The champion model is never pickled; it is
@@ -35,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from streamsig.labels import LabelConfig, mid_change, ternary
+from streamsig.models.outcomes import empty_tally, tally
 
 _MAGIC = b"streamsig-online-v1\n"
 
@@ -47,6 +54,8 @@ class _Waiting:
     index: int
     back: float  #: mean(mid[t-k+1..t] - mid[t]) for past_mean labels, else 0
     pred: int  #: class predicted when the row was scored, -1 if none
+    proba: np.ndarray | None = None  #: the challenger's probabilities when scored
+    champion: np.ndarray | None = None  #: the champion's probabilities for the row, if given
 
 
 @dataclass
@@ -71,6 +80,13 @@ class OnlineChallenger:
         self.learned = 0
         self.drifts: list[int] = []  #: ``learned`` at each detected drift
         self._streams: dict[str, _Stream] = {}
+        self._init_scoring(adwin_delta)
+
+    def _init_scoring(self, adwin_delta: float = 0.002) -> None:
+        from river import drift
+        self.champion_detector = drift.ADWIN(delta=adwin_delta)
+        self.champion_drifts = 0
+        self._tally = _new_tally()
 
     def _new_model(self) -> Any:
         from river import linear_model, optim, preprocessing
@@ -85,8 +101,13 @@ class OnlineChallenger:
             return np.full(3, np.nan)
         return np.array([p.get(k, 0.0) for k in range(3)])
 
-    def process_one(self, row: np.ndarray, *, mid: float, ts_ns: int = 0, symbol: str = "") -> np.ndarray:
-        """Learn the rows this one matures, then score it and queue it until its label matures."""
+    def process_one(self, row: np.ndarray, *, mid: float, ts_ns: int = 0, symbol: str = "",
+                    champion: np.ndarray | None = None) -> np.ndarray:
+        """Learn the rows this one matures, then score it and queue it until its label matures.
+
+        ``champion`` (the champion's down/flat/up probabilities for this row) is
+        scored against the same label when it matures (see :meth:`take_tally`).
+        """
         st = self._streams.setdefault(symbol, _Stream())
         cfg = self.label
         if cfg.kind == "smoothed":
@@ -103,7 +124,8 @@ class OnlineChallenger:
                 return proba  # no label will ever exist for this row
             back = float(np.add.reduce(np.asarray(st.recent) - mid)) / cfg.horizon
         pred = int(np.argmax(proba)) if np.isfinite(proba).all() else -1
-        st.queue.append(_Waiting(x, float(mid), int(ts_ns), st.rows, back, pred))
+        champ = None if champion is None else np.asarray(champion, np.float64)
+        st.queue.append(_Waiting(x, float(mid), int(ts_ns), st.rows, back, pred, proba, champ))
         st.rows += 1
         return proba
 
@@ -129,12 +151,28 @@ class OnlineChallenger:
     def _learn(self, w: _Waiting, y: int) -> None:
         self.model.learn_one(w.x, y)
         self.learned += 1
-        if w.pred >= 0:
+        if w.pred >= 0 and w.proba is not None:
+            _add(self._tally["challenger"], tally(w.proba[None, :], np.array([y])))
             self.detector.update(float(w.pred != y))
             if self.detector.drift_detected:
                 self.drifts.append(self.learned)
+                self._tally["challenger"]["drifts"] += 1
                 if self.reset_on_drift:
                     self.model = self._new_model()
+        if w.champion is not None and np.isfinite(w.champion).all() and y >= 0:
+            self.champion_detector.update(float(int(np.argmax(w.champion)) != y))
+            if self.champion_detector.drift_detected:
+                self.champion_drifts += 1
+                self._tally["champion"]["drifts"] += 1
+
+    def take_tally(self) -> dict[str, dict[str, Any]]:
+        """Matured-label scores since the last call, per role ("champion", "challenger").
+
+        Each role is a :func:`streamsig.models.outcomes.tally` plus ``drifts`` (ADWIN
+        alarms); the champion's role carries only its drifts.
+        """
+        out, self._tally = self._tally, _new_tally()
+        return out
 
     def pending(self, symbol: str | None = None) -> int:
         """Rows scored but not yet learned (for one symbol, or all)."""
@@ -151,5 +189,15 @@ class OnlineChallenger:
         if not data.startswith(_MAGIC):
             raise ValueError("not an online challenger checkpoint")
         obj = cls.__new__(cls)
+        obj._init_scoring()  # checkpoints written before champion scoring existed lack these
         obj.__dict__.update(pickle.loads(data[len(_MAGIC):]))
         return obj
+
+
+def _new_tally() -> dict[str, dict[str, Any]]:
+    return {"champion": empty_tally(), "challenger": empty_tally()}
+
+
+def _add(t: dict[str, Any], more: dict[str, Any]) -> None:
+    for k in ("matured", "hits", "predicted", "observed"):
+        t[k] += more[k]

@@ -22,16 +22,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 
+from streamsig.config import Config
 from streamsig.models.scores import classification_metrics
 
 
 @dataclass(frozen=True)
-class FoldSpec:
+class FoldSpec(Config):
     """How to cut folds. ``test_size`` defaults to an equal share of ``n_folds + 1`` blocks;
     ``train_size`` (rolling only) defaults to the initial train block."""
 
@@ -55,10 +56,7 @@ class FoldSpec:
         """Accept a spec, its dict form, or a number of folds."""
         if isinstance(spec, FoldSpec):
             return spec
-        return cls(n_folds=spec) if isinstance(spec, int) else cls(**spec)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return cls(n_folds=spec) if isinstance(spec, int) else cls.from_dict(spec)
 
 
 @dataclass(frozen=True)

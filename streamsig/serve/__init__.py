@@ -1,1 +1,2 @@
-"""The edges: Prometheus metrics and the websocket signal server."""
+"""The websocket signal server (:mod:`.ws`) and the live page served beside it (:mod:`.page`); the Prometheus
+metric objects live in :mod:`streamsig.telemetry`."""

@@ -17,8 +17,11 @@ Protocol (version 2, details in ``docs/observability.md``):
   beyond that it is closed with 1008 ("policy violation");
 * ``{"type": "signal", ...}`` carries one signal record: by default only the
   records where the target position changes plus the last record of each
-  frame; with ``"all": true`` every record. ``{"type": "pnl", ...}`` is the
-  paper trader's P&L record.
+  frame; with ``"all": true`` every record. Its stamps (ns since epoch) follow
+  the frame: ``producer_ts_ns``, ``worker_received_ns``, ``worker_ts_ns``
+  (published), ``server_ts_ns`` (fetched here) and ``sent_ts_ns`` (written to
+  this client). ``{"type": "pnl", ...}`` is the paper trader's P&L record (with
+  the mid and microprice it marked at) and ``{"type": "fill", ...}`` one of its fills.
 
 The fan-out never waits for a client: each client has a bounded queue drained
 by its own writer task, and a client whose queue is full is closed with code
@@ -37,7 +40,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http import HTTPStatus
 from types import TracebackType
 from typing import Any
@@ -47,7 +50,9 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from streamsig.telemetry import WS_CLIENTS, WS_DROPPED, WS_REFUSED, WS_SENT
+import numpy as np
+
+from streamsig.telemetry import WS_CLIENTS, WS_DROPPED, WS_REFUSED, WS_SENT, observe_stage
 from streamsig.wire.frames import FrameError
 from streamsig.wire.signals import SignalFrame, decode_signals, signal_dicts, to_json
 from streamsig.wire.topics import Topics
@@ -62,10 +67,17 @@ MAX_SYMBOL_CHARS = 64
 log = logging.getLogger(__name__)
 
 
+class _Stamped(str):
+    """A signal message's JSON text carrying the stamps its writer completes (still a ``str``)."""
+
+    received_ns: int
+    producer_ns: int
+
+
 @dataclass(eq=False)
 class _Client:
     ws: ServerConnection
-    queue: asyncio.Queue[str]
+    queue: asyncio.Queue[tuple[str, int]]  #: (text, producer timestamp of its book frame or 0)
     subs: dict[str, bool] = field(default_factory=dict)  # symbol or "*" -> wants every record
     writer: asyncio.Task[None] | None = None
     dropped: bool = False
@@ -176,7 +188,7 @@ class LoginLimiter:
 
 
 class SignalServer:
-    """Websocket fan-out of the ``signals`` and ``pnl`` topics (see the module doc).
+    """Websocket fan-out of the ``signals``, ``pnl`` and ``fills`` topics (see the module doc).
 
     ``bootstrap`` None runs without Kafka (messages come only from
     :meth:`broadcast`). ``port`` 0 picks a free port (read :attr:`port` after
@@ -188,7 +200,7 @@ class SignalServer:
     def __init__(self, bootstrap: str | None, topics: Topics | None = None, host: str = "127.0.0.1",
                  port: int = 8765, tokens: Iterable[str] = (), queue_size: int = 1000, *,
                  from_beginning: bool = False, partitions: int = 4, close_timeout_s: float = 5.0,
-                 fetch_max_wait_ms: int = 50, origins: Iterable[str] = (), max_symbols: int = 256,
+                 fetch_max_wait_ms: int = 2, origins: Iterable[str] = (), max_symbols: int = 256,
                  max_message_bytes: int = 4096, rate: float = 20.0, burst: int = 40,
                  login_failures: int = 10, login_window_s: float = 60.0) -> None:
         self.tokens = [t for t in tokens if t]
@@ -257,6 +269,9 @@ class SignalServer:
         A message without ``symbol`` goes to every client. ``detail`` messages go
         only to clients that subscribed with ``"all": true``. Never waits.
         """
+        return self._fan_out(msg, detail)
+
+    def _fan_out(self, msg: dict[str, Any], detail: bool, stamps: tuple[int, int] | None = None) -> int:
         symbol = msg.get("symbol")
         text: str | None = None
         sent = 0
@@ -270,32 +285,46 @@ class SignalServer:
                 except (TypeError, ValueError) as exc:
                     log.warning("message not sent (not JSON-safe: %s): %r", exc, msg)
                     return 0
+                if stamps is not None:
+                    text = _Stamped(text)
+                    text.received_ns, text.producer_ns = stamps
             sent += self._offer(c, text)
         return sent
 
     def publish_signals(self, frame: SignalFrame, received_ns: int | None = None) -> int:
         """Broadcast a signal frame's records (changes and the last record to everyone); return deliveries."""
         key = (frame.symbol, frame.model_id)
-        if not any(c.wants(frame.symbol) is not None for c in self._clients):
-            if len(frame.records):  # nobody listens: only remember where the target stands
-                self._last_target[key] = float(frame.records["target"][-1])
+        n = len(frame.records)
+        if not n:
             return 0
-        recs = signal_dicts(frame)
+        modes = {c.wants(frame.symbol) for c in self._clients}
+        modes.discard(None)
+        target = frame.records["target"]
         prev = self._last_target.get(key)
+        self._last_target[key] = float(target[-1])
+        if not modes:  # nobody listens: only remember where the target stands
+            return 0
+        changed = np.empty(n, bool)  # the key records: target changes, and the frame's last record
+        changed[0] = prev is None or target[0] != prev
+        changed[1:] = target[1:] != target[:-1]
+        changed[-1] = True
+        rows = np.arange(n) if True in modes else np.flatnonzero(changed)  # JSON only for what is sent
+        recs = signal_dicts(replace(frame, records=frame.records[rows]))
         now = time.time_ns() if received_ns is None else received_ns
+        stamps = (now, frame.producer_ts_ns)
         sent = 0
-        for i, rec in enumerate(recs):
+        for i, rec in zip(rows.tolist(), recs):
             rec["server_ts_ns"] = now
-            key_record = i == len(recs) - 1 or prev is None or rec["target"] != prev
-            prev = rec["target"]
-            sent += self.broadcast(rec, detail=not key_record)
-        if prev is not None:
-            self._last_target[key] = prev
+            sent += self._fan_out(rec, not changed[i], stamps)
         return sent
 
     def publish_pnl(self, rec: dict[str, Any]) -> int:
         """Broadcast one P&L record from the trader; return deliveries."""
         return self.broadcast({**rec, "type": "pnl"})
+
+    def publish_fill(self, rec: dict[str, Any]) -> int:
+        """Broadcast one paper fill from the trader; return deliveries."""
+        return self.broadcast({**rec, "type": "fill"})
 
     def _offer(self, c: _Client, text: str) -> bool:
         if c.dropped:
@@ -337,6 +366,10 @@ class SignalServer:
         origin = origin.rstrip("/")
         own = {f"http://{host}", f"https://{host}"} if host else set()
         return origin in own or origin in self.origins
+
+    def allow_origins(self, origins: Iterable[str]) -> None:
+        """Also accept browser pages from ``origins`` (e.g. the live page on its own port)."""
+        self.origins = self.origins | {o.rstrip("/") for o in origins}
 
     def check_request(self, connection: ServerConnection, request: Request) -> Response | None:
         """Refuse a websocket upgrade before it completes: rate-limited address, foreign origin, bad token.
@@ -403,7 +436,13 @@ class SignalServer:
         with contextlib.suppress(ConnectionClosed):
             while True:
                 text = await c.queue.get()
-                await c.ws.send(text)
+                if type(text) is _Stamped:  # a signal: stamp the moment it is written
+                    now = time.time_ns()
+                    await c.ws.send(f'{text[:-1]},"sent_ts_ns":{now}}}')
+                    observe_stage("server", text.received_ns, now)
+                    observe_stage("end_to_end", text.producer_ns, now)
+                else:
+                    await c.ws.send(text)
                 WS_SENT.inc()
 
     # ---- Kafka ----------------------------------------------------------------------------
@@ -413,7 +452,8 @@ class SignalServer:
         from streamsig.wire.topics import ensure_topics
 
         assert self.bootstrap is not None
-        counts = await ensure_topics(self.bootstrap, (self.topics.signals, self.topics.pnl), self.partitions)
+        counts = await ensure_topics(self.bootstrap, (self.topics.signals, self.topics.pnl, self.topics.fills),
+                                     self.partitions)
         consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
                                     auto_offset_reset="earliest" if self.from_beginning else "latest",
                                     fetch_max_wait_ms=self.fetch_max_wait_ms)
@@ -451,7 +491,7 @@ class SignalServer:
         self.watch = BrokerWatch(self.bootstrap, (self.topics.signals, self.topics.pnl), self.partitions,
                                  "server", self.topics.prefix)
         watching = asyncio.create_task(self.watch.run())
-        outage = Outage("server-fetch")
+        outage = Outage("server-fetch", broker=self.bootstrap)
         try:
             while True:
                 try:
@@ -469,14 +509,16 @@ class SignalServer:
             await asyncio.gather(watching, return_exceptions=True)
 
     def on_record(self, topic: str, value: bytes, received_ns: int | None = None) -> int:
-        """Fan out one Kafka record of the ``signals`` or ``pnl`` topic; return deliveries."""
+        """Fan out one Kafka record of the ``signals``, ``pnl`` or ``fills`` topic; return deliveries."""
         try:
             if topic == self.topics.signals:
-                return self.publish_signals(decode_signals(value), received_ns)
+                frame = decode_signals(value)
+                observe_stage("worker_to_server", frame.worker_ts_ns, received_ns or time.time_ns())
+                return self.publish_signals(frame, received_ns)
             rec = json.loads(value)
             if not isinstance(rec, dict):
-                raise ValueError("P&L record is not a JSON object")
-            return self.publish_pnl(rec)
+                raise ValueError("record is not a JSON object")
+            return self.publish_fill(rec) if topic == self.topics.fills else self.publish_pnl(rec)
         except (FrameError, ValueError, UnicodeDecodeError) as exc:
             log.warning("skipping a bad record on %s: %s", topic, exc)
             return 0

@@ -13,7 +13,7 @@ arrives (it can fill resting passive orders; book those fills the same way).
 """
 from streamsig.trading.executor import BookView, ExecConfig, Executor, Fill
 from streamsig.trading.performance import LiveStats, summary
-from streamsig.trading.policy import SignalPolicy
+from streamsig.trading.policy import PolicyConfig, SignalPolicy
 from streamsig.trading.portfolio import Portfolio
 
-__all__ = ["BookView", "ExecConfig", "Executor", "Fill", "LiveStats", "Portfolio", "SignalPolicy", "summary"]
+__all__ = ["BookView", "ExecConfig", "Executor", "Fill", "LiveStats", "PolicyConfig", "Portfolio", "SignalPolicy", "summary"]

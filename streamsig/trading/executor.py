@@ -41,6 +41,13 @@ from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
+from streamsig.config import Config
+
+#: the commands' defaults (backtest, trade, demo), each defined here once
+DEFAULT_FEE_BPS = 1.0  #: taker fee, bps of notional
+DEFAULT_LATENCY_EVENTS = 1  #: signal -> order latency in book updates (an order never trades its own row)
+DEFAULT_MAX_DRAWDOWN = 0.2  #: kill switch, fraction of the symbol's capital
+
 
 class BookView(Protocol):
     """The book as the executor reads it: levels best first, prices in ticks."""
@@ -54,8 +61,16 @@ class BookView(Protocol):
 
 
 @dataclass(frozen=True)
-class ExecConfig:
-    """Costs, latency and limits of the paper executor (fees in basis points)."""
+class ExecConfig(Config):
+    """Costs, latency and limits of the paper executor (fees in basis points).
+
+    The dataclass defaults are a frictionless executor (for research and
+    tests); the commands build theirs from the ``DEFAULT_*`` constants above.
+    The commands' ``--latency-ns/--latency-events`` set the signal -> order
+    latency; the two latencies only ever add up. ``max_drawdown`` (a fraction
+    of capital, None: off) and ``passive`` (rest at our touch) are applied by
+    the account (:class:`~streamsig.trading.account.Account`).
+    """
 
     tick_size: float = 1.0
     fee_bps: float = 0.0  #: taker fee
@@ -68,6 +83,12 @@ class ExecConfig:
     order_latency_events: int = 0
     max_position: float = math.inf
     max_order_size: float = math.inf
+    max_drawdown: float | None = None  #: kill switch: flatten and stop at this drawdown
+    passive: bool = False  #: orders rest at our touch (queue model) instead of crossing
+
+    def __post_init__(self) -> None:
+        if self.max_drawdown is not None and not 0.0 < self.max_drawdown <= 1.0:
+            raise ValueError(f"max_drawdown: must be in (0, 1] or None, got {self.max_drawdown}")
 
 
 class Fill(NamedTuple):

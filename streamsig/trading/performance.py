@@ -239,6 +239,16 @@ class LiveStats:
     current one; ``max_drawdown_time`` is in ``ts_ns`` units (periods if no
     timestamps are given).
 
+    ``sharpe`` and ``sortino`` are per update scaled by ``sqrt(periods_per_year)``:
+    annualised only if updates come on a regular clock of that many per year.
+    The live paper trader updates once per processed batch of book frames, an
+    irregular clock, and keeps the default ``periods_per_year=1``, so its Sharpe
+    (the ``streamsig_sharpe_ratio`` gauge) is the mean over the standard
+    deviation of the returns between updates, **not annualised**: it depends on
+    how frames were batched and is comparable only with itself. For an
+    annualised figure, resample the equity on a regular clock
+    (:func:`resample_last`) and use :func:`sharpe`, as the backtest does.
+
     >>> st = LiveStats(capital=100.0)
     >>> for x in [100.0, 110.0, 99.0, 104.5]:
     ...     st.update(x)

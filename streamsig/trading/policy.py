@@ -8,8 +8,8 @@ it with hysteresis:
   add ``unit`` (up to ``max_position``) when ``s >= enter`` again;
 * short: the mirror image (flat when ``s > -exit``).
 
-``unit = max_position`` gives all-in entries; a smaller unit scales in one unit
-per confirming event. A position, once changed, is held at least ``min_hold``
+``unit`` defaults to ``max_position``: entries and reversals go all-in; a
+smaller unit scales in one unit per confirming event. A position, once changed, is held at least ``min_hold``
 events before it may change again (entries from flat are never delayed).
 Probabilities with a NaN hold the current target.
 
@@ -17,17 +17,53 @@ One scalar step function serves both paths: run as plain Python per event
 (cheaper than a compiled call from Python) and numba-compiled inside the loop of
 :meth:`SignalPolicy.run`; the two agree exactly.
 
->>> pol = SignalPolicy(enter=0.3, exit=0.1)
+>>> pol = SignalPolicy(PolicyConfig(enter=0.3, exit=0.1))
 >>> [pol.target(p) for p in [(0.2, 0.4, 0.4), (0.1, 0.4, 0.5), (0.3, 0.4, 0.3)]]
 [0.0, 1.0, 0.0]
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Sequence
 
 import numba as nb
 import numpy as np
+
+from streamsig.config import Config
+
+
+@dataclass(frozen=True)
+class PolicyConfig(Config):
+    """Settings of :class:`SignalPolicy` (the ``--enter/--exit/--max-position/--unit/--min-hold`` options).
+
+    ``enter`` (> 0) and ``exit`` (<= ``enter``) are thresholds on ``p_up - p_down``;
+    ``max_position`` is the largest position in units and ``unit`` the size of one
+    step (None: ``max_position``, i.e. all-in); ``min_hold`` is in events (0 or 1:
+    no minimum).
+
+    >>> PolicyConfig(max_position=2.0).step
+    2.0
+    >>> PolicyConfig.from_dict({"enter": 0.3, "unit": 0.5}).to_dict()
+    {'enter': 0.3, 'exit': 0.0, 'max_position': 1.0, 'unit': 0.5, 'min_hold': 0}
+    """
+
+    enter: float = 0.2
+    exit: float = 0.0
+    max_position: float = 1.0
+    unit: float | None = None
+    min_hold: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.enter > 0.0 or not self.exit <= self.enter:
+            raise ValueError(f"need enter > 0 and exit <= enter, got enter={self.enter} exit={self.exit}")
+        if not self.max_position > 0.0 or not (self.unit is None or self.unit > 0.0) or self.min_hold < 0:
+            raise ValueError("max_position and unit must be > 0, min_hold >= 0")
+
+    @property
+    def step(self) -> float:
+        """The units one entry or confirming event adds: ``unit``, by default ``max_position``."""
+        return float(self.max_position if self.unit is None else self.unit)
 
 
 def _step_py(s: float, pos: float, held: int, enter: float, exit_: float,
@@ -76,26 +112,20 @@ def _run(probs: np.ndarray, pos: float, held: int, enter: float, exit_: float,
 class SignalPolicy:
     """Maps ``(p_down, p_flat, p_up)`` to a target position in units.
 
-    Parameters: ``enter`` (> 0) and ``exit`` (<= ``enter``) thresholds on
-    ``p_up - p_down``; ``max_position`` and ``unit`` in units (both > 0);
-    ``min_hold`` in events (0 or 1: no minimum).
+    Its settings are a :class:`PolicyConfig` (see there).
     """
 
-    def __init__(self, enter: float = 0.2, exit: float = 0.0, max_position: float = 1.0,
-                 unit: float = 1.0, min_hold: int = 0) -> None:
-        if not enter > 0.0 or not exit <= enter:
-            raise ValueError(f"need enter > 0 and exit <= enter, got enter={enter} exit={exit}")
-        if not (max_position > 0.0 and unit > 0.0) or min_hold < 0:
-            raise ValueError("max_position and unit must be > 0, min_hold >= 0")
-        self.enter, self.exit = float(enter), float(exit)
-        self.max_position, self.unit, self.min_hold = float(max_position), float(unit), int(min_hold)
+    def __init__(self, config: PolicyConfig = PolicyConfig()) -> None:
+        self.config = config
+        self.enter, self.exit = float(config.enter), float(config.exit)
+        self.max_position, self.unit, self.min_hold = float(config.max_position), config.step, int(config.min_hold)
         self.position = 0.0
         self._held = self.min_hold
 
     def target(self, probs: Sequence[float]) -> float:
         """Update with one probability triple and return the target position.
 
-        >>> pol = SignalPolicy(enter=0.2, unit=1, max_position=2)
+        >>> pol = SignalPolicy(PolicyConfig(enter=0.2, unit=1, max_position=2))
         >>> pol.target((0.1, 0.5, 0.4)), pol.target((0.1, 0.5, 0.4)), pol.target((0.1, 0.5, 0.4))
         (1.0, 2.0, 2.0)
         """
@@ -109,7 +139,7 @@ class SignalPolicy:
 
         Identical to calling :meth:`target` row by row.
 
-        >>> SignalPolicy(enter=0.2).run(np.array([[0.1, 0.5, 0.4], [0.6, 0.3, 0.1]]))
+        >>> SignalPolicy(PolicyConfig(enter=0.2)).run(np.array([[0.1, 0.5, 0.4], [0.6, 0.3, 0.1]]))
         array([ 1., -1.])
         """
         p = np.ascontiguousarray(probs, dtype=np.float64)

@@ -26,7 +26,7 @@ model's feature columns, then :class:`~streamsig.trading.SignalPolicy`.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -34,7 +34,7 @@ import numpy as np
 
 from streamsig.errors import DataError
 from streamsig.features import FeatureSpec
-from streamsig.trading import SignalPolicy
+from streamsig.trading.policy import PolicyConfig, SignalPolicy
 
 
 class Trader(Protocol):
@@ -83,20 +83,20 @@ class _ModelTrader:
 class ModelStrategy:
     """Scorer -> SignalPolicy, batch-scored per chunk (identical to per-row scoring).
 
-    ``policy`` holds :class:`SignalPolicy` keyword arguments (enter, exit,
-    max_position, unit, min_hold); ``name`` defaults to ``"model"``.
+    ``policy`` is the :class:`~streamsig.trading.policy.PolicyConfig`;
+    ``name`` defaults to ``"model"``.
     """
 
-    def __init__(self, scorer: ScorerLike, policy: Mapping[str, Any] | None = None,
+    def __init__(self, scorer: ScorerLike, policy: PolicyConfig = PolicyConfig(),
                  name: str = "model") -> None:
-        self.scorer, self.policy, self.name = scorer, dict(policy or {}), name
+        self.scorer, self.policy, self.name = scorer, policy, name
 
     def start(self, symbol: str, spec: FeatureSpec) -> _ModelTrader:
         missing = [f for f in self.scorer.features if f not in spec.names]
         if missing:
             raise ValueError(f"the feature spec lacks model features {missing}: "
                              "pass the spec the model was trained with")
-        return _ModelTrader(self.scorer, spec.select(list(self.scorer.features)), SignalPolicy(**self.policy))
+        return _ModelTrader(self.scorer, spec.select(list(self.scorer.features)), SignalPolicy(self.policy))
 
 
 class _ScheduledTrader:
@@ -120,19 +120,22 @@ class ScheduledModelStrategy:
     """
 
     def __init__(self, starts: Sequence[int], scorers: Sequence[ScorerLike],
-                 policy: Mapping[str, Any] | None = None, name: str = "model") -> None:
+                 policy: PolicyConfig = PolicyConfig(), name: str = "model") -> None:
         if len(starts) != len(scorers) or list(starts) != sorted(starts):
             raise ValueError("need one scorer per start time, starts ascending")
         self.starts = np.asarray(starts, dtype=np.int64)
-        self.scorers, self.policy, self.name = list(scorers), dict(policy or {}), name
+        self.scorers, self.policy, self.name = list(scorers), policy, name
 
     def start(self, symbol: str, spec: FeatureSpec) -> _ScheduledTrader:
         traders = [ModelStrategy(s, self.policy).start(symbol, spec) for s in self.scorers]
-        return _ScheduledTrader(self.starts, traders, SignalPolicy(**self.policy))
+        return _ScheduledTrader(self.starts, traders, SignalPolicy(self.policy))
 
 
-def load_strategy(model: Path | None, strategy: str, policy: dict[str, Any]) -> tuple[Any, str, Any]:
-    """(strategy, model id, FeatureSpec or None) for a model folder or a named rule."""
+def load_strategy(model: Path | None, strategy: str, policy: PolicyConfig) -> tuple[Any, str, Any]:
+    """(strategy, model id, FeatureSpec or None) for a model folder or a named rule.
+
+    A rule trades ``policy.max_position`` units (its full size, like the baselines).
+    """
     from streamsig.trading.rules import OfiRule, Sma
 
     if model is not None:
@@ -144,7 +147,7 @@ def load_strategy(model: Path | None, strategy: str, policy: dict[str, Any]) -> 
 
         scorer = Scorer(model)
         return ModelStrategy(scorer, policy), scorer.model_id, card_feature_spec(scorer.card)
-    size = float(policy.get("max_position", 1.0))
+    size = float(policy.max_position)
     rules = {"ofi": OfiRule(size=size), "sma": Sma(size=size)}
     if strategy not in rules:
         raise DataError(strategy, None, f"unknown strategy (choose one of {', '.join(rules)} or pass --model)")

@@ -3,7 +3,8 @@
 :class:`Outage` is the state one process keeps about its broker: up or down,
 the next retry delay (capped exponential), one log line per outage and per
 ``log_every_s`` while it lasts, and the ``streamsig_broker_up`` gauge and
-``streamsig_broker_outages_total`` counter (label ``role``).
+``streamsig_broker_outages_total`` counter (label ``role``; the gauge also
+``broker``, the bootstrap servers).
 
 :class:`BrokerWatch` polls the broker's topic list (listing all topics, so
 that nothing is auto-created by asking). Beside the topics it owns a marker
@@ -41,14 +42,16 @@ MARKER = "streamsig-alive"
 class Outage:
     """One process's view of its broker (see module doc)."""
 
-    def __init__(self, role: str, base_s: float = 0.2, cap_s: float = 5.0, log_every_s: float = 30.0) -> None:
+    def __init__(self, role: str, base_s: float = 0.2, cap_s: float = 5.0, log_every_s: float = 30.0,
+                 broker: str = "") -> None:
         self.role, self.base_s, self.cap_s, self.log_every_s = role, base_s, cap_s, log_every_s
+        self._up = M.BROKER_UP.labels(role, broker)
         self.up = True
         self.since = 0.0
         self._delay = 0.0
         self._logged = 0.0
         self._failures = 0
-        M.BROKER_UP.labels(role).set(1)
+        self._up.set(1)
 
     def failed(self, exc: BaseException) -> float:
         """Record a failed attempt; return how long to wait before the next one."""
@@ -56,7 +59,7 @@ class Outage:
         self._failures += 1
         if self.up:
             self.up, self.since, self._logged = False, now, now
-            M.BROKER_UP.labels(self.role).set(0)
+            self._up.set(0)
             M.BROKER_OUTAGES.labels(self.role).inc()
             log.error("%s: Kafka broker unreachable (%s: %s); retrying with backoff up to %g s",
                       self.role, type(exc).__name__, exc, self.cap_s)
@@ -73,7 +76,7 @@ class Outage:
         if self.up:
             return False
         self.up = True
-        M.BROKER_UP.labels(self.role).set(1)
+        self._up.set(1)
         log.warning("%s: Kafka broker reachable again after %.1f s", self.role, time.monotonic() - self.since)
         return True
 
@@ -88,7 +91,7 @@ class BrokerWatch:
         self.marker = f"{prefix}-{MARKER}" if prefix else MARKER
         self.interval_s, self.on_loss = interval_s, on_loss
         self.timeout_s = timeout_s  #: a slower answer counts as an outage (a loaded host answers late)
-        self.outage = Outage(role)
+        self.outage = Outage(role, broker=bootstrap)
         self.losses = 0
         self._admin: Any = None
         self._marked = False

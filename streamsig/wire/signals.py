@@ -1,30 +1,42 @@
-"""Signal frames: one symbol's signal records for one book frame, in one message.
+"""Signal frames: one symbol's signal records for the book frames processed together, in one message.
 
-Layout (little-endian): a 96-byte header, then ``count`` raw ``SIGNAL_DTYPE`` rows::
+The worker takes the frames waiting on a partition together and answers each
+symbol's with one signal frame (one book frame when there is no backlog).
+
+Layout (little-endian): a 104-byte header, then ``count`` raw ``SIGNAL_DTYPE`` rows::
 
     offset size field
          0    4 magic b"SSGS"
-         4    1 schema version (2)
+         4    1 schema version (4: the header carries the producer session id; other
+               versions are refused)
          5    1 symbol length (1..16)
          6    1 model id length (0..32)
          7    1 reserved
          8   16 symbol, utf-8, NUL padded
         24   32 model id, utf-8, NUL padded
-        56    8 producer timestamp of the book frame, ns since epoch
-        64    8 worker timestamp (when the signals were computed), ns since epoch
-        72    8 last sequence the worker applied (answers the whole book frame)
+        56    8 producer timestamp of the earliest book frame answered, ns since epoch
+        64    8 worker published timestamp (signals handed to the producer), ns since epoch
+        72    8 last sequence the worker applied (answers every book frame up to it)
         80    4 count
-        84    4 reserved
-        88    8 producer session id (epoch) of the book frames answered
+        84    8 worker received timestamp (the book frames taken from the stream), ns
+              since epoch
+        92    4 reserved, zero
+        96    8 producer session id (epoch) of the book frames answered
+
+The three stamps let every later hop split its latency by stage (see
+``docs/latency.md``).
 
 Every feature row gets a record (sequence, exchange time, class probabilities,
-target position), so a consumer can join signals to the book by sequence.
+target position, mid, best bid/ask price and size), so a consumer can join
+signals to the book by sequence.
 
 >>> import numpy as np
 >>> rec = np.zeros(2, SIGNAL_DTYPE); rec["seq"] = [5, 6]; rec["target"] = [0.0, 1.0]
->>> f = decode_signals(encode_signals("BTC", "lgbm-1", rec, 10, 20, 6))
+>>> f = decode_signals(encode_signals("BTC", "lgbm-1", rec, 10, 20, 6, worker_received_ns=15))
 >>> (f.symbol, f.model_id, f.last_seq, f.records["target"].tolist())
 ('BTC', 'lgbm-1', 6, [0.0, 1.0])
+>>> (f.producer_ts_ns, f.worker_received_ns, f.worker_ts_ns)
+(10, 15, 20)
 
 :func:`split_signals` cuts a long answer into messages under a size limit.
 """
@@ -42,10 +54,10 @@ from streamsig.book.records import SIGNAL_DTYPE
 from streamsig.wire.frames import FrameError
 
 MAGIC = b"SSGS"
-VERSION = 2
-_HEADER = struct.Struct("<4sBBBB16s32sqqqI4xq")
+VERSION = 4
+_HEADER = struct.Struct("<4sBBBB16s32sqqqIqIq")
 HEADER_SIZE = _HEADER.size
-assert HEADER_SIZE == 96
+assert HEADER_SIZE == 104
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,17 +70,21 @@ class SignalFrame:
     worker_ts_ns: int
     last_seq: int
     records: np.ndarray
-    epoch: int = 0
+    worker_received_ns: int = 0  #: when the worker took the book frames from the stream (0: unknown)
+    epoch: int = 0  #: producer session id of the book frames answered
 
 
 def encode_signals(symbol: str, model_id: str, records: np.ndarray, producer_ts_ns: int,
-                   worker_ts_ns: int, last_seq: int, epoch: int = 0) -> bytes:
-    """Encode one symbol's signal records (``SIGNAL_DTYPE``) answering session ``epoch``."""
+                   worker_ts_ns: int, last_seq: int, epoch: int = 0, *, worker_received_ns: int = 0) -> bytes:
+    """Encode one symbol's signal records (``SIGNAL_DTYPE``) answering session ``epoch``.
+
+    ``worker_ts_ns`` is the published stamp.
+    """
     sym, mid = symbol.encode(), model_id.encode()[:32]
     if not 1 <= len(sym) <= 16:
         raise ValueError(f"symbol must be 1..16 utf-8 bytes: {symbol!r}")
     head = _HEADER.pack(MAGIC, VERSION, len(sym), len(mid), 0, sym, mid, producer_ts_ns, worker_ts_ns,
-                        last_seq, len(records), epoch)
+                        last_seq, len(records), worker_received_ns, 0, epoch)
     return head + np.ascontiguousarray(records, SIGNAL_DTYPE).tobytes()
 
 
@@ -76,16 +92,18 @@ def decode_signals(data: bytes) -> SignalFrame:
     """Parse a signal frame; raise :class:`FrameError` with a reason if invalid."""
     if len(data) < HEADER_SIZE:
         raise FrameError(f"short signal frame: {len(data)} bytes")
-    magic, ver, ls, lm, _, sym, mid, pts, wts, last, count, epoch = _HEADER.unpack_from(data, 0)
+    magic, ver, ls, lm, res, sym, mid, pts, wts, last, count, rts, res2, epoch = _HEADER.unpack_from(data, 0)
     if magic != MAGIC or ver != VERSION:
         raise FrameError(f"not a signal frame (magic {magic!r}, version {ver})")
+    if res or res2:
+        raise FrameError(f"signal frame version {ver} has non-zero reserved bytes")
     if len(data) != HEADER_SIZE + count * SIGNAL_DTYPE.itemsize:
         raise FrameError(f"signal frame length {len(data)} does not match count {count}")
     if not 1 <= ls <= 16 or lm > 32:
         raise FrameError(f"signal frame symbol/model length {ls}/{lm} out of range")
     rec = np.frombuffer(data, SIGNAL_DTYPE, count, HEADER_SIZE)
     try:
-        return SignalFrame(sym[:ls].decode(), mid[:lm].decode(), pts, wts, last, rec, epoch)
+        return SignalFrame(sym[:ls].decode(), mid[:lm].decode(), pts, wts, last, rec, rts, epoch)
     except UnicodeDecodeError as exc:
         raise FrameError("signal frame symbol or model id is not utf-8") from exc
 
@@ -94,13 +112,14 @@ def max_signals_for(max_bytes: int) -> int:
     """Most records one signal message may hold to stay within ``max_bytes``.
 
     >>> max_signals_for(1_000_000)
-    20831
+    11362
     """
     return max(1, (max_bytes - HEADER_SIZE) // SIGNAL_DTYPE.itemsize)
 
 
 def split_signals(symbol: str, model_id: str, records: np.ndarray, producer_ts_ns: int, worker_ts_ns: int,
-                  last_seq: int, epoch: int = 0, max_bytes: int = 1_000_000) -> list[bytes]:
+                  last_seq: int, epoch: int = 0, max_bytes: int = 1_000_000, *,
+                  worker_received_ns: int = 0) -> list[bytes]:
     """``records`` as signal messages of at most ``max_bytes`` each, in sequence order.
 
     Every message but the last answers up to its own last record; the last
@@ -108,7 +127,7 @@ def split_signals(symbol: str, model_id: str, records: np.ndarray, producer_ts_n
     later part of the same answer still holds.
 
     >>> rec = np.zeros(5, SIGNAL_DTYPE); rec["seq"] = [1, 2, 3, 4, 5]
-    >>> parts = [decode_signals(m) for m in split_signals("S", "m", rec, 0, 0, 9, max_bytes=96 + 2 * 48)]
+    >>> parts = [decode_signals(m) for m in split_signals("S", "m", rec, 0, 0, 9, max_bytes=HEADER_SIZE + 2 * 88)]
     >>> [(p.records["seq"].tolist(), p.last_seq) for p in parts]
     [([1, 2], 2), ([3, 4], 4), ([5], 9)]
     """
@@ -117,7 +136,8 @@ def split_signals(symbol: str, model_id: str, records: np.ndarray, producer_ts_n
     for i in range(0, max(len(records), 1), per):
         part = records[i:i + per]
         last = last_seq if i + per >= len(records) else int(part["seq"][-1])
-        out.append(encode_signals(symbol, model_id, part, producer_ts_ns, worker_ts_ns, last, epoch))
+        out.append(encode_signals(symbol, model_id, part, producer_ts_ns, worker_ts_ns, last, epoch,
+                                  worker_received_ns=worker_received_ns))
     return out
 
 
@@ -131,13 +151,13 @@ def signal_dicts(frame: SignalFrame, changes_only: bool = False, last_target: fl
     out = []
     prev = last_target
     for r in frame.records.tolist():
-        seq, ts, pd_, pf, pu, tgt = r
+        seq, ts, pd_, pf, pu, tgt = r[:6]
         if changes_only and prev is not None and tgt == prev:
             continue
         prev = tgt
         out.append({"type": "signal", "symbol": frame.symbol, "model": frame.model_id, "seq": seq,
                     "exch_ts_ns": ts, "producer_ts_ns": frame.producer_ts_ns,
-                    "worker_ts_ns": frame.worker_ts_ns,
+                    "worker_received_ns": frame.worker_received_ns, "worker_ts_ns": frame.worker_ts_ns,
                     "p_down": _num(pd_), "p_flat": _num(pf), "p_up": _num(pu), "target": tgt})
     return out
 

@@ -1,0 +1,513 @@
+"""Latency budget per stage, with the broker's own floor measured in the same run.
+
+One process tree, one run, on one broker (embedded Tansu unless ``--kafka``):
+
+- floor: a bare aiokafka relay process with the same hops as streamsig
+  (producer -> topic -> relay consumer -> relay producer -> topic -> consumer),
+  the same book frames, the same producer, fetch wait and producer linger;
+- faust (``--faust``): the same relay as a Faust agent that only forwards,
+  which separates Faust's own cost from streamsig's;
+- streamsig: ``streamsig worker`` and ``streamsig serve`` as their own
+  processes, a websocket client here, at offered rates of 1k, 5k, 20k and 100k
+  updates/s and frame bounds of 1 ms and 5 ms.
+
+Every book frame is stamped by the producer; the worker stamps when it took
+the frame and when it published the signals, the server when it fetched them
+and when it wrote them to this client; the client's receipt closes the chain.
+Per stage and end to end the run reports p50/p99 (p99.9 end to end), the
+offered rate as measured (events produced / producer wall time), and whether
+the run kept up (how long after the producer's last event its signals
+arrived). The websocket server must run, or the benchmark fails.
+
+    python bench/latency.py [--quick] [--kafka HOST:PORT] [--fetch-wait-ms N] [--seconds S] [--faust]
+
+``--quick``: the floor and streamsig at 5k updates/s with 1 ms frames only (< 60 s).
+The last line is one JSON object.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import json
+import os
+import secrets
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+SYMBOLS_PER_CASE = 5  # the synthetic feed runs at ~1,000 updates/s per symbol in real time
+RATES = (1_000, 5_000, 20_000, 100_000)
+FRAME_BOUNDS_MS = (1.0, 5.0)
+STAGES = ("produce_to_worker", "worker", "worker_to_server", "server", "client")
+_PTS = struct.Struct("<q")  # the producer stamp at offset 40 of a book frame
+PARTITIONS = 4
+KEPT_UP_S = 0.5
+DRAIN_S = 20.0  # how long a case waits for its last signals before it counts as not kept up  # the last event's signals arrive within this of the producer's end
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def _pct(x: np.ndarray, q: float) -> float:
+    return round(float(np.percentile(x, q)), 3) if len(x) else float("nan")
+
+
+# ---- child roles -----------------------------------------------------------------------------
+async def role_produce(a: argparse.Namespace) -> None:
+    """Replay synthetic feeds onto a topic at a pace; print the producer's own figures as JSON."""
+    from streamsig.book.sources import open_feeds
+    from streamsig.live.producer import produce
+
+    syms = a.symbols.split(",")
+    n_updates = max(200, int(a.seconds * a.rate / len(syms)))
+    feeds = open_feeds("synthetic", symbols=syms, n_updates=n_updates, seed=7)
+    speed = a.rate / (1_000 * len(syms))
+    t0 = time.time_ns()
+    stats = await produce(feeds, a.bootstrap, a.topic, speed, 500, a.frame_ms, snapshot_every=0)
+    t1 = time.time_ns()
+    print(json.dumps({"events": stats.events, "frames": stats.frames, "start_ns": t0, "end_ns": t1,
+                      "last_seq": stats.last_seq}), flush=True)
+
+
+async def role_relay(a: argparse.Namespace) -> None:
+    """Bare aiokafka relay: forward every message of ``src`` unchanged to ``dst``."""
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+    cons = AIOKafkaConsumer(bootstrap_servers=a.bootstrap, group_id=None, enable_auto_commit=False,
+                            fetch_max_wait_ms=a.fetch_wait_ms, auto_offset_reset="latest")
+    prod = AIOKafkaProducer(bootstrap_servers=a.bootstrap, linger_ms=0, acks=-1, enable_idempotence=False)
+    await cons.start()
+    await prod.start()
+    tps = [TopicPartition(a.src, p) for p in range(PARTITIONS)]
+    cons.assign(tps)
+    await cons.seek_to_end(*tps)
+    for tp in tps:
+        await cons.position(tp)
+    print("ready", flush=True)
+    try:
+        while True:
+            for msgs in (await cons.getmany(timeout_ms=500)).values():
+                for m in msgs:
+                    await prod.send(a.dst, m.value, key=m.key)
+    finally:
+        await cons.stop()
+        await prod.stop()
+
+
+def role_faust_relay(a: argparse.Namespace) -> None:
+    """A Faust agent that only forwards (the worker's app settings, no decoding, no engine)."""
+    from streamsig.live.batches import ready_batches
+    from streamsig.live.config import StreamConfig, make_app, raw_topic, run_worker
+
+    cfg = StreamConfig(bootstrap=a.bootstrap, app_id=f"faust-relay-{secrets.token_hex(3)}",
+                       session_timeout_s=3.0, heartbeat_s=0.5, fetch_max_wait_ms=a.fetch_wait_ms)
+    app = make_app(cfg, broker_commit_interval=1.0, consumer_auto_offset_reset="latest")
+    src, dst = raw_topic(app, a.src), raw_topic(app, a.dst)
+
+    @app.agent(src)
+    async def forward(stream):  # type: ignore[no-untyped-def]
+        async for values in ready_batches(stream, 1024):
+            for v in values:
+                await dst.send(value=v)
+
+    async def _ready() -> None:
+        print("ready", flush=True)
+
+    app.on_startup_finished = _ready
+    run_worker(app, loglevel="warning")
+
+
+# ---- the measuring side ----------------------------------------------------------------------
+@dataclass
+class Case:
+    kind: str  # floor | faust | streamsig
+    rate: int
+    frame_ms: float
+    symbols: list[str]
+    rows: list[tuple] = field(default_factory=list)  # per message: stamps (ns) and receipt
+    seen: dict[str, int] = field(default_factory=dict)
+    done_at: int = 0
+
+
+class Collector:
+    """Routes received messages to the running case by symbol."""
+
+    def __init__(self) -> None:
+        self.by_symbol: dict[str, Case] = {}
+        self.event = asyncio.Event()
+
+    def add(self, case: Case) -> None:
+        for s in case.symbols:
+            self.by_symbol[s] = case
+
+    def on(self, symbol: str, seq: int, row: tuple) -> None:
+        case = self.by_symbol.get(symbol)
+        if case is None:
+            return
+        case.rows.append(row)
+        if seq > case.seen.get(symbol, -1):
+            case.seen[symbol] = seq
+            self.event.set()
+
+
+async def kafka_listener(bootstrap: str, topic: str, fetch_wait_ms: int, col: Collector) -> asyncio.Task:
+    """The floor's last hop: a plain consumer of the relay's output (as the websocket server reads)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from streamsig.wire.frames import decode_frame
+
+    cons = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                            fetch_max_wait_ms=fetch_wait_ms)
+    await cons.start()
+    tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+    cons.assign(tps)
+    await cons.seek_to_end(*tps)
+    for tp in tps:
+        await cons.position(tp)
+
+    async def pump() -> None:
+        try:
+            while True:
+                batch = await cons.getmany(timeout_ms=500)
+                now = time.time_ns()
+                for msgs in batch.values():
+                    for m in msgs:
+                        f = decode_frame(m.value)
+                        if f.count:
+                            col.on(f.symbol, int(f.events["seq"][-1]), (f.producer_ts_ns, 0, 0, 0, 0, now))
+        finally:
+            await cons.stop()
+
+    return asyncio.create_task(pump())
+
+
+async def ws_listener(port: int, token: str, col: Collector) -> asyncio.Task:
+    """A websocket client subscribed to every symbol (default: target changes + each frame's last record)."""
+    from websockets.asyncio.client import connect
+
+    ws = await connect(f"ws://127.0.0.1:{port}/?token={token}", max_size=None, compression=None)
+    json.loads(await ws.recv())  # hello
+    await ws.send(json.dumps({"op": "subscribe", "symbols": "*"}))
+    json.loads(await ws.recv())
+
+    async def pump() -> None:
+        loads = json.loads
+        try:
+            async for raw in ws:
+                now = time.time_ns()
+                m = loads(raw)
+                if m.get("type") != "signal":
+                    continue
+                col.on(m["symbol"], m["seq"], (m["producer_ts_ns"], m.get("worker_received_ns", 0), m["worker_ts_ns"],
+                                               m.get("server_ts_ns", 0), m.get("sent_ts_ns", 0), now))
+        finally:
+            await ws.close()
+
+    return asyncio.create_task(pump())
+
+
+async def run_case(case: Case, bootstrap: str, topic: str, seconds: float, col: Collector) -> dict:
+    """Produce one case from its own process, wait for its last signals, return its figures."""
+    col.add(case)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, __file__, "--role", "produce", "--bootstrap", bootstrap, "--topic", topic,
+        "--symbols", ",".join(case.symbols), "--rate", str(case.rate), "--frame-ms", str(case.frame_ms),
+        "--seconds", str(seconds), stdout=subprocess.PIPE, env=_env(), cwd=ROOT)
+    out, _ = await proc.communicate()
+    if proc.returncode:
+        raise RuntimeError(f"producer failed ({proc.returncode})")
+    st = json.loads(out.decode().strip().splitlines()[-1])
+    ends = {s: int(q) for s, q in st["last_seq"].items()}
+    deadline = time.monotonic() + DRAIN_S
+    while not all(case.seen.get(s, -1) >= e for s, e in ends.items()) and time.monotonic() < deadline:
+        col.event.clear()
+        try:
+            await asyncio.wait_for(col.event.wait(), 1.0)
+        except asyncio.TimeoutError:
+            pass
+    drained = all(case.seen.get(s, -1) >= e for s, e in ends.items())
+    last_rx = max((r[5] for r in case.rows), default=st["end_ns"])
+    lag_s = (last_rx - st["end_ns"]) / 1e9 if drained else float("inf")
+    wall = (st["end_ns"] - st["start_ns"]) / 1e9
+    rows = np.array(case.rows, dtype=np.int64).reshape(-1, 6)
+    warm = st["start_ns"] + int(0.1 * wall * 1e9)  # skip the first 10% (joins, first compiles)
+    rows = rows[rows[:, 0] >= warm]
+    e2e = (rows[:, 5] - rows[:, 0]) / 1e6
+    res = {"kind": case.kind, "rate": case.rate, "frame_ms": case.frame_ms,
+           "offered_per_s": round(st["events"] / wall), "events": st["events"], "messages": int(len(rows)),
+           "p50_ms": _pct(e2e, 50), "p99_ms": _pct(e2e, 99), "p999_ms": _pct(e2e, 99.9),
+           "lag_s": round(lag_s, 3), "kept_up": bool(drained and lag_s <= KEPT_UP_S)}
+    if case.kind == "streamsig" and len(rows) and rows[:, 1:5].min() > 0:  # every stamp present
+        stamps = [rows[:, i] for i in range(6)]
+        res["stages"] = {name: {"p50_ms": _pct((stamps[i + 1] - stamps[i]) / 1e6, 50),
+                                "p99_ms": _pct((stamps[i + 1] - stamps[i]) / 1e6, 99)}
+                         for i, name in enumerate(STAGES)}
+    return res
+
+
+class Children:
+    """Child processes of this run, stopped (SIGTERM, then SIGKILL) in reverse order."""
+
+    def __init__(self) -> None:
+        self.procs: list[subprocess.Popen] = []
+        self.tails: dict[int, collections.deque] = {}
+
+    def start(self, args: list[str], env: dict[str, str], ready: str | None = None,
+              timeout_s: float = 90.0) -> subprocess.Popen:
+        p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=ROOT, text=True)
+        self.procs.append(p)
+        seen: list[str] = []
+        if ready is not None:
+            t0 = time.monotonic()
+            while time.monotonic() - t0 < timeout_s:
+                line = p.stdout.readline()
+                if not line:
+                    break
+                seen.append(line)
+                if ready in line:
+                    break
+            else:
+                line = ""
+            if ready not in line:
+                raise RuntimeError(f"{args[2:4]} did not start:\n" + "".join(seen[-20:]))
+        self.tails[p.pid] = tail = collections.deque(seen, maxlen=40)
+        threading.Thread(target=lambda: [tail.append(x) for x in p.stdout], daemon=True).start()
+        return p
+
+    def check(self) -> None:
+        """Raise with its last output if a child has exited."""
+        for p in self.procs:
+            if p.poll() is not None and p.returncode not in (0, -15):
+                raise RuntimeError(f"{p.args[2:4]} exited ({p.returncode}):\n" + "".join(self.tails[p.pid]))
+
+    def stop(self, p: subprocess.Popen) -> None:
+        if p.poll() is None:
+            p.terminate()
+            try:
+                p.wait(15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+    def stop_all(self) -> None:
+        for p in reversed(self.procs):
+            self.stop(p)
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far."""
+    f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def idle_cpu(pids: dict[str, int], seconds: float = 3.0) -> dict[str, float]:
+    """Percent of one core each process uses while no data flows."""
+    c0 = {k: cpu_s(p) for k, p in pids.items()}
+    time.sleep(seconds)
+    return {k: round(100 * (cpu_s(p) - c0[k]) / seconds, 1) for k, p in pids.items()}
+
+
+def scrape(port: int) -> dict[str, float]:
+    """``streamsig_stage_latency_seconds`` samples of a process's /metrics, by sample name and labels."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    out = {}
+    for line in text.splitlines():
+        if line.startswith("streamsig_stage_latency_seconds"):
+            k, v = line.rsplit(" ", 1)
+            out[k] = float(v)
+    return out
+
+
+def hist_quantile(before: dict[str, float], after: dict[str, float], stage: str, q: float) -> float:
+    """Quantile (ms) of one stage's histogram between two scrapes, interpolated in its bucket."""
+    buckets = []
+    for k, v in after.items():
+        if k.startswith("streamsig_stage_latency_seconds_bucket") and f'stage="{stage}"' in k:
+            le = k.split('le="')[1].split('"')[0]
+            buckets.append((float(le), v - before.get(k, 0.0)))
+    buckets.sort()
+    if not buckets or buckets[-1][1] <= 0:
+        return float("nan")
+    rank, lo, below = q * buckets[-1][1], 0.0, 0.0
+    for le, n in buckets:
+        if n >= rank:
+            if le == float("inf"):
+                return lo * 1e3
+            return round((lo + (le - lo) * (rank - below) / max(n - below, 1e-9)) * 1e3, 3)
+        lo, below = le, n
+    return float("nan")
+
+
+async def main_async(a: argparse.Namespace) -> dict:
+    from streamsig.live.broker import free_port, resolve_kafka
+    from streamsig.live.config import StreamConfig
+    from streamsig.wire.topics import Topics, ensure_topics
+
+    fetch = a.fetch_wait_ms or StreamConfig().fetch_max_wait_ms
+    bootstrap, brk = resolve_kafka(a.kafka)
+    kids = Children()
+    tag = secrets.token_hex(3)
+    results: list[dict] = []
+    extra: dict = {"fetch_wait_ms": fetch, "load_avg_start": os.getloadavg()}
+    plan = [(5_000, 1.0)] if a.quick else [(r, f) for r in RATES for f in FRAME_BOUNDS_MS]
+    if a.cases:  # "RATE:FRAME_MS,..." instead of the plan (the 5k/1 ms floor is always run)
+        plan = [(int(r), float(f)) for r, f in (c.split(":") for c in a.cases.split(","))]
+    floor_plan = [(5_000, 1.0)] if a.quick or a.cases else [(r, 1.0) for r in RATES]
+    secs = a.seconds or (8.0 if a.quick else 10.0)
+    n = 0
+
+    def case(kind: str, rate: int, frame_ms: float) -> Case:
+        nonlocal n
+        n += 1
+        return Case(kind, rate, frame_ms, [f"C{n}S{i}" for i in range(SYMBOLS_PER_CASE)])
+
+    env = _env()
+    env.update({"STREAMSIG_FETCH_MAX_WAIT_MS": str(fetch), "STREAMSIG_SESSION_TIMEOUT_S": "3",
+                "STREAMSIG_HEARTBEAT_S": "0.5"})
+    try:
+        col = Collector()
+        # ---- floor: bare aiokafka relay (and the same relay as a Faust agent) ----
+        fin, fout = f"lat{tag}-floor-in", f"lat{tag}-floor-out"
+        await ensure_topics(bootstrap, [fin, fout], PARTITIONS)
+        relay = kids.start([sys.executable, __file__, "--role", "relay", "--bootstrap", bootstrap, "--src", fin,
+                            "--dst", fout, "--fetch-wait-ms", str(fetch)], env, ready="ready")
+        extra["idle_cpu_pct"] = idle_cpu({"aiokafka_relay": relay.pid}, 2.0)
+        task = await kafka_listener(bootstrap, fout, fetch, col)
+        await run_case(case("floor", 1_000, 1.0), bootstrap, fin, 2.0, col)  # warm-up
+        for rate, fm in floor_plan:
+            results.append(await run_case(case("floor", rate, fm), bootstrap, fin, secs, col))
+            print(_row(results[-1]), flush=True)
+        kids.stop(relay)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        if a.faust:
+            fin, fout = f"lat{tag}-faust-in", f"lat{tag}-faust-out"
+            await ensure_topics(bootstrap, [fin, fout], PARTITIONS)
+            task = await kafka_listener(bootstrap, fout, fetch, col)
+            frelay = kids.start([sys.executable, __file__, "--role", "faust-relay", "--bootstrap", bootstrap,
+                                 "--src", fin, "--dst", fout, "--fetch-wait-ms", str(fetch)], env, ready="ready")
+            await run_case(case("faust", 1_000, 1.0), bootstrap, fin, 2.0, col)
+            extra["idle_cpu_pct"].update(idle_cpu({"faust_relay": frelay.pid}, 2.0))
+            results.append(await run_case(case("faust", 5_000, 1.0), bootstrap, fin, secs, col))
+            print(_row(results[-1]), flush=True)
+            kids.stop(frelay)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+        # ---- streamsig: worker and websocket server as their own processes ----
+        prefix = f"lat{tag}-"
+        topics = Topics(prefix)
+        await ensure_topics(bootstrap, topics.all(), PARTITIONS)
+        wport, sport, mport_w, mport_s = free_port(), free_port(), free_port(), free_port()
+        shm = "/dev/shm" if os.path.isdir("/dev/shm") else None  # checkpoints on tmpfs: see docs/latency.md
+        state = tempfile.mkdtemp(prefix="streamsig-latency-", dir=shm)
+        cli = [sys.executable, "-m", "streamsig.cli"]
+        worker = kids.start(cli + ["worker", "--kafka", bootstrap, "--topic-prefix", prefix, "--partitions", str(PARTITIONS),
+                                   "--state-dir", state, "--metrics-port", str(mport_w)], env, ready="metrics on")
+        token = secrets.token_hex(8)
+        try:
+            server = kids.start(cli + ["serve", "--kafka", bootstrap, "--topic-prefix", prefix, "--port", str(wport),
+                                       "--token", token, "--metrics-port", str(mport_s)], env, ready="serving")
+            task = await ws_listener(wport, token, col)
+        except Exception as exc:
+            raise RuntimeError(f"the websocket server cannot run: {exc}") from exc
+        await run_case(case("streamsig", 1_000, 1.0), bootstrap, topics.book_events, 3.0, col)  # joins, compiles
+        extra["idle_cpu_pct"].update(idle_cpu({"worker": worker.pid, "server": server.pid}, 3.0))
+        for rate, fm in plan:
+            kids.check()
+            before = scrape(mport_w) | scrape(mport_s)
+            results.append(await run_case(case("streamsig", rate, fm), bootstrap, topics.book_events, secs, col))
+            after = scrape(mport_w) | scrape(mport_s)
+            results[-1]["metrics_p99_ms"] = {s: hist_quantile(before, after, s, 0.99)
+                                             for s in ("produce_to_worker", "worker", "worker_to_server",
+                                                       "server", "end_to_end")}
+            print(_row(results[-1]), flush=True)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    finally:
+        kids.stop_all()
+        if brk is not None:
+            brk.stop()
+    extra["load_avg_end"] = os.getloadavg()
+    return summarise(results, extra)
+
+
+def _row(r: dict) -> str:
+    st = r.get("stages", {})
+    cells = " ".join(f"{st[s]['p50_ms']:>6.2f}/{st[s]['p99_ms']:<7.2f}" if s in st else f"{'-':>14}" for s in STAGES)
+    return (f"{r['kind']:<9} {r['rate']:>7} {r['frame_ms']:>4.0f} {r['offered_per_s']:>8} {r['p50_ms']:>8.2f} "
+            f"{r['p99_ms']:>8.2f} {r['p999_ms']:>8.2f} {cells} {r['lag_s']:>6.2f} {str(r['kept_up']):>5}")
+
+
+HEADER = (f"{'kind':<9} {'rate':>7} {'fr':>4} {'offered':>8} {'p50':>8} {'p99':>8} {'p99.9':>8} "
+          + " ".join(f"{s[:14]:>14}" for s in STAGES) + f" {'lag_s':>6} {'kept':>5}")
+
+
+def summarise(results: list[dict], extra: dict) -> dict:
+    """The last-line JSON: overhead over the floor at 5k/s with 1 ms frames, stages, max rate kept up."""
+    def pick(kind: str, rate: int = 5_000, fm: float = 1.0) -> dict:
+        return next(r for r in results if r["kind"] == kind and r["rate"] == rate and r["frame_ms"] == fm)
+
+    f = pick("floor")
+    try:
+        s = pick("streamsig")
+    except StopIteration:  # --cases without 5k/1 ms: report the first case
+        s = next(r for r in results if r["kind"] == "streamsig")
+    kept = [r["offered_per_s"] for r in results if r["kind"] == "streamsig" and r["kept_up"]]
+    out = {"p50_ms": s["p50_ms"], "p99_ms": s["p99_ms"], "p999_ms": s["p999_ms"],
+           "floor_p50_ms": f["p50_ms"], "floor_p99_ms": f["p99_ms"],
+           "overhead_p50_ms": round(s["p50_ms"] - f["p50_ms"], 3),
+           "overhead_p99_ms": round(s["p99_ms"] - f["p99_ms"], 3),
+           "stages": s.get("stages", {}), "max_rate_kept_up": max(kept) if kept else 0}
+    faust = [r for r in results if r["kind"] == "faust"]
+    if faust:
+        out["faust_relay_p50_ms"], out["faust_relay_p99_ms"] = faust[0]["p50_ms"], faust[0]["p99_ms"]
+    out.update(extra)
+    out["cases"] = [{k: r[k] for k in ("kind", "rate", "frame_ms", "offered_per_s", "p50_ms", "p99_ms",
+                                       "p999_ms", "lag_s", "kept_up")} for r in results]
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="floor and streamsig at 5k/s, 1 ms frames (< 60 s)")
+    ap.add_argument("--kafka", default=None, help="external broker (default: embedded Tansu)")
+    ap.add_argument("--fetch-wait-ms", type=int, default=0, help="consumer fetch wait (default: StreamConfig's)")
+    ap.add_argument("--seconds", type=float, default=0.0, help="production time per case")
+    ap.add_argument("--faust", action="store_true", help="also time a Faust agent that only forwards")
+    ap.add_argument("--cases", default="", help='only these streamsig cases, e.g. "5000:5,20000:5"')
+    ap.add_argument("--role", default="main", choices=["main", "produce", "relay", "faust-relay"],
+                    help=argparse.SUPPRESS)
+    for opt in ("--bootstrap", "--topic", "--symbols", "--src", "--dst"):
+        ap.add_argument(opt, default="", help=argparse.SUPPRESS)
+    ap.add_argument("--rate", type=int, default=5_000, help=argparse.SUPPRESS)
+    ap.add_argument("--frame-ms", type=float, default=1.0, help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.role == "produce":
+        asyncio.run(role_produce(a))
+    elif a.role == "relay":
+        asyncio.run(role_relay(a))
+    elif a.role == "faust-relay":
+        role_faust_relay(a)
+    else:
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the children on the way out
+        print(HEADER, flush=True)
+        print(json.dumps(asyncio.run(main_async(a))))
+
+
+if __name__ == "__main__":
+    main()

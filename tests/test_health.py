@@ -1,0 +1,55 @@
+"""What the live processes report about themselves: the broker gauge and the model-score counters."""
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+
+from streamsig.book.records import SIGNAL_DTYPE
+from streamsig.models.outcomes import tally
+from streamsig.live import health
+from streamsig.live.broker import free_port
+from streamsig.telemetry import REGISTRY
+
+
+def value(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_broker_watch_sets_down_for_a_closed_port() -> None:
+    from streamsig.wire.health import BrokerWatch
+
+    down = f"127.0.0.1:{free_port()}"
+    watch = BrokerWatch(down, [], 1, "probe-test", timeout_s=2)
+    assert value("streamsig_broker_up", role="probe-test", broker=down) == 1.0  # up until a poll fails
+    await watch.check_once()
+    await watch._reset_admin()
+    assert value("streamsig_broker_up", role="probe-test", broker=down) == 0.0
+
+
+def test_tallies_reach_the_counters_when_flushed() -> None:
+    buf = health.TallyBuffer({"champion": "m-t1", "challenger": "m-t1+online"}, flush_s=3600)
+    probs = np.array([[0.05, 0.15, 0.8], [0.6, 0.3, 0.1], [0.2, 0.7, 0.1]])
+    for _ in range(3):
+        buf.add("ZZ", {"champion": tally(probs, np.array([2, 2, 1]))}, now=0.0)
+    assert value("streamsig_labels_matured_total", symbol="ZZ", model="m-t1") == 0  # not yet flushed
+    buf.flush()
+    assert value("streamsig_labels_matured_total", symbol="ZZ", model="m-t1") == 9
+    assert value("streamsig_label_hits_total", symbol="ZZ", model="m-t1") == 6
+    # p_up 0.8 of row 0 (label up) -> bin 0.9, three times; p_flat 0.7 of row 2 (label flat) -> bin 0.8
+    assert value("streamsig_calibration_predictions_total", model="m-t1", **{"class": "up", "bin": "0.9"}) == 3
+    assert value("streamsig_calibration_outcomes_total", model="m-t1", **{"class": "up", "bin": "0.9"}) == 3
+    assert value("streamsig_calibration_outcomes_total", model="m-t1", **{"class": "flat", "bin": "0.8"}) == 3
+    assert value("streamsig_calibration_outcomes_total", model="m-t1", **{"class": "down", "bin": "0.7"}) == 0
+
+
+def test_scores_are_sampled_at_most_once_per_interval() -> None:
+    sig = np.zeros(100, SIGNAL_DTYPE)
+    sig["p_down"], sig["p_flat"], sig["p_up"] = 0.25, 0.25, 0.5
+    sig["p_up"][:10] = np.nan  # warm-up rows are skipped
+    assert health.observe_scores("m-t2", "ZZ", sig, limit=16, every_s=1.0, now=10.0) == 15
+    assert health.observe_scores("m-t2", "ZZ", sig, limit=16, every_s=1.0, now=10.5) == 0
+    assert health.observe_scores("m-t2", "ZZ", sig, limit=16, every_s=1.0, now=11.0) == 15
+    assert value("streamsig_signal_probability_count", model="m-t2", **{"class": "up"}) == 30
+    assert value("streamsig_signal_probability_bucket", model="m-t2", **{"class": "up", "le": "0.4"}) == 0
+    assert value("streamsig_signal_probability_bucket", model="m-t2", **{"class": "up", "le": "0.5"}) == 30
