@@ -90,15 +90,16 @@ async def test_every_process_survives_a_broker_restart_and_reports_it(unique_pre
             await _until(lambda: len(worker.streamsig_engines) == len(SYMS))
             _kill(broker)
             for r in ("worker", "trader", "server"):
-                await _until(lambda r=r: _value("streamsig_broker_up", role=r) == 0.0)
+                await _until(lambda r=r: _value("streamsig_broker_up", role=r, broker=cfg.bootstrap) == 0.0)
             # a producer started while the broker is down waits for it, then sends (numbering from 0)
             stats = ProduceStats()
             prod = asyncio.create_task(produce(feeds, cfg.bootstrap, t.book_events, frame_size=100,
                                                snapshot_every=300, stats=stats))
-            await _until(lambda: _value("streamsig_broker_up", role="producer") == 0.0)
+            await _until(lambda: _value("streamsig_broker_up", role="producer", broker=cfg.bootstrap) == 0.0)
             broker = EmbeddedBroker(port).start()  # the same port, at once; memory storage: all lost
             for r in ("worker", "trader", "server"):
-                await _until(lambda r=r: _value("streamsig_broker_up", role=r) == 1.0, timeout=90)
+                await _until(lambda r=r: _value("streamsig_broker_up", role=r, broker=cfg.bootstrap) == 1.0,
+                             timeout=90)
                 await _until(lambda r=r: _value("streamsig_broker_data_losses_total", role=r) >= losses[r] + 1,
                              timeout=90)
             await asyncio.wait_for(prod, 120)  # the producer rode out the outage

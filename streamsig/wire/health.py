@@ -8,7 +8,9 @@ the next retry delay (capped exponential), one log line per outage and per
 
 :class:`BrokerWatch` polls the broker's topic list (listing all topics, so
 that nothing is auto-created by asking). Beside the topics it owns a marker
-topic, ``<prefix>-streamsig-alive`` on first use: a broker that comes back
+topic, ``<prefix>-streamsig-alive-<role>`` on first use (one per role, so that
+the first process to notice a loss does not hide it from the others by
+recreating a shared marker): a broker that comes back
 without it has lost its topics and offsets (the embedded broker keeps nothing
 across a restart). The watch then recreates the topics, counts
 ``streamsig_broker_data_losses_total``, logs it and calls ``on_loss``
@@ -88,7 +90,7 @@ class BrokerWatch:
                  interval_s: float = 1.0, timeout_s: float = 10.0,
                  on_loss: Callable[[list[str]], Awaitable[None] | None] | None = None) -> None:
         self.bootstrap, self.topics, self.partitions = bootstrap, list(topics), partitions
-        self.marker = f"{prefix}-{MARKER}" if prefix else MARKER
+        self.marker = f"{prefix}-{MARKER}-{role}" if prefix else f"{MARKER}-{role}"
         self.interval_s, self.on_loss = interval_s, on_loss
         self.timeout_s = timeout_s  #: a slower answer counts as an outage (a loaded host answers late)
         self.outage = Outage(role, broker=bootstrap)
