@@ -220,6 +220,8 @@ class SignalServer:
         self._background: set[asyncio.Task[Any]] = set()
         #: origins a browser page may connect from besides the server's own (``http://HOST:PORT``)
         self.origins = frozenset(o.rstrip("/") for o in origins)
+        for reason in ("token", "origin", "rate_limited", "message_rate"):
+            WS_REFUSED.labels(reason)  # every reason's series exists (at 0) from the start
         self.max_symbols, self.max_message_bytes = max_symbols, max_message_bytes
         self.rate, self.burst = rate, burst
         self.logins = LoginLimiter(login_failures, login_window_s)

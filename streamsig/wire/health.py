@@ -48,6 +48,7 @@ class Outage:
                  broker: str = "") -> None:
         self.role, self.base_s, self.cap_s, self.log_every_s = role, base_s, cap_s, log_every_s
         self._up = M.BROKER_UP.labels(role, broker)
+        M.BROKER_OUTAGES.labels(role)  # the series exists (at 0) before the first outage
         self.up = True
         self.since = 0.0
         self._delay = 0.0
@@ -94,6 +95,7 @@ class BrokerWatch:
         self.interval_s, self.on_loss = interval_s, on_loss
         self.timeout_s = timeout_s  #: a slower answer counts as an outage (a loaded host answers late)
         self.outage = Outage(role, broker=bootstrap)
+        M.BROKER_DATA_LOSSES.labels(role)
         self.losses = 0
         self._admin: Any = None
         self._marked = False
