@@ -204,6 +204,14 @@ class _Consumer(_faust_kafka.Consumer):
             self.diag.unset_flag(_faust_consumer.CONSUMER_FETCHING)
 
 
+def forget_read_offsets(app: Any) -> None:
+    """Forget the offsets an app's agents have read: after the broker lost its topics, offsets start at 0 again
+    and the fetch loop would skip every new message as already delivered."""
+    read = getattr(app.consumer, "_read_offset", None)
+    if read is not None:
+        read.clear()
+
+
 class _Transport(_faust_kafka.Transport):
     Consumer = _Consumer
 

@@ -332,7 +332,10 @@ def build_trader(cfg, exec_cfg: ExecConfig, policy: PolicyConfig = PolicyConfig(
 
     from streamsig.wire.health import BrokerWatch, quiet_client_logs
 
-    watch = BrokerWatch(cfg.bootstrap, cfg.topics.all(), cfg.partitions, "trader", cfg.topic_prefix)
+    from streamsig.live.config import forget_read_offsets
+
+    watch = BrokerWatch(cfg.bootstrap, cfg.topics.all(), cfg.partitions, "trader", cfg.topic_prefix,
+                        on_loss=lambda missing: forget_read_offsets(app))
     app.streamsig_watch = watch
 
     @app.task

@@ -34,7 +34,7 @@ from streamsig.models.outcomes import MaturedScores
 from streamsig import telemetry as M
 from streamsig.live import health
 from streamsig.live.batches import ready_batches
-from streamsig.live.config import StreamConfig, make_app, raw_topic
+from streamsig.live.config import StreamConfig, forget_read_offsets, make_app, raw_topic
 from streamsig.live.guard import SequenceGuard, SymbolGate, Verdict, check_values
 from streamsig.wire.frames import FrameError, dead_letter_record, decode_frame, encode_frame, peek_symbol
 from streamsig.wire.health import BrokerWatch, quiet_client_logs
@@ -311,6 +311,7 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
 
     async def lost(missing: list[str]) -> None:
         # the broker came back empty: whatever was published and not yet consumed is gone
+        forget_read_offsets(app)
         for sym, eng in list(engines.items()):
             M.DEAD_LETTERS.labels("BROKER_LOSS").inc()
             rec = dead_letter_record(sym, "BROKER_LOSS", eng.last_seq,
