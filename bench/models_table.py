@@ -1,6 +1,6 @@
 """Walk-forward out-of-sample metrics of every model type and baseline, per data set and horizon.
 
-    python bench/models_table.py [--quick] [--models logreg,rf,lightgbm,lstm]
+    python bench/models_table.py [--quick] [--models logreg,rf,lightgbm,lstm,transformer]
         [--horizons 10,50,100] [--datasets synthetic,amzn_l5,...] [--updates 50000]
         [--lstm-epochs N] [--lstm-max-rows N] [--jobs N]
 
@@ -65,7 +65,7 @@ from streamsig.labels import LabelConfig  # noqa: E402
 from streamsig.models import train_model  # noqa: E402
 from streamsig.models.baselines import BASELINES  # noqa: E402
 from streamsig.cli.models import DEFAULT_FEATURES  # noqa: E402
-from streamsig.models.estimators import DEFAULT_PARAMS, MODEL_TYPES  # noqa: E402
+from streamsig.models.estimators import DEFAULT_PARAMS, MODEL_TYPES, SEQUENCE_TYPES  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 LOB = DATA / "lobster"
@@ -242,7 +242,7 @@ def markdown(datasets: dict[str, dict[str, Any]], runs: list[dict[str, Any]], mo
         ref: dict[int, dict[str, Any]] = {}
         for h in horizons:
             ok = [by[(ds, h, m)] for m in models if (ds, h, m) in by and "error" not in by[(ds, h, m)]]
-            flat = [r for r in ok if r["model"] != "lstm" and not r["subsample"]]
+            flat = [r for r in ok if r["model"] not in SEQUENCE_TYPES and not r["subsample"]]
             ref[h] = (flat or ok or [None])[0]
         for m in models:
             cells = []
@@ -328,9 +328,10 @@ def main() -> None:
     ap.add_argument("--horizons", default="10,50,100")
     ap.add_argument("--datasets", default=",".join(DATASETS))
     ap.add_argument("--updates", type=int, default=50_000, help="synthetic updates per symbol")
-    ap.add_argument("--lstm-epochs", type=int, default=None, help="override the lstm's epochs (default: its default)")
+    ap.add_argument("--lstm-epochs", type=int, default=None,
+                    help="override the sequence models' (lstm, transformer) epochs (default: their default)")
     ap.add_argument("--lstm-max-rows", type=int, default=None,
-                    help="train and score the lstm on the last N feature rows of larger data sets")
+                    help="train and score the sequence models on the last N feature rows of larger data sets")
     ap.add_argument("--jobs", type=int, default=1, help="runs in parallel (each one single-threaded)")
     args = ap.parse_args()
     if args.quick:
@@ -353,10 +354,11 @@ def main() -> None:
         say(f"features {d}: {infos[d]['rows']:,} rows in {infos[d]['feature_seconds']} s")
 
     lstm_params = {"epochs": args.lstm_epochs} if args.lstm_epochs else None
-    jobs = [(d, feats[d], h, m, lstm_params if m == "lstm" else None, args.lstm_max_rows if m == "lstm" else None)
+    seq = SEQUENCE_TYPES
+    jobs = [(d, feats[d], h, m, lstm_params if m in seq else None, args.lstm_max_rows if m in seq else None)
             for d in names for h in horizons for m in models]
     # slowest first, so parallel workers finish together
-    cost = {"lstm": 4, "rf": 3, "lightgbm": 1, "logreg": 1}
+    cost = {"lstm": 4, "transformer": 4, "rf": 3, "lightgbm": 1, "logreg": 1}
     order = sorted(range(len(jobs)), key=lambda i: -cost[jobs[i][3]] * infos[jobs[i][0]]["rows"])
     runs: list[dict[str, Any]] = []
 

@@ -2,8 +2,9 @@
 
     python bench/scoring.py [--quick]
 
-Trains a LightGBM model and an LSTM (default parameters; the LSTM for one
-epoch only, since its speed does not depend on how well it learned) on a
+Trains a LightGBM model, an LSTM and a Transformer (default parameters; the
+sequence models for one epoch only, since their speed does not depend on how
+well they learned) on a
 synthetic planted table with :func:`streamsig.models.train_model`, loads them
 with the scorers, and times:
 
@@ -14,7 +15,9 @@ with the scorers, and times:
 - ``lstm_single_row_us``: ``SequenceScorer.score_one(row, symbol, out=buf)``
   after warm-up (includes shifting the symbol's window);
 - ``lstm_batch_rows_per_s``: ``SequenceScorer.score_batch(windows)`` (exact:
-  window by window), and ``lstm_batch_fast_rows_per_s`` with ``exact=False``.
+  window by window), and ``lstm_batch_fast_rows_per_s`` with ``exact=False``;
+- ``transformer_single_row_us``, ``transformer_batch_rows_per_s``,
+  ``transformer_batch_fast_rows_per_s``: the same for the Transformer.
 
 Everything runs on one thread. Per-row figures are the best mean over blocks of
 500 calls, batch figures the best of several repeats, so that bursts of load
@@ -87,6 +90,8 @@ def run(quick: bool, out: Path) -> dict[str, float]:
     lgb_dir = train_model(df, FEATURES, LABEL, "lightgbm", seed=0, out_dir=out, folds=2)
     lstm_dir = train_model(df.iloc[:3000], FEATURES, LABEL, "lstm", seed=0, out_dir=out, folds=2,
                            params={"epochs": 1})
+    trf_dir = train_model(df.iloc[:3000], FEATURES, LABEL, "transformer", seed=0, out_dir=out, folds=2,
+                          params={"epochs": 1})
 
     # LightGBM: the shipped model is the last fold's; refit it natively for the comparison
     card = read_card(lgb_dir)
@@ -102,27 +107,30 @@ def run(quick: bool, out: Path) -> dict[str, float]:
     batch = n_batch / best_seconds(lambda: scorer.score_batch(X), repeats)
     nat = n_batch / best_seconds(lambda: native.predict(X, num_threads=1), repeats)
 
-    seq = SequenceScorer(lstm_dir, FEATURES)
-    dsl = build_dataset(df, FEATURES, LABEL, window=seq.window)
-    W = dsl.X_seq[np.arange(n_rows) % len(dsl)]
-    for r in rows[: seq.window]:
-        seq.score_one(r, "SYN", out=buf)
-
-    lstm_single = per_call(lambda r: seq.score_one(r, "SYN", out=buf), rows, repeats)
-    lstm_batch = n_rows / best_seconds(lambda: seq.score_batch(W), repeats)
-    lstm_fast = n_rows / best_seconds(lambda: seq.score_batch(W, exact=False), repeats)
+    seqs = {}
+    for name, folder in (("lstm", lstm_dir), ("transformer", trf_dir)):
+        seq = SequenceScorer(folder, FEATURES)
+        dsl = build_dataset(df, FEATURES, LABEL, window=seq.window)
+        W = dsl.X_seq[np.arange(n_rows) % len(dsl)]
+        for r in rows[: seq.window]:
+            seq.score_one(r, "SYN", out=buf)
+        seqs[f"{name}_single_row_us"] = round(per_call(lambda r: seq.score_one(r, "SYN", out=buf), rows,
+                                                       repeats) * 1e6, 2)
+        seqs[f"{name}_batch_rows_per_s"] = round(n_rows / best_seconds(lambda: seq.score_batch(W), repeats))
+        seqs[f"{name}_batch_fast_rows_per_s"] = round(n_rows / best_seconds(
+            lambda: seq.score_batch(W, exact=False), repeats))
 
     print(f"lightgbm: {card['params']['n_estimators']} rounds x 3 classes, "
           f"{card['params']['num_leaves']} leaves, {len(FEATURES)} features; "
-          f"lstm: window {seq.window}, hidden {read_card(lstm_dir)['params']['hidden']}")
+          f"lstm: window {seq.window}, hidden {read_card(lstm_dir)['params']['hidden']}; "
+          f"transformer: d_model {read_card(trf_dir)['params']['d_model']}, "
+          f"{read_card(trf_dir)['params']['layers']} layer(s), {read_card(trf_dir)['params']['heads']} heads")
     return {
         "lightgbm_single_row_us": round(single * 1e6, 2),
         "lightgbm_batch_rows_per_s": round(batch),
         "lightgbm_native_batch_rows_per_s": round(nat),
         "batch_ratio_vs_native": round(batch / nat, 3),
-        "lstm_single_row_us": round(lstm_single * 1e6, 2),
-        "lstm_batch_rows_per_s": round(lstm_batch),
-        "lstm_batch_fast_rows_per_s": round(lstm_fast),
+        **seqs,
     }
 
 

@@ -42,6 +42,7 @@ from streamsig.trading.policy import PolicyConfig, SignalPolicy
 
 _RESYNC = int(E.Reason.RESYNC)
 _DUP = int(E.Reason.DUPLICATE)
+_BENIGN = int(E.Reason.BENIGN_DELETE)
 
 
 def signal_records(seq: np.ndarray, ts: np.ndarray, probs: np.ndarray | None, targets: np.ndarray,
@@ -78,6 +79,7 @@ class EngineOutput:
     resync_dropped: int  #: events dropped while waiting for a snapshot
     gap: bool  #: these events opened a sequence gap (the book waits for a snapshot)
     challenger: np.ndarray | None = None  #: the online challenger's signals (SIGNAL_DTYPE), if enabled
+    benign_deletes: int = 0  #: deletes of levels the book did not hold (no-ops, not rejects)
 
 
 class SignalEngine:
@@ -110,13 +112,14 @@ class SignalEngine:
         ts = ev["exch_ts"][idx]
         probs, targets = self.trader.step(rows, ts)
         sig = signal_records(ev["seq"][idx], ts, probs, targets, rows, self.spec, self.tick_size)
-        bad = np.flatnonzero((reasons != 0) & (reasons != _RESYNC) & (reasons != _DUP))
+        bad = np.flatnonzero((reasons != 0) & (reasons != _RESYNC) & (reasons != _DUP) & (reasons != _BENIGN))
         n_resync = int(np.count_nonzero(reasons == _RESYNC))
         skip_dup = skip + int(np.count_nonzero(reasons == _DUP))
         gap = (not was_waiting and self.state.needs_snapshot
                and not np.any(reasons == int(E.Reason.CROSSED)))
         ch = self._challenge(rows, sig) if self.challenger is not None else None
-        return EngineOutput(sig, rows, bad + skip, reasons[bad], skip_dup, n_resync, gap, ch)
+        return EngineOutput(sig, rows, bad + skip, reasons[bad], skip_dup, n_resync, gap, ch,
+                            int(np.count_nonzero(reasons == _BENIGN)))
 
     def _challenge(self, rows: np.ndarray, sig: np.ndarray) -> np.ndarray:
         out = sig.copy()
@@ -133,11 +136,15 @@ class SignalEngine:
     def checkpoint(self) -> dict[str, Any]:
         """Everything needed to resume: kernel state bytes and the strategy's state.
 
-        A model trader's state is its policy; a rule trader (plain numbers and
-        arrays) is saved whole, its attributes as they are.
+        A trader with ``state()`` (a sequence model's: its policy and window)
+        saves that; a model trader's state is its policy; a rule trader (plain
+        numbers and arrays) is saved whole, its attributes as they are. Every
+        value is an array, bytes or a JSON scalar.
         """
         pol = getattr(self.trader, "policy", None)
-        if pol is not None:
+        if hasattr(self.trader, "state"):
+            strat = {"trader": self.trader.state()}
+        elif pol is not None:
             strat = {"policy": pol.state()}
         else:
             strat = {"attrs": {k: (v.copy() if isinstance(v, np.ndarray) else v)
@@ -153,7 +160,9 @@ class SignalEngine:
         """Resume from :meth:`checkpoint` output (same spec and strategy)."""
         self.state.load_bytes(ck["state"])
         strat = ck.get("strategy") or {}
-        if "policy" in strat:
+        if "trader" in strat:
+            self.trader.restore(strat["trader"])
+        elif "policy" in strat:
             self.trader.policy.restore(strat["policy"])
         elif "attrs" in strat:
             vars(self.trader).update(strat["attrs"])

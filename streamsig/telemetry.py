@@ -24,6 +24,8 @@ DUPLICATES = Counter("streamsig_duplicate_events", "Redelivered events skipped b
                      ["symbol"], registry=REGISTRY)
 GAPS = Counter("streamsig_sequence_gaps", "Sequence gaps detected (healed at the next snapshot)",
                ["symbol"], registry=REGISTRY)
+BENIGN_DELETES = Counter("streamsig_benign_deletes", "Deletes of levels the book did not hold (no-ops, not rejects)",
+                         ["symbol"], registry=REGISTRY)
 RESYNC_DROPPED = Counter("streamsig_resync_dropped_events", "Events dropped while waiting for a snapshot",
                          ["symbol"], registry=REGISTRY)
 LATENCY = Histogram("streamsig_signal_latency_seconds",
@@ -71,6 +73,20 @@ BROKER_OUTAGES = Counter("streamsig_broker_outages", "Kafka broker outages seen 
 BROKER_DATA_LOSSES = Counter("streamsig_broker_data_losses",
                              "Times the broker came back without its topics and offsets (topics recreated)",
                              ["role"], registry=REGISTRY)
+CHECKPOINT_WRITES = Counter("streamsig_checkpoint_writes", "Per-symbol checkpoints written (changed state only)",
+                            ["kind"], registry=REGISTRY)
+CHECKPOINT_CORRUPT = Counter("streamsig_checkpoint_corrupt", "Checkpoints found damaged (the symbol resyncs)",
+                             ["symbol"], registry=REGISTRY)
+CHECKPOINT_RESTORES = Counter("streamsig_checkpoint_restores", "Symbols restored from a checkpoint, by source",
+                              ["source"], registry=REGISTRY)
+SNAPSHOT_REQUESTS = Counter("streamsig_snapshot_requests", "Snapshot requests sent to the producer",
+                            ["symbol"], registry=REGISTRY)
+SNAPSHOT_WAIT = Counter("streamsig_snapshot_wait_seconds", "Time symbols spent waiting for a snapshot",
+                        ["symbol"], registry=REGISTRY)
+SEND_RETRIES = Counter("streamsig_send_retries", "Output sends retried after a failure", ["topic"],
+                       registry=REGISTRY)
+SUPPRESSED = Counter("streamsig_output_suppressed", "Output records not republished (already on the topic)",
+                     ["symbol", "topic"], registry=REGISTRY)
 WS_CLIENTS = Gauge("streamsig_websocket_clients", "Connected websocket clients", registry=REGISTRY)
 WS_SENT = Counter("streamsig_websocket_messages_sent", "Messages sent to websocket clients", registry=REGISTRY)
 WS_REFUSED = Counter("streamsig_websocket_refused", "Websocket connections or clients refused, by reason "

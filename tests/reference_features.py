@@ -13,27 +13,59 @@ from streamsig.book import events as E
 from streamsig.features.spec import FeatureSpec, _fmt_seconds
 
 
-def book_states(events: np.ndarray, levels: int):
-    """Top-L arrays at every EOB where both sides exist, plus trades seen so far."""
+def book_states(events: np.ndarray, levels: int, capacity: int | None = None, counts: dict | None = None):
+    """Top-L arrays at every EOB where both sides exist, plus trades seen so far.
+
+    Stream rules, stated independently of the kernel: nothing is trusted before
+    the first CLEAR; a batch that ends crossed or locked writes no row and
+    drops everything up to the next CLEAR. A side holds at most ``capacity``
+    levels (a new level beyond a full side is ignored; a better one pushes
+    the worst out). Deleting a level the side does not hold changes nothing;
+    ``counts`` (if given) gets ``benign`` (such deletes, except beyond a full
+    side; the event closing a crossed batch reports the cross instead) and ``crossed``.
+    """
     bids: dict[int, float] = {}
     asks: dict[int, float] = {}
     rows_b, rows_bq, rows_a, rows_aq, ts, seq, after_clear, ntrades = [], [], [], [], [], [], [], []
     trades: list[tuple[float, float]] = []
-    fresh = True
+    fresh, resync = True, True
+    counts = counts if counts is not None else {}
+    counts.setdefault("benign", 0)
+    counts.setdefault("crossed", 0)
     for ev in events:
         f = int(ev["flags"])
         if f & E.CLEAR:
-            bids.clear(); asks.clear(); fresh = True
+            bids.clear(); asks.clear(); fresh = True; resync = False
+        if resync:
+            continue
+        benign = False
         if f & E.DEPTH:
-            side = bids if f & E.BUY else asks
+            is_bid = bool(f & E.BUY)
+            side = bids if is_bid else asks
             p, q = int(ev["price"]), float(ev["size"])
+            worst = (min(side) if is_bid else max(side)) if side else None
+            full = capacity is not None and len(side) >= capacity
+            beyond = full and worst is not None and ((p < worst) if is_bid else (p > worst))
             if q == 0:
-                side.pop(p, None)
-            else:
+                if p in side:
+                    side.pop(p)
+                elif not beyond:
+                    counts["benign"] += 1
+                    benign = True
+            elif p in side:
+                side[p] = q
+            elif not beyond:
+                if full:
+                    side.pop(worst)
                 side[p] = q
         if f & E.TRADE:
             trades.append((int(ev["price"]), float(ev["size"])))
         if f & E.EOB and bids and asks:
+            if max(bids) >= min(asks):
+                counts["crossed"] += 1
+                counts["benign"] -= benign
+                resync = True
+                continue
             bp = sorted(bids, reverse=True)[:levels]
             ap = sorted(asks)[:levels]
             pad = lambda xs: xs + [0] * (levels - len(xs))  # noqa: E731
@@ -42,15 +74,16 @@ def book_states(events: np.ndarray, levels: int):
             ts.append(int(ev["exch_ts"])); seq.append(int(ev["seq"]))
             after_clear.append(fresh); fresh = False
             ntrades.append(len(trades))
-    arr = lambda x, t: np.array(x, dtype=t).reshape(len(x), -1)  # noqa: E731
+    arr = lambda x, t: np.array(x, dtype=t).reshape(len(x), levels)  # noqa: E731
     return (arr(rows_b, np.int64), arr(rows_bq, float), arr(rows_a, np.int64), arr(rows_aq, float),
-            np.array(ts, np.int64), np.array(seq, np.int64), np.array(after_clear), np.array(ntrades),
+            np.array(ts, np.int64), np.array(seq, np.int64), np.array(after_clear, bool), np.array(ntrades, np.int64),
             trades)
 
 
-def reference_features(events: np.ndarray, spec: FeatureSpec, tick: float) -> pd.DataFrame:
+def reference_features(events: np.ndarray, spec: FeatureSpec, tick: float, counts: dict | None = None
+                       ) -> pd.DataFrame:
     L = spec.levels
-    bp, bq, ap, aq, ts, seq, fresh, ntr, trades = book_states(events, L)
+    bp, bq, ap, aq, ts, seq, fresh, ntr, trades = book_states(events, L, spec.book_capacity, counts)
     out: dict[str, np.ndarray] = {}
     b1, a1 = bp[:, 0] * tick, ap[:, 0] * tick
     qb, qa = bq[:, 0], aq[:, 0]

@@ -34,11 +34,12 @@ def test_amzn_full_day_walk_forward(tmp_path: Path) -> None:
     assert s["feeds"]["AMZN"]["events"] > 57_000 and s["feeds"]["AMZN"]["rows"] == 57_515
     assert set(s["metrics"]) == {"model", "flat", "buy_and_hold", "sma", "ofi"}
     assert s["metrics"]["flat"]["pnl"] == 0.0 and s["metrics"]["model"]["n_trades"] > 0
-    # LOBSTER times are ns after midnight: trading starts after noon-ish, ends before 16:00
+    # LOBSTER times are ns since the epoch on the file's date: trading starts after 10:00, ends before 16:00
+    day = 1_340_236_800e9  # 2012-06-21 00:00 UTC
     start = s["config"]["walk_forward"]["starts_ns"][0]
-    assert 10 * 3600e9 < start < 16 * 3600e9
+    assert day + 10 * 3600e9 < start < day + 16 * 3600e9
     eq = pd.read_parquet(folder / "equity.parquet")
-    assert eq["ts_ns"].min() >= start and eq["ts_ns"].max() < 16 * 3600e9
+    assert eq["ts_ns"].min() >= start and eq["ts_ns"].max() < day + 16 * 3600e9
     bh = s["metrics"]["buy_and_hold"]
     assert bh["n_trades"] == 0.0 and bh["fees"] > 0  # one entry, held to the end
     assert "report.html" in {p.name for p in folder.iterdir()}

@@ -66,7 +66,8 @@ def test_cli_summary_is_byte_identical_across_processes(tmp_path: Path) -> None:
         out = tmp_path / seed
         r = subprocess.run([sys.executable, "-m", "streamsig.cli", "backtest", "--updates", "2000",
                             "--symbols", "SYNC,SYNA,SYNB", "--model", str(root / "models" / "default"),
-                            "--fee-bps", "1", "--latency-ns", "1000", "--out", str(out)],
+                            "--fee-bps", "1", "--latency-ns", "1000", "--out", str(out),
+                            "--policy", "threshold"],  # edge: the synthetic moves never pay the fee
                            check=False, capture_output=True, text=True, cwd=tmp_path, timeout=300,
                            env={**os.environ, "PYTHONPATH": str(root), "PYTHONHASHSEED": seed})
         assert r.returncode == 0, r.stderr[-2000:]

@@ -9,6 +9,7 @@ from streamsig.backtest.runner import run_backtest
 from streamsig.book import events as E
 from streamsig.book.sources import open_feeds
 from streamsig.features import FeatureSpec
+from streamsig.live.checkpoint import symbol_file
 from streamsig.live.config import running
 from streamsig.live.guard import SymbolGate, check_symbol, check_values
 from streamsig.live.worker import build_worker
@@ -110,7 +111,7 @@ async def test_worker_caps_symbols_and_dead_letters_bad_values(stream_config, tm
     assert set(worker.streamsig_engines) == {"AA", "BB"}
     labels = _label_values()
     assert not any(s in labels for s in HOSTILE + ["CC"])
-    assert {p.name.split(".")[0] for p in state.iterdir()} == {"AA", "BB"}
+    assert {p.name for p in state.iterdir()} == {symbol_file(s) for s in ("AA", "BB")}  # no state for the rest
     got = np.concatenate([decode_signals(v).records for _, v in sig if decode_signals(v).symbol == "AA"])
     offline = run_backtest(feeds[:1], SPEC, strategy=OfiRule(), baselines=[]).signals["AA"]
     assert got.tobytes() == offline.tobytes()  # the refused frames changed nothing

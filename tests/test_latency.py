@@ -46,11 +46,23 @@ def test_signal_frame_carries_three_stamps() -> None:
     assert (with_epoch.epoch, with_epoch.worker_received_ns) == (77, 2)
 
 
-def test_older_signal_frames_are_refused() -> None:
-    old = bytearray(encode_signals("BTC", "m", _records(1), 100, 300, 10))
-    old[4] = 3  # an older layout: its header and records mean something else
-    with pytest.raises(FrameError, match="version 3"):
-        decode_signals(bytes(old))
+def test_version_3_frames_decode_with_epoch_0_and_older_ones_are_refused() -> None:
+    rec = _records(2)
+    # version 3 as written before the epoch: the same fields in a 96-byte header
+    v3 = struct.pack("<4sBBBB16s32sqqqIqI", b"SSGS", 3, 3, 1, 0, b"BTC", b"m", 100, 300, 11, 2, 200, 0) + rec.tobytes()
+    f = decode_signals(v3)
+    assert (f.symbol, f.model_id, f.producer_ts_ns, f.worker_received_ns, f.worker_ts_ns, f.last_seq, f.epoch) == (
+        "BTC", "m", 100, 200, 300, 11, 0)
+    assert f.records["seq"].tolist() == [10, 11]
+    relabelled = bytearray(encode_signals("BTC", "m", rec, 100, 300, 11, 5))
+    relabelled[4] = 3  # a version 4 frame called 3: its records would start 8 bytes early
+    with pytest.raises(FrameError, match="does not match count"):
+        decode_signals(bytes(relabelled))
+    for ver in (1, 2):
+        old = bytearray(v3)
+        old[4] = ver  # older layouts: their header and records mean something else
+        with pytest.raises(FrameError, match=f"version {ver}"):
+            decode_signals(bytes(old))
 
 
 @pytest.mark.parametrize("offset,value,reason", [

@@ -59,8 +59,9 @@ def test_synthetic_replay_and_checks(tmp_path, levels, chunk_rows, gz):
     # one EOB per message, seq = row, ts = the message time
     eob = ev[(ev["flags"] & E.EOB) != 0]
     assert eob["seq"].tolist() == list(range(600))
-    assert eob["exch_ts"].tolist() == [int(m[0].split(".")[0]) * 10**9 + int((m[0].split(".") + [""])[1].ljust(9, "0"))
-                                       for m in msgs]
+    day = 1_340_236_800 * 10**9  # 2012-06-21 (the file name's date) at UTC midnight
+    assert eob["exch_ts"].tolist() == [day + int(m[0].split(".")[0]) * 10**9
+                                       + int((m[0].split(".") + [""])[1].ljust(9, "0")) for m in msgs]
     assert (eob["aux"] == [m[1] for m in msgs]).all()
 
 
@@ -122,9 +123,10 @@ def test_event_layout_of_each_message_kind(tmp_path):
         ("BUY|EOB", 9900, 5.0, 5),
         ("TRADE|EOB", 10001, 300.0, 6),
     ]
-    assert ev["exch_ts"].tolist() == [34200000000001] * 2 + [34200500000000, 34201250000000, 34201250000000,
-                                                             34202000000000, 34203000000000, 34204100000000,
-                                                             34205000000000]
+    day = 1_340_236_800 * 10**9
+    assert (ev["exch_ts"] - day).tolist() == [34200000000001] * 2 + [34200500000000, 34201250000000, 34201250000000,
+                                                                     34202000000000, 34203000000000, 34204100000000,
+                                                                     34205000000000]
     assert (ev["local_ts"] == ev["exch_ts"]).all()
     assert ev["order_id"].tolist() == [11, 11, 12, 12, 12, 0, 0, 13, 0]
     assert ev["level"].tolist() == [-1, 0, 0, 0, -1, -1, -1, -1, -1]
@@ -183,7 +185,7 @@ def test_malformed_line_names_file_line_reason(tmp_path, which, line, text, reas
     ob = find_orderbook(path)
     ob.write_text("\n".join(o) + "\n")
     with pytest.raises(DataError) as exc:
-        LobsterReader(path).read_all()
+        LobsterReader(path, tick_size=0.01).read_all()
     bad = path if which == "m" else ob
     assert str(exc.value) == f"{bad}:{line}: {reason}"
 

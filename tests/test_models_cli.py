@@ -58,3 +58,18 @@ def test_default_model_is_reproducible_from_its_card(tmp_path: Path) -> None:
     assert again["model_id"] == card["model_id"]
     assert again["onnx"]["sha256"] == card["onnx"]["sha256"]
     assert again["metrics"] == card["metrics"]
+    assert again["class_moves"] == card["class_moves"]  # what the edge policy reads
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(__import__("importlib").util.find_spec("torch") is None, reason="torch not installed")
+def test_train_a_transformer_from_the_command_line(tmp_path: Path) -> None:
+    r = run_cli("train", "--model", "transformer", "--updates", "1500", "--symbols", "SYNA", "--folds", "2",
+                "--horizon", "20", "--out", str(tmp_path), "--name", "trf")
+    assert r.returncode == 0, r.stderr
+    card = json.loads((tmp_path / "trf" / "card.json").read_text())
+    assert card["model_type"] == "transformer" and card["window"] == 16
+    assert card["onnx"]["input_shape"] == [None, 16, len(card["features"])]
+    assert card["onnx"]["parity_max_abs_diff"] <= 1e-5
+    down, flat, up = card["class_moves"]["mean_return"]
+    assert down < 0 < up

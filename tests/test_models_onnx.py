@@ -25,10 +25,12 @@ from streamsig.models.walkforward import make_folds
 FEATURES = ["spread", "qimb_1", "ofi_1", "ofi_2", "ofi_dw", "ofi_1_sum_10", "ret_10", "noise_1"]
 LABEL = LabelConfig(horizon=2)
 TINY = {"logreg": None, "rf": {"n_estimators": 30}, "lightgbm": {"n_estimators": 20},
-        "lstm": {"window": 6, "hidden": 8, "epochs": 1}}
-TYPES = ["logreg", "rf", "lightgbm",
-         pytest.param("lstm", marks=pytest.mark.skipif(
-             __import__("importlib").util.find_spec("torch") is None, reason="torch not installed"))]
+        "lstm": {"window": 6, "hidden": 8, "epochs": 1},
+        "transformer": {"window": 6, "d_model": 8, "heads": 2, "epochs": 1}}
+_NO_TORCH = pytest.mark.skipif(__import__("importlib").util.find_spec("torch") is None,
+                               reason="torch not installed")
+TYPES = ["logreg", "rf", "lightgbm", pytest.param("lstm", marks=_NO_TORCH),
+         pytest.param("transformer", marks=_NO_TORCH)]
 
 
 @pytest.fixture(scope="module")
@@ -175,7 +177,8 @@ def test_sequence_scorer_streams_like_batch_per_symbol(trained, table, model_typ
 
 
 SMALL = {"logreg": None, "rf": {"n_estimators": 5}, "lightgbm": {"n_estimators": 5},
-         "lstm": {"window": 5, "hidden": 4, "epochs": 1}}
+         "lstm": {"window": 5, "hidden": 4, "epochs": 1},
+         "transformer": {"window": 5, "d_model": 8, "heads": 2, "epochs": 1}}
 
 
 def exported(model_type: str) -> bytes:
@@ -183,7 +186,7 @@ def exported(model_type: str) -> bytes:
     rng = np.random.default_rng(0)
     X = rng.normal(size=(400, 4)).astype(np.float32)
     y = np.digitize(X[:, 0], [-0.4, 0.4])
-    if model_type == "lstm":
+    if model_type in ("lstm", "transformer"):
         X = np.stack([np.roll(X, k, axis=0) for k in range(5)], axis=1)
     m = fit_native(model_type, X, y, seed=0, params=SMALL[model_type])
     return to_onnx(m, model_type, 4)
@@ -204,6 +207,7 @@ def test_export_bytes_do_not_depend_on_what_ran_before():
     types = [t if isinstance(t, str) else t.values[0] for t in TYPES]
     if importlib.util.find_spec("torch") is None:
         types.remove("lstm")
+        types.remove("transformer")
     for t in types:  # convert every type once in this process first
         exported(t)
     for i, t in enumerate(types):

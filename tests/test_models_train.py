@@ -86,15 +86,19 @@ def test_same_seed_and_data_give_identical_models(lgbm, planted, tmp_path):
 
 
 @pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch not installed")
-def test_lstm_training_is_deterministic(tmp_path):
+@pytest.mark.parametrize("model_type,params", [("lstm", {"window": 4, "hidden": 8, "epochs": 2}),
+                                               ("transformer", {"window": 4, "d_model": 8, "epochs": 2})])
+def test_sequence_training_is_deterministic(tmp_path, model_type, params):
     df = planted_table(300, seed=2)
-    params = {"window": 4, "hidden": 8, "epochs": 2}
-    runs = [train_model(df, FEATURES, LABEL, "lstm", seed=1, out_dir=tmp_path / str(i), folds=2,
+    runs = [train_model(df, FEATURES, LABEL, model_type, seed=1, out_dir=tmp_path / str(i), folds=2,
                         params=params) for i in range(2)]
     assert card_of(runs[0])["metrics"] == card_of(runs[1])["metrics"]
+    assert (runs[0] / "model.onnx").read_bytes() == (runs[1] / "model.onnx").read_bytes()
     ds = build_dataset(df, FEATURES, LABEL, window=4)
     p0, p1 = (load_scorer(r).score_batch(ds.X_seq) for r in runs)
     assert np.array_equal(p0, p1)
+    other = train_model(df, FEATURES, LABEL, model_type, seed=2, out_dir=tmp_path / "2", folds=2, params=params)
+    assert (other / "model.onnx").read_bytes() != (runs[0] / "model.onnx").read_bytes()
 
 
 def _beats(model_dir) -> dict[str, bool]:

@@ -2,7 +2,7 @@
 
 The backtest (``run_backtest``) and the live components (``SignalEngine`` per
 book frame, the signal wire codec, and ``LiveTrader``'s per-frame step) are
-driven over the same random synthetic feed with random policy and execution
+driven over the same random synthetic feed with random policy (either kind) and execution
 settings, random frame sizes, periodic snapshots, redelivered frames and any
 order of book and signal frames. Nothing may differ.
 """
@@ -23,6 +23,7 @@ from streamsig.features import FeatureSpec, FeatureState
 from streamsig.live.producer import with_snapshots
 from streamsig.live.trader import LiveTrader
 from streamsig.trading import ExecConfig
+from streamsig.trading.policy import POLICY_KINDS
 from streamsig.trading.cursor import BookCursor
 from streamsig.models.registry import default_model
 from streamsig.trading.strategies import ModelStrategy, load_strategy
@@ -33,9 +34,11 @@ MODEL = default_model()
 
 
 class ImbalanceScorer:
-    """A deterministic stand-in model: the edge follows the top-of-book imbalance."""
+    """A deterministic stand-in model: the edge follows the top-of-book imbalance (its card's class
+    moves let the edge policy trade it too)."""
 
     features = ["qimb_1", "ofi_1_sum_10"]
+    card = {"model_id": "imbalance", "class_moves": {"mean_return": [-1e-3, 0.0, 1e-3]}}
 
     def score_batch(self, X: np.ndarray) -> np.ndarray:
         e = np.tanh(3.0 * X[:, 0].astype(np.float64) + 0.05 * X[:, 1])
@@ -58,6 +61,7 @@ def scenario(draw):  # noqa: ANN001, ANN201
     enter = draw(st.sampled_from([0.05, 0.1, 0.15, 0.3]))
     max_pos = draw(st.sampled_from([0.5, 1.0, 2.0, 3.0]))
     return trading_configs(
+        kind=draw(st.sampled_from(POLICY_KINDS)), margin_bps=draw(st.sampled_from([0.0, 0.5, 3.0])),
         enter=enter, exit=draw(st.sampled_from([-0.1, 0.0, enter / 2, enter])), max_position=max_pos,
         unit=draw(st.one_of(st.none(), st.sampled_from([0.5, 1.0, max_pos]))), min_hold=draw(st.integers(0, 6)),
         fee_bps=draw(st.sampled_from([0.0, 1.0, 2.5])), maker_fee_bps=draw(st.sampled_from([-1.0, 0.0, 0.5])),
@@ -122,7 +126,7 @@ def test_backtest_and_live_agree(cfg, seed: int, n: int, onnx: bool, snapshot_ev
         trader.on_signals(p)
     fills += trader.drain()
 
-    event(f"onnx={onnx} fills={'yes' if len(off.fills) else 'no'} maker={bool(off.fills['maker'].any())} "
+    event(f"onnx={onnx} policy={policy.kind} fills={'yes' if len(off.fills) else 'no'} maker={bool(off.fills['maker'].any())} "
           f"killed={off.killed}")
     live_sig = np.concatenate(signals)
     assert live_sig.tobytes() == res.signals["S"].tobytes()

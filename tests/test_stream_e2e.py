@@ -107,7 +107,8 @@ def assert_same(ends, sig_msgs, fills_msgs, pnl_msgs, offline, name: str) -> Non
 
 
 async def test_live_model_signals_and_fills_equal_offline(stream_config, tmp_path) -> None:
-    policy, exec_cfg = trading_configs(enter=0.05, max_position=2.0)  # the commands' defaults otherwise
+    # the threshold policy: the edge policy finds no move worth 1 bp on this synthetic feed and stays flat
+    policy, exec_cfg = trading_configs(enter=0.05, max_position=2.0, kind="threshold")
     strat, model_id, spec = load_strategy(default_model(), "ofi", policy)  # as the worker loads it
     live = await run_live(stream_config, spec, strat, model_id, exec_cfg, policy, tmp_path)
     offline = run_backtest(feeds(), spec, model_dir=default_model(), exec_cfg=exec_cfg, policy_cfg=policy,

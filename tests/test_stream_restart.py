@@ -121,3 +121,141 @@ def test_engine_runs_an_online_challenger_beside_the_champion() -> None:
     twin.restore(eng.checkpoint())
     a, b = eng.on_events(ev[cut:]).challenger, twin.on_events(ev[cut:]).challenger
     assert a.tobytes() == b.tobytes()
+
+
+async def read_all(bootstrap: str, topic: str, idle_s: float = 1.0) -> list[tuple[bytes, bytes]]:
+    """Every record of ``topic`` from the beginning (until nothing new for ``idle_s``)."""
+    from tests.test_stream_e2e import collect
+
+    return await collect(bootstrap, topic, lambda m: False, timeout=idle_s + 1.0)
+
+
+async def test_failover_restores_from_the_broker_not_the_local_folder(stream_config, tmp_path) -> None:
+    """Worker A stops mid-stream; worker B (its own empty folder) goes on from A's checkpoints: no hole, no repeat."""
+    cfg = stream_config
+    await ensure_topics(cfg.bootstrap, cfg.topics.all(), cfg.partitions)
+    first, second = halves(feeds())
+    async with running(build_worker(cfg, SPEC, OfiRule(), "ofi", tmp_path / "a"), ready_timeout_s=30):
+        await produce(first, cfg.bootstrap, cfg.topics.book_events, frame_size=128, snapshot_every=0)
+        await collect(cfg.bootstrap, cfg.topics.signals, done_at(999))
+    async with running(build_worker(cfg, SPEC, OfiRule(), "ofi", tmp_path / "b"), ready_timeout_s=30):
+        await produce(second, cfg.bootstrap, cfg.topics.book_events, frame_size=128, snapshot_every=0)
+        msgs = await collect(cfg.bootstrap, cfg.topics.signals, done_at(1999))
+    live = by_symbol(msgs)
+    offline = run_backtest(feeds(), SPEC, strategy=OfiRule(), baselines=[]).signals
+    for sym in SYMS:
+        assert len(np.unique(live[sym]["seq"])) == len(live[sym]), f"{sym}: a signal was published twice"
+        assert live[sym].tobytes() == offline[sym].tobytes(), f"{sym}: signals lost on failover"
+
+
+async def test_trader_restart_resumes_fills_and_pnl_exactly(stream_config, tmp_path) -> None:
+    """A trader stopped mid-stream and started again (no local folder) continues its fills, position and P&L."""
+    import json
+
+    from streamsig.live.trader import build_trader
+    from streamsig.trading import ExecConfig
+
+    cfg = stream_config
+    await ensure_topics(cfg.bootstrap, cfg.topics.all(), cfg.partitions)
+    first, second = halves(feeds())
+    ex = ExecConfig(fee_bps=1.0)
+    async with running(build_worker(cfg, SPEC, OfiRule(), "ofi", None), ready_timeout_s=30):
+        async with running(build_trader(cfg, ex, model="ofi", book_capacity=SPEC.book_capacity), ready_timeout_s=30):
+            await produce(first, cfg.bootstrap, cfg.topics.book_events, frame_size=128, snapshot_every=700)
+            await collect(cfg.bootstrap, cfg.topics.signals, done_at(999))
+            await asyncio.sleep(2.0)
+        async with running(build_trader(cfg, ex, model="ofi", book_capacity=SPEC.book_capacity), ready_timeout_s=30):
+            await produce(second, cfg.bootstrap, cfg.topics.book_events, frame_size=128, snapshot_every=700)
+            await collect(cfg.bootstrap, cfg.topics.signals, done_at(1999))
+
+            def traded_to_end(msgs) -> bool:
+                last = {}
+                for _, v in msgs:
+                    d = json.loads(v)
+                    last[d["symbol"]] = max(last.get(d["symbol"], -1), d.get("seq", -1))
+                return len(last) == len(SYMS) and min(last.values()) >= 1999
+
+            await collect(cfg.bootstrap, cfg.topics.pnl, traded_to_end)
+            fills = [json.loads(v) for _, v in await read_all(cfg.bootstrap, cfg.topics.fills)]
+            pnl = [json.loads(v) for _, v in await read_all(cfg.bootstrap, cfg.topics.pnl)]
+    offline = run_backtest(feeds(), SPEC, strategy=OfiRule(), exec_cfg=ex, baselines=[])
+    for sym in SYMS:
+        lf = [f for f in fills if f["symbol"] == sym]
+        off = offline.lanes[("ofi", sym)].fills
+        assert [f["seq"] for f in lf] == off["seq"].tolist(), f"{sym}: fills lost or repeated"
+        np.testing.assert_allclose([f["price"] for f in lf], off["price"], rtol=0, atol=1e-12)
+        lp = [p for p in pnl if p["symbol"] == sym]
+        rec = offline.lanes[("ofi", sym)]
+        assert lp[-1]["equity"] == pytest.approx(rec.equity[-1], abs=1e-6)
+        assert lp[-1]["position"] == rec.position[-1]
+        assert [f["fill_seq"] for f in lf] == list(range(1, len(lf) + 1))  # numbered for deduplication
+        assert len({p["seq"] for p in lp}) == len(lp)  # every P&L record marks a new row
+
+
+async def test_damaged_checkpoint_is_reported_and_resyncs_by_request(stream_config, tmp_path) -> None:
+    """A damaged newest checkpoint is counted and logged; the symbol asks for a snapshot and the producer sends one."""
+    from streamsig import telemetry as M
+    from streamsig.live.checkpoint import encode_checkpoint, partition_for, split_record, state_topics
+
+    cfg = stream_config
+    ck_topic, _, req_topic = state_topics(cfg.topics)
+    await ensure_topics(cfg.bootstrap, cfg.topics.all() + (ck_topic, req_topic), cfg.partitions)
+    first, second = halves(feeds())
+    async with running(build_worker(cfg, SPEC, OfiRule(), "ofi", tmp_path / "a"), ready_timeout_s=30):
+        await produce(first, cfg.bootstrap, cfg.topics.book_events, frame_size=128, snapshot_every=0)
+        await collect(cfg.bootstrap, cfg.topics.signals, done_at(999))
+    # the newest AAA checkpoint on the broker is truncated (its record envelope is intact), the local one too
+    from aiokafka import AIOKafkaProducer
+
+    good = encode_checkpoint("worker", "AAA", 10_000, {"seq": 5000})
+    p = AIOKafkaProducer(bootstrap_servers=cfg.bootstrap)
+    await p.start()
+    for rec in split_record(good[:-40], 10_000):
+        await p.send_and_wait(ck_topic, rec, key=b"AAA", partition=partition_for(b"AAA", cfg.partitions))
+    await p.stop()
+    from streamsig.live.checkpoint import LocalStore
+
+    path = LocalStore(tmp_path / "a", "worker").path("AAA")
+    path.write_bytes(path.read_bytes()[:100])
+    before = M.CHECKPOINT_CORRUPT.labels("AAA")._value.get()
+    reqs = M.SNAPSHOT_REQUESTS.labels("AAA")._value.get()
+    async with running(build_worker(cfg, SPEC, OfiRule(), "ofi", tmp_path / "a"), ready_timeout_s=30):
+        stats = await produce(second, cfg.bootstrap, cfg.topics.book_events, speed=1.0, frame_size=128,
+                              snapshot_every=0, requests_topic=req_topic)
+        msgs = await collect(cfg.bootstrap, cfg.topics.signals, done_at(1999))
+    assert M.CHECKPOINT_CORRUPT.labels("AAA")._value.get() >= before + 2  # broker and local copy
+    assert M.SNAPSHOT_REQUESTS.labels("AAA")._value.get() > reqs
+    assert stats.requested >= 1  # the producer answered with a snapshot (none are periodic here)
+    live = by_symbol(msgs)
+    offline = run_backtest(feeds(), SPEC, strategy=OfiRule(), baselines=[]).signals
+    a, o = live["AAA"], offline["AAA"]
+    assert len(np.unique(a["seq"])) == len(a)
+    resumed = a[a["seq"] >= 1000]
+    assert len(resumed) and resumed["seq"][-1] == 1999  # healed long before the end, not silently fresh
+    tail = o[np.isin(o["seq"], resumed["seq"])]
+    assert resumed["seq"].tolist() == tail["seq"].tolist()
+    for sym in SYMS[1:]:
+        assert live[sym].tobytes() == offline[sym].tobytes()
+
+
+async def test_unchanged_state_is_not_checkpointed_again(stream_config, tmp_path) -> None:
+    """Once the stream is idle, neither the local file nor the checkpoint topic is written again."""
+    from streamsig.live.checkpoint import LocalStore, state_topics
+
+    cfg = stream_config
+    ck_topic = state_topics(cfg.topics)[0]
+    await ensure_topics(cfg.bootstrap, cfg.topics.all(), cfg.partitions)
+    store = LocalStore(tmp_path / "a", "worker")
+    async with running(build_worker(cfg, SPEC, OfiRule(), "ofi", tmp_path / "a", checkpoint_s=0.5),
+                       ready_timeout_s=30):
+        await produce(feeds()[:1], cfg.bootstrap, cfg.topics.book_events, frame_size=128, snapshot_every=0)
+        await collect(cfg.bootstrap, cfg.topics.signals, lambda m: any(decode_signals(v).last_seq == 1999
+                                                                       for _, v in m))
+        await asyncio.sleep(1.5)
+        st = store.path("AAA").stat()
+        n = len(await read_all(cfg.bootstrap, ck_topic, idle_s=0.5))
+        await asyncio.sleep(2.5)  # five more checkpoint rounds
+        st2 = store.path("AAA").stat()
+        n2 = len(await read_all(cfg.bootstrap, ck_topic, idle_s=0.5))
+    assert (st2.st_ino, st2.st_mtime_ns) == (st.st_ino, st.st_mtime_ns)
+    assert n2 == n and n >= 1

@@ -114,9 +114,12 @@ def render(res: BacktestResult) -> str:
     sub = (f"model {html.escape(str(model.get('id')))} ({html.escape(str(model.get('type')))})"
            if model else "no model") + " · data: " + html.escape(", ".join(
                f"{k} ({v['label']}, {v['events']:,} events)" for k, v in res.feeds.items()))
+    banner = "".join(f"<p class='banner' role='alert'>{html.escape(w)}</p>"
+                     for w in res.config.get("warnings") or [])
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{_CSS}</style></head><body data-images-loaded='0'><h1>{html.escape(title)}</h1>"
-            f"<p class='note'>{sub}</p>{''.join(parts)}{_SCRIPT}</body></html>")
+            f"<style>{_CSS}.banner{{background:#fde2e1;border:1px solid #c0392b;padding:.5em;font-weight:bold}}"
+            f"</style></head><body data-images-loaded='0'><h1>{html.escape(title)}</h1>"
+            f"{banner}<p class='note'>{sub}</p>{''.join(parts)}{_SCRIPT}</body></html>")
 
 
 def _symbol_table(res: BacktestResult) -> str:

@@ -35,8 +35,9 @@ from streamsig.trading.rules import default_baselines
 from streamsig.trading.cursor import BookCursor
 from streamsig.trading.account import Account, step_rows
 from streamsig.backtest.result import SIGNAL_DTYPE, BacktestResult, account_record
-from streamsig.trading.strategies import ModelStrategy, Strategy
+from streamsig.trading.strategies import Strategy, model_strategy
 from streamsig.book import events as E
+from streamsig.book.instrument import Instrument
 from streamsig.book.sources import Feed
 from streamsig.engine import signal_records
 from streamsig.features import FeatureSpec, FeatureState
@@ -54,7 +55,8 @@ def run_backtest(feeds: Sequence[Feed], spec: FeatureSpec, model_dir: str | Path
                  policy_cfg: PolicyConfig = PolicyConfig(), capital: float | None = None, *,
                  baselines: Sequence[Strategy] | None = None, max_drawdown: float | None = None,
                  start_ns: int | None = None, bar_ns: int = 1_000_000_000, passive: bool | None = None,
-                 on_progress: Callable[[int], None] | None = None) -> BacktestResult:
+                 on_progress: Callable[[int], None] | None = None,
+                 fee_for: Callable[[Instrument | None], float] | None = None) -> BacktestResult:
     """Backtest a model (``model_dir``) or ``strategy``, plus baselines, over ``feeds``.
 
     ``exec_cfg`` gives costs, latency, limits, the kill switch and passive
@@ -65,7 +67,8 @@ def run_backtest(feeds: Sequence[Feed], spec: FeatureSpec, model_dir: str | Path
     default each symbol gets the notional of that size at its first mid.
     Trading starts at ``start_ns``. Metrics are taken on the equity resampled
     to ``bar_ns`` bars. ``on_progress`` is called with the number of events of
-    every chunk processed.
+    every chunk processed. ``fee_for``, when given, is each feed's taker fee for its
+    instrument (the commands' per-market fee), replacing ``exec_cfg.fee_bps``.
     """
     if max_drawdown is not None:
         exec_cfg = replace(exec_cfg, max_drawdown=max_drawdown)
@@ -76,10 +79,9 @@ def run_backtest(feeds: Sequence[Feed], spec: FeatureSpec, model_dir: str | Path
     if model_dir is not None:
         if strategy is not None:
             raise ValueError("pass model_dir or strategy, not both")
-        from streamsig.models.scorer import Scorer
+        from streamsig.models.scorer import load_scorer
 
-        scorer = Scorer(model_dir)
-        strategy = ModelStrategy(scorer, policy_cfg)
+        strategy = model_strategy(load_scorer(model_dir), policy_cfg)
         model_info = model_summary(model_dir)
     strategies: list[Strategy] = ([strategy] if strategy is not None else [])
     strategies += list(default_baselines(size) if baselines is None else baselines)
@@ -92,17 +94,27 @@ def run_backtest(feeds: Sequence[Feed], spec: FeatureSpec, model_dir: str | Path
                          model=model_info)
     for key, feed in zip(keys, feeds):
         cfg = replace(exec_cfg, tick_size=feed.tick_size)
-        lanes = [Account(n, key, cfg, per_cap, size, start_ns) for n in names]
+        if fee_for is not None:
+            cfg = replace(cfg, fee_bps=fee_for(feed.instrument))
+        lanes = [Account(n, key, cfg, per_cap, size, start_ns, instrument=feed.instrument) for n in names]
         sig, n_ev, rejects = _replay(feed, spec, strategies, lanes, on_progress)
         res.signals[key] = sig
         res.feeds[key] = {"symbol": feed.symbol, "label": feed.label, "tick_size": feed.tick_size,
-                          "events": n_ev, "rows": len(sig),
-                          "rejects": {E.Reason(i).name: int(c) for i, c in enumerate(rejects) if i and c}}
+                          "instrument": feed.instrument.to_dict() if feed.instrument is not None else None,
+                          "fee_bps": cfg.fee_bps, "events": n_ev, "rows": len(sig),
+                          "rejects": {E.Reason(i).name: int(c) for i, c in enumerate(rejects)
+                                      if i and c and i != E.Reason.BENIGN_DELETE},
+                          "benign_deletes": int(rejects[E.Reason.BENIGN_DELETE])}
         for lane in lanes:
             res.lanes[(lane.strategy, key)] = account_record(lane)
-    res.config = {"spec": spec.to_dict(), "exec": exec_dict(exec_cfg), "policy": policy_cfg.to_dict(),
-                  "capital": capital, "max_drawdown": exec_cfg.max_drawdown, "start_ns": start_ns,
-                  "bar_ns": int(bar_ns), "size": size, "passive": exec_cfg.passive}
+    warnings = [w for w in [_training_overlap(model_dir, res)] if w]
+    ex = exec_dict(exec_cfg)
+    fees = {f["fee_bps"] for f in res.feeds.values()}
+    if len(fees) == 1:  # one market fee for every feed (else each feed's entry says its own)
+        ex["fee_bps"] = fees.pop()
+    res.config = {"spec": spec.to_dict(), "exec": ex, "policy": policy_cfg.to_dict(),
+                  "warnings": warnings, "capital": capital, "max_drawdown": exec_cfg.max_drawdown,
+                  "start_ns": start_ns, "bar_ns": int(bar_ns), "size": size, "passive": exec_cfg.passive}
     return res
 
 
@@ -136,6 +148,17 @@ def exec_dict(cfg: ExecConfig) -> dict[str, Any]:
     d = cfg.to_dict()
     d.pop("tick_size")
     return d
+
+
+def _training_overlap(model_dir: str | Path | None, res: BacktestResult) -> str | None:
+    """The in-sample warning of :func:`streamsig.models.card.training_overlap` for this run's rows."""
+    if model_dir is None:
+        return None
+    from streamsig.models.card import read_card, training_overlap
+
+    ranges = {res.feeds[k]["symbol"]: (int(s["ts_ns"][0]), int(s["ts_ns"][-1])) for k, s in res.signals.items()
+              if len(s)}
+    return training_overlap(read_card(model_dir), ranges)
 
 
 def model_summary(model_dir: str | Path) -> dict[str, Any]:

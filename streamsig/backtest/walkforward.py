@@ -43,20 +43,21 @@ def walk_forward_backtest(feeds: Sequence[Feed], spec: FeatureSpec, folds: int =
                           label: dict[str, Any] | None = None, model_type: str = "lightgbm",
                           features: Sequence[str] | None = None, seed: int = 0,
                           models_dir: str | Path = "models", policy_cfg: PolicyConfig = PolicyConfig(),
-                          train_folds: int | None = None,
+                          train_folds: int | None = None, params: dict[str, Any] | None = None,
                           on_stage: Callable[[str, int, int], None] | None = None,
                           **run_kw: Any) -> BacktestResult:
     """Train ``folds - 1`` models and trade each on the next block (see module doc).
 
     ``label`` is a :class:`~streamsig.labels.LabelConfig` dict (default horizon 10
     rows); models are written under ``models_dir``; ``train_folds`` overrides
-    ``train_model``'s own walk-forward folds inside each block (for short samples). ``on_stage(stage, done,
+    ``train_model``'s own walk-forward folds inside each block (for short samples), ``params`` the
+    model's parameters (its defaults otherwise; sequence models trade through their windows). ``on_stage(stage, done,
     total)`` reports ``features``, ``train`` and ``trade``; other keyword arguments
     go to :func:`run_backtest`. The result's ``config["walk_forward"]`` lists the
     folds, their start times and model ids.
     """
     from streamsig.features.table import feature_frame
-    from streamsig.models import Scorer, train_model
+    from streamsig.models import load_scorer, train_model
 
     say = on_stage or (lambda stage, done, total: None)
     label = dict(label or {"horizon": 10})
@@ -74,9 +75,11 @@ def walk_forward_backtest(feeds: Sequence[Feed], spec: FeatureSpec, folds: int =
         sel = (ts >= edges[k] if edges[k] is not None else np.ones(len(ts), bool)) & (ts < edges[k + 1])
         part = df[sel].reset_index(drop=True)
         part.attrs["source"] = f"walk-forward block {k}"
-        more = {} if train_folds is None else {"folds": train_folds}
+        more: dict[str, Any] = {} if train_folds is None else {"folds": train_folds}
+        if params:
+            more["params"] = params
         md = train_model(part, feats, label, model_type, seed=seed, out_dir=models_dir, **more)
-        scorers.append(Scorer(md))
+        scorers.append(load_scorer(md))
         ids.append(md.name)
     say("train", folds - 1, folds - 1)
     strat = ScheduledModelStrategy(starts.tolist(), scorers, policy_cfg)

@@ -29,7 +29,7 @@ import numpy as np
 from streamsig.book import events as E
 
 _OK = 0
-_ZERO_SIZE_ADD = int(E.Reason.ZERO_SIZE_ADD)
+_BENIGN_DELETE = int(E.Reason.BENIGN_DELETE)
 
 
 @nb.njit(cache=True, inline="always")
@@ -50,8 +50,12 @@ def _find(px: np.ndarray, n: int, price: int, is_bid: bool) -> int:
 def set_level(px: np.ndarray, sz: np.ndarray, n: int, price: int, size: float, is_bid: bool) -> tuple[int, int]:
     """Set the size at ``price`` on one side; returns ``(new_n, reason)``.
 
-    Size 0 deletes the level; deleting a level the side does not hold is
-    ``ZERO_SIZE_ADD`` unless it lies beyond a full side (a level we dropped).
+    Size 0 deletes the level. Deleting a level the side does not hold is a
+    no-op: ``OK`` when it lies beyond a full side (a level we dropped for
+    capacity), else ``BENIGN_DELETE`` (counted, not an error). Exchanges send
+    such deletes routinely: a diff stream deletes levels outside the local
+    book's depth, levels already removed, and levels that came and went
+    within one update.
     """
     cap = px.shape[0]
     i = _find(px, n, price, is_bid)
@@ -64,7 +68,7 @@ def set_level(px: np.ndarray, sz: np.ndarray, n: int, price: int, size: float, i
             return n - 1, _OK
         if n == cap and i >= n:
             return n, _OK
-        return n, _ZERO_SIZE_ADD
+        return n, _BENIGN_DELETE
     if found:
         sz[i] = size
         return n, _OK

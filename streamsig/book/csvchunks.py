@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import gzip
 import io
+import zlib
+from contextlib import contextmanager
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import BinaryIO
@@ -23,14 +25,37 @@ def open_binary(path: str | Path) -> BinaryIO:
     return gzip.open(p, "rb") if p.suffix == ".gz" else open(p, "rb")
 
 
+@contextmanager
+def _readable(path: str | Path) -> Iterator[None]:
+    """Turn a broken gzip stream into a one-line :class:`DataError` naming the file."""
+    try:
+        yield
+    except EOFError:
+        raise DataError(path, None, "truncated gzip file (it ends before its end-of-stream marker)") from None
+    except (gzip.BadGzipFile, zlib.error) as exc:
+        raise DataError(path, None, f"corrupt gzip file ({exc})") from None
+
+
+def read_first_line(path: str | Path) -> bytes:
+    """The first line of a plain or gzip file (b"" if empty); broken gzip raises DataError."""
+    with _readable(path), open_binary(path) as f:
+        return f.readline()
+
+
 def byte_chunks(path: str | Path, chunk_rows: int, skip: int = 0) -> Iterator[tuple[int, bytes]]:
     """Yield ``(number of the first line, bytes of up to chunk_rows whole lines)``.
 
     Line numbers are 1-based file lines; ``skip`` lines (a header) are dropped.
-    The file is read in blocks, so only about one chunk is held in memory.
+    The file is read in blocks, so only about one chunk is held in memory. A
+    truncated or corrupt ``.gz`` raises :class:`DataError` naming the file.
     """
     if chunk_rows < 1:
         raise ValueError("chunk_rows must be >= 1")
+    with _readable(path):
+        yield from _byte_chunks(path, chunk_rows, skip)
+
+
+def _byte_chunks(path: str | Path, chunk_rows: int, skip: int) -> Iterator[tuple[int, bytes]]:
     with open_binary(path) as f:
         for _ in range(skip):
             f.readline()

@@ -19,10 +19,15 @@ Each message becomes one atomic batch (all events share ``seq`` = the message's
 * A message that changes nothing visible and is no trade or halt still yields
   one event with only ``EOB`` and its side (``BUY`` for Direction 1).
 
-``exch_ts = local_ts`` = ns after midnight parsed from the decimal string
-(digits past the 9th are rounded half up on the 10th), ``order_id`` = OrderID,
-``aux`` = the message type. Prices are ticks of ``tick_size`` dollars; hidden or
-cross trades between ticks (midpoint prints) are rounded half up and counted in
+``exch_ts = local_ts`` = ns since the epoch: the date in the file name
+(``AMZN_2012-06-21_...``, taken as UTC midnight, as LOBSTER's times count from
+midnight of that trading day) plus the Time column, ns after midnight parsed
+from the decimal string (digits past the 9th are rounded half up on the 10th).
+A file name without a date keeps times after midnight. ``order_id`` = OrderID,
+``aux`` = the message type. Prices are ticks of ``tick_size`` dollars: given,
+or inferred as the GCD of the visible book prices of the first chunk (see
+:mod:`streamsig.book.instrument`); hidden or cross trades between ticks
+(midpoint prints) are rounded half up and counted in
 :attr:`LobsterStats.off_grid_trades`; off-grid order or book prices are errors.
 
 Chunked reading is :mod:`streamsig.book.csvchunks`; level diffing and row
@@ -30,9 +35,10 @@ checks are :mod:`streamsig.book.levels` (both shared with the crypto readers).
 """
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,7 +46,8 @@ import numba as nb
 import numpy as np
 
 from streamsig.book import events as E
-from streamsig.book.csvchunks import byte_chunks, line_starts, open_binary, parse_int_chunk
+from streamsig.book.csvchunks import byte_chunks, line_starts, parse_int_chunk, read_first_line
+from streamsig.book.instrument import Instrument, resolve
 from streamsig.book.levels import check_rows, diff_levels, mark_eob
 from streamsig.errors import DataError
 
@@ -50,7 +57,26 @@ from streamsig.errors import DataError
 
 MESSAGE_COLUMNS = ["Time", "Type", "OrderID", "Size", "Price", "Direction"]
 PLACEHOLDER = 9999999999  #: LOBSTER's price for an empty level (negated on the bid side)
+SAMPLE_ROWS = 100_000  #: orderbook rows read to infer the tick
 _MSG_RE = re.compile(r"(?P<stem>.*)_message_(?P<levels>\d+)(?P<ext>\.csv(?:\.gz)?)")
+_OB_RE = re.compile(r"(?P<stem>.*)_orderbook_(?P<levels>\d+)(?P<ext>\.csv(?:\.gz)?)")
+_DATE_RE = re.compile(r"_(\d{4}-\d{2}-\d{2})(?:_|$)")
+
+
+def day_ns(name: str) -> int:
+    """ns since the epoch of UTC midnight of the date in a LOBSTER file name (0 if none).
+
+    >>> day_ns("AMZN_2012-06-21_34200000_57600000_message_5.csv")
+    1340236800000000000
+    """
+    m = _DATE_RE.search(name)
+    if m is None:
+        return 0
+    try:
+        d = dt.date.fromisoformat(m.group(1))
+    except ValueError:
+        return 0
+    return (d - dt.date(1970, 1, 1)).days * 86_400_000_000_000
 
 
 @dataclass
@@ -100,17 +126,52 @@ def lobster_pairs(path: str | Path) -> list[Path]:
     """Message files of a LOBSTER pair, or of every pair in a folder (sorted).
 
     Raises ``FileNotFoundError`` if a message file has no orderbook partner.
+    Passing an orderbook file names the message file to pass instead.
     """
     p = Path(path)
     if p.is_dir():
         msgs = sorted(f for f in p.iterdir() if f.is_file() and _MSG_RE.fullmatch(f.name))
     elif p.is_file():
+        ob = _OB_RE.fullmatch(p.name)
+        if ob is not None:
+            raise DataError(p, None, "a LOBSTER orderbook file; pass its message file "
+                            f"{ob['stem']}_message_{ob['levels']}{ob['ext']}")
         msgs = [p]
     else:
         raise FileNotFoundError(str(p))
     for f in msgs:
         find_orderbook(f)
     return msgs
+
+
+def pick_depths(msgs: list[Path], levels: int | None = None) -> tuple[list[Path], list[str]]:
+    """One message file per ticker and day: the deepest, or the shallowest holding ``levels``.
+
+    A folder can hold one day of one ticker at several depths (levels 1, 5,
+    10); they are nested views of the same day, not separate streams. Returns
+    the kept files and a note per ticker that had a choice.
+
+    >>> names = [Path(f"A_2012-06-21_0_1_message_{L}.csv") for L in (1, 5, 10)]
+    >>> kept, notes = pick_depths(names, levels=3)
+    >>> [k.name for k in kept], notes
+    (['A_2012-06-21_0_1_message_5.csv'], ['A_2012-06-21_0_1: files at levels 1, 5, 10; using level 5'])
+    """
+    groups: dict[str, list[tuple[int, Path]]] = {}
+    for f in msgs:
+        m = _MSG_RE.fullmatch(f.name)
+        assert m is not None
+        groups.setdefault(m["stem"], []).append((int(m["levels"]), f))
+    kept, notes = [], []
+    for stem, opts in groups.items():
+        opts.sort()
+        if len(opts) == 1:
+            kept.append(opts[0][1])
+            continue
+        deep = [o for o in opts if levels is None or o[0] >= levels]
+        L, f = (deep[0] if levels is not None and deep else opts[-1])
+        kept.append(f)
+        notes.append(f"{stem}: files at levels {', '.join(str(o[0]) for o in opts)}; using level {L}")
+    return sorted(kept), notes
 
 
 @nb.njit(cache=True)
@@ -189,14 +250,14 @@ class LobsterReader:
     """
 
     def __init__(self, message_path: str | Path, levels: int | None = None, symbol: str | None = None,
-                 chunk_rows: int = 100_000, tick_size: float = 0.01) -> None:
+                 chunk_rows: int = 100_000, tick_size: float | None = None,
+                 instruments: Mapping[str, Mapping[str, object]] | None = None) -> None:
         self.message_path = Path(message_path)
         self.orderbook_path = find_orderbook(self.message_path)
         m = _MSG_RE.fullmatch(self.message_path.name)
         assert m is not None  # find_orderbook checked the name
         self.file_levels = int(m["levels"])
-        with open_binary(self.orderbook_path) as f:
-            first = f.readline()
+        first = read_first_line(self.orderbook_path)
         ncols = first.count(b",") + 1 if first.strip() else 0
         if ncols != 4 * self.file_levels:
             raise DataError(self.orderbook_path, 1,
@@ -205,14 +266,38 @@ class LobsterReader:
         if not 1 <= self.levels <= self.file_levels:
             raise ValueError(f"levels must be 1..{self.file_levels} for {self.orderbook_path.name}")
         self.symbol = symbol or self.message_path.name.split("_")[0]
-        self.tick_size = float(tick_size)
+        self.chunk_rows = int(chunk_rows)
+        self._ob_names = [f"{k}{i}" for i in range(1, self.file_levels + 1)
+                          for k in ("AskPrice", "AskSize", "BidPrice", "BidSize")]
+        self.day_ns = day_ns(self.message_path.name)
+        self.instrument = self._instrument(tick_size, instruments)
+        self.tick_size = self.instrument.tick_size
         q = self.tick_size * 10_000
         if q < 1 or abs(q - round(q)) > 1e-9:
             raise ValueError("tick_size must be a whole multiple of 0.0001 (LOBSTER's price unit)")
         self._q = int(round(q))
-        self.chunk_rows = int(chunk_rows)
-        self._ob_names = [f"{k}{i}" for i in range(1, self.file_levels + 1)
-                          for k in ("AskPrice", "AskSize", "BidPrice", "BidSize")]
+
+    def _instrument(self, tick_size: float | None,
+                    instruments: Mapping[str, Mapping[str, object]] | None) -> Instrument:
+        """Given tick, table tick, or the GCD of the first chunk's visible book prices ($ x 10000)."""
+        base = dict(quote="USD", settle="USD", market="equity", lot_size=1.0)
+        table = {self.symbol: {**base, **dict((instruments or {}).get(self.symbol, {}))}}
+        if tick_size is not None or "tick_size" in table[self.symbol]:
+            return resolve(self.symbol, "lobster", tick_size=tick_size, table=table, where=self.message_path)
+        g, n = 0, 0
+        for line0, data in byte_chunks(self.orderbook_path, SAMPLE_ROWS):
+            o = parse_int_chunk(self.orderbook_path, line0, data, self._ob_names)
+            px = np.concatenate([o[:, 0::4][o[:, 1::4] > 0], o[:, 2::4][o[:, 3::4] > 0]])
+            px = np.unique(px[(px > 0) & (px != PLACEHOLDER)])
+            n = len(px)
+            g = int(np.gcd.reduce(px)) if n else 0
+            break
+        if not g:
+            return resolve(self.symbol, "lobster", table=table, default_tick=0.01, where=self.message_path)
+        inst = resolve(self.symbol, "lobster", tick_size=g / 10_000, table=table,
+                       where=self.message_path)
+        from dataclasses import replace
+        return replace(inst, tick_from=f"inferred: GCD of {n:,} distinct book prices in the first rows")
         self.stats = LobsterStats()
 
     def __iter__(self) -> Iterator[np.ndarray]:
@@ -303,8 +388,8 @@ class LobsterReader:
         ev["level"] = lvls[order]
         ev["price"] = pxs[order]
         ev["size"] = szs[order]
-        ev["exch_ts"] = ns[rows]
-        ev["local_ts"] = ns[rows]
+        ev["exch_ts"] = ns[rows] + self.day_ns
+        ev["local_ts"] = ns[rows] + self.day_ns
         ev["seq"] = seq0 + rows
         ev["order_id"] = oid[rows]
         ev["aux"] = typ[rows]

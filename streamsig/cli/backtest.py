@@ -8,10 +8,11 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from streamsig.cli.options import (
-    ENTER, EXIT, FEE_BPS, LATENCY_EVENTS, MAX_DRAWDOWN, MAX_POSITION, MIN_HOLD, Data, Enter, Exit, FeeBps,
-    LatencyEvents, LatencyNs, Levels, MakerFeeBps, MaxDrawdown, MaxPosition, MinHold, Model, Passive, PrintConfig, Seed,
-    SlippageBps, Source, Symbols, Unit, Updates, console, feature_spec, open_data, print_config, progress,
-    trading_configs,
+    ENTER, EXIT, LATENCY_EVENTS, MARGIN_BPS, MAX_DRAWDOWN, MAX_POSITION, MIN_HOLD, POLICY, Columns,
+    console, Data, Enter, Exit, feature_spec, FeeBps, Instruments, LatencyEvents, LatencyNs, Levels,
+    MakerFeeBps, MarginBps, market_fee_bps, MaxDrawdown, MaxPosition, MinHold, Model, open_data, Passive,
+    Policy, print_config, PrintConfig, progress, Seed, SlippageBps, Source, Symbols, TickSize,
+    trading_configs, Unit, Updates,
 )
 from streamsig.errors import DataError
 
@@ -23,7 +24,7 @@ _WalkForward = Annotated[bool, typer.Option(
     "(streamsig.models.train_model defaults) and trade it on block k+1; report the stitched out-of-sample run.")]
 _Folds = Annotated[int, typer.Option("--folds", min=2, help="Walk-forward: number of time blocks.")]
 _Horizon = Annotated[int, typer.Option("--horizon", min=1, help="Walk-forward: label horizon in feature rows.")]
-_ModelType = Annotated[str, typer.Option("--model-type", help="Walk-forward: logreg | rf | lightgbm.")]
+_ModelType = Annotated[str, typer.Option("--model-type", help="Walk-forward: logreg | rf | lightgbm | lstm | transformer.")]
 _TrainFolds = Annotated[Optional[int], typer.Option(
     "--train-folds", min=1, help="Walk-forward: folds of train_model's own evaluation inside each block "
     "(default: its default; fewer for short samples).")]
@@ -40,13 +41,15 @@ _Spec = Annotated[Optional[Path], typer.Option(
 
 def backtest(
     source: Source = "synthetic", data: Data = None, levels: Levels = None, symbols: Symbols = None,
-    updates: Updates = None, seed: Seed = None, model: Model = None, walk_forward: _WalkForward = False,
+    updates: Updates = None, seed: Seed = None, tick_size: TickSize = None, columns: Columns = None,
+    instruments: Instruments = None, model: Model = None, walk_forward: _WalkForward = False,
     folds: _Folds = 4, horizon: _Horizon = 10, model_type: _ModelType = "lightgbm",
-    train_folds: _TrainFolds = None, fee_bps: FeeBps = FEE_BPS,
+    train_folds: _TrainFolds = None, fee_bps: FeeBps = None,
     maker_fee_bps: MakerFeeBps = 0.0, slippage_bps: SlippageBps = 0.0, latency_ns: LatencyNs = 0,
     latency_events: LatencyEvents = LATENCY_EVENTS, max_position: MaxPosition = MAX_POSITION,
     max_drawdown: MaxDrawdown = MAX_DRAWDOWN, passive: Passive = False, enter: Enter = ENTER,
     exit: Exit = EXIT, unit: Unit = None, min_hold: MinHold = MIN_HOLD,  # noqa: A002
+    policy: Policy = POLICY, margin_bps: MarginBps = MARGIN_BPS,
     capital: _Capital = None, bar_seconds: _Bar = 1.0, out: _Out = Path("reports"),
     run_id: _RunId = None, spec: _Spec = None, show: PrintConfig = False,
 ) -> None:
@@ -58,19 +61,23 @@ def backtest(
     from streamsig.backtest.runner import run_backtest
 
     policy, exec_cfg = trading_configs(enter, exit, max_position, unit, min_hold, fee_bps, maker_fee_bps,
-                                       slippage_bps, latency_ns, latency_events, max_drawdown, passive)
+                                       slippage_bps, latency_ns, latency_events, max_drawdown, passive, policy,
+                                       margin_bps)
     if show:
         print_config("backtest", policy=policy, exec=exec_cfg, model=model, capital=capital,
                      data={"source": source, "data": str(data) if data else None, "levels": levels,
-                           "symbols": symbols, "updates": updates, "seed": seed})
+                           "symbols": symbols, "updates": updates, "seed": seed, "tick_size": tick_size,
+                           "columns": str(columns) if columns else None,
+                           "instruments": str(instruments) if instruments else None})
     if model is not None and walk_forward:
         raise DataError(model, None, "--model and --walk-forward exclude each other")
     if model is not None and not (model / "card.json").exists():
         raise DataError(model, None, "not a model folder (no card.json)")
-    feeds = open_data(source, data, levels, symbols, updates, seed)
+    feeds = open_data(source, data, levels, symbols, updates, seed, tick_size, columns, instruments)
     fspec = (_card_spec(model) if model is not None and spec is None else None) or \
         feature_spec(levels or feeds[0].levels, spec)
-    kw = dict(exec_cfg=exec_cfg, policy_cfg=policy, capital=capital, bar_ns=int(bar_seconds * 1e9))
+    kw = dict(exec_cfg=exec_cfg, policy_cfg=policy, capital=capital, bar_ns=int(bar_seconds * 1e9),
+              fee_for=lambda inst: market_fee_bps(fee_bps, inst))
     t0 = time.perf_counter()
     with progress() as prog:
         task = prog.add_task("backtest", total=sum(f.size_hint or 0 for f in feeds) or None, rate="")
@@ -93,6 +100,8 @@ def backtest(
         except ValueError as e:
             raise DataError(model or source, None, str(e)) from None
     folder = write_outputs(res, out, run_id)
+    for w in res.config.get("warnings") or []:
+        console.print(f"[yellow]warning:[/] {w}", highlight=False)
     _print_table(res)
     console.print(f"{n[0]:,} events in {time.perf_counter() - t0:.1f} s; wrote {folder}/ "
                   "(summary.json, trades/fills/equity/signals .parquet, report.html)")

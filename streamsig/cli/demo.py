@@ -8,16 +8,18 @@ import typer
 from rich.console import Console
 
 from streamsig.cli.options import (
-    ENTER, EXIT, FEE_BPS, LATENCY_EVENTS, MAX_DRAWDOWN, MAX_POSITION, MIN_HOLD, Data, Enter, Exit, FeeBps, Kafka,
-    LatencyEvents, LatencyNs, Levels, MakerFeeBps, MaxDrawdown, MaxPosition, MetricsPort, MinHold, Model,
-    PagePort, Partitions, Passive, Prefix, PrintConfig, Seed, SlippageBps, Source, Symbols, Unit, Updates, feature_spec,
-    open_data, parse_speed, print_config, trading_configs,
+    ENTER, EXIT, LATENCY_EVENTS, MARGIN_BPS, MAX_DRAWDOWN, MAX_POSITION, MIN_HOLD, POLICY, Columns,
+    Data, Enter, Exit, feature_spec, FeeBps, Instruments, Kafka, LatencyEvents, LatencyNs, Levels,
+    MakerFeeBps, MarginBps, market_fee_bps, MaxDrawdown, MaxPosition, MetricsPort, MinHold, Model, open_data,
+    PagePort, parse_speed, Partitions, Passive, Policy, Prefix, print_config, PrintConfig, Seed, SlippageBps,
+    Source, Symbols, TickSize, trading_configs, Unit, Updates,
 )
 
 
 def demo(
     source: Source = "synthetic", data: Data = None, levels: Levels = None, symbols: Symbols = None,
-    updates: Updates = None, seed: Seed = None, kafka: Kafka = None, prefix: Prefix = "demo",
+    updates: Updates = None, seed: Seed = None, tick_size: TickSize = None, columns: Columns = None,
+    instruments: Instruments = None, kafka: Kafka = None, prefix: Prefix = "demo",
     partitions: Partitions = 4,
     speed: Annotated[str, typer.Option("--speed", help="Replay speed: 1 (real time), 10... or max.")] = "1",
     duration: Annotated[Optional[float], typer.Option("--duration", help="Stop after this many seconds (default: 60; 0 = until the data ends).")] = 60.0,
@@ -28,13 +30,16 @@ def demo(
     page_port: PagePort = 8766,
     challenger: Annotated[bool, typer.Option("--challenger", help="Also run the online (river) challenger beside the model (it learns row by row: at speed 2 and above the worker falls behind).")] = False,
     enter: Enter = ENTER, exit: Exit = EXIT, max_position: MaxPosition = MAX_POSITION, unit: Unit = None,  # noqa: A002
-    min_hold: MinHold = MIN_HOLD, fee_bps: FeeBps = FEE_BPS, maker_fee_bps: MakerFeeBps = 0.0,
+    min_hold: MinHold = MIN_HOLD, fee_bps: FeeBps = None, maker_fee_bps: MakerFeeBps = 0.0,
     slippage_bps: SlippageBps = 0.0, latency_ns: LatencyNs = 0, latency_events: LatencyEvents = LATENCY_EVENTS,
-    max_drawdown: MaxDrawdown = MAX_DRAWDOWN, passive: Passive = False, show: PrintConfig = False,
+    max_drawdown: MaxDrawdown = MAX_DRAWDOWN, passive: Passive = False, policy_kind: Policy = POLICY,
+    margin_bps: MarginBps = MARGIN_BPS, show: PrintConfig = False,
 ) -> None:
     """Run the whole live pipeline on one machine: broker, producer, worker, paper trader,
     websocket signals and Prometheus metrics, with a live status line. Ctrl-C stops it cleanly.
-    Without --model it runs models/default, else the OFI rule."""
+    Without --model it runs models/default, else the OFI rule. The policy is the edge policy, as
+    in backtest and worker; on the synthetic source the default model's expected moves do not pay
+    the 1 bp fee, so it stays flat there: pass --policy threshold to watch it trade."""
     import asyncio
 
     from streamsig.live.broker import resolve_kafka
@@ -44,13 +49,13 @@ def demo(
     from streamsig.live.demo import run_demo
 
     policy, ex = trading_configs(enter, exit, max_position, unit, min_hold, fee_bps, maker_fee_bps, slippage_bps,
-                                 latency_ns, latency_events, max_drawdown, passive)
+                                 latency_ns, latency_events, max_drawdown, passive, policy_kind, margin_bps)
     model = model or default_model()
     if show:
         print_config("demo", kafka=kafka, stream=stream_config(kafka or "embedded", prefix, partitions),
                      policy=policy, exec=ex, model=model, metrics_port=metrics_port, ws_port=ws_port,
                      page_port=page_port, challenger=challenger)
-    feeds = open_data(source, data, levels, symbols, updates, seed)
+    feeds = open_data(source, data, levels, symbols, updates, seed, tick_size, columns, instruments)
     strat, model_id, spec = load_strategy(model, "ofi", policy)
     spec = spec or feature_spec(levels or feeds[0].levels)
     rate = parse_speed(speed)
@@ -67,7 +72,8 @@ def demo(
         res = asyncio.run(run_demo(feeds, bootstrap, strat, model_id, spec, rate, duration or None, ws_port,
                                    metrics_port, token, Path(".streamsig") / "demo-state", say, ex, policy,
                                    prefix, partitions, page_port=page_port,
-                                   challenger=online_factory(model, spec) if challenger else None))
+                                   challenger=online_factory(model, spec) if challenger else None,
+                                   fee_for=lambda inst: market_fee_bps(fee_bps, inst)))
     finally:
         if broker is not None:
             broker.stop()

@@ -10,8 +10,8 @@ import typer
 
 from streamsig.errors import DataError
 
-from streamsig.cli.options import (Data, Levels, Seed, Source, Symbols, Updates, console, feature_spec,
-                               open_data, progress)
+from streamsig.cli.options import (Columns, Data, Instruments, Levels, Seed, Source, Symbols, TickSize, Updates,
+                                   console, feature_spec, flush_notes, open_data, progress)
 
 app = typer.Typer(help="Real-time limit-order-book signals: replay, features, models, paper trading.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -20,7 +20,8 @@ app = typer.Typer(help="Real-time limit-order-book signals: replay, features, mo
 @app.command()
 def features(
     source: Source = "synthetic", data: Data = None, levels: Levels = None, symbols: Symbols = None,
-    updates: Updates = None, seed: Seed = None,
+    updates: Updates = None, seed: Seed = None, tick_size: TickSize = None, columns: Columns = None,
+    instruments: Instruments = None,
     out: Annotated[Path, typer.Option("--out", help="Parquet file to write.")] = Path("features.parquet"),
     spec: Annotated[Optional[Path], typer.Option("--spec", help="TOML file of FeatureSpec fields (windows...).")] = None,
 ) -> None:
@@ -28,7 +29,7 @@ def features(
     from streamsig.book.events import Reason
     from streamsig.features.table import write_parquet
 
-    feeds = open_data(source, data, levels, symbols, updates, seed)
+    feeds = open_data(source, data, levels, symbols, updates, seed, tick_size, columns, instruments)
     fspec = feature_spec(levels or feeds[0].levels, spec)
     t0 = time.perf_counter()
     with progress() as prog:
@@ -40,9 +41,13 @@ def features(
             prog.update(task, advance=n, rate=f"{n_ev[0] / (time.perf_counter() - t0):,.0f} events/s")
 
         rows, rejects = write_parquet(feeds, fspec, out, tick)
-    bad = {Reason(i).name: int(c) for i, c in enumerate(rejects[:len(Reason)]) if i and c}
+    flush_notes()
+    skipped = (Reason.DUPLICATE, Reason.BENIGN_DELETE)
+    bad = {Reason(i).name: int(c) for i, c in enumerate(rejects[:len(Reason)]) if i and c and i not in skipped}
+    benign = int(rejects[Reason.BENIGN_DELETE])
     console.print(f"wrote {rows:,} rows x {fspec.n_features} features from {n_ev[0]:,} events "
-                  f"({', '.join(f.symbol for f in feeds)}) to {out}" + (f"; rejected: {bad}" if bad else ""))
+                  f"({', '.join(f.symbol for f in feeds)}) to {out}" + (f"; rejected: {bad}" if bad else "")
+                  + (f"; benign deletes (levels not held): {benign:,}" if benign else ""))
 
 
 from streamsig.cli import backtest as _backtest, demo as _demo, live as _live  # noqa: E402
@@ -59,6 +64,10 @@ def main() -> None:
     """Entry point: one-line errors for bad input (files, options, models), no tracebacks."""
     try:
         app()
+    except SystemExit as done:
+        if done.code in (0, None):
+            flush_notes()
+        raise
     except (DataError, ValueError, OSError) as exc:
         console.print(f"[red]error:[/] {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
                       highlight=False)

@@ -7,13 +7,16 @@ on a whole array; the live path calls it per batch of frames (or per event). The
 other implementation of any formula in :mod:`streamsig.features.spec`.
 
 Validation (reason codes from :class:`streamsig.book.events.Reason`): NaN/inf or
-negative sizes, zero size for a level the book lacks, a sequence that goes
+negative sizes, a sequence that goes
 backwards or reopens a closed batch, a depth event without exactly one side, and
 a crossed or locked book after a batch. A crossed batch leaves the book
 untrusted: later events are dropped with ``RESYNC`` until a CLEAR snapshot.
 A sequence gap (a batch more than one above the last) also forces a resync.
 Snapshot events of an update already applied are skipped (``DUPLICATE``):
-that is how a healthy stream passes over periodic snapshots. The kernel names
+that is how a healthy stream passes over periodic snapshots. A delete of a
+level the book does not hold is a no-op counted as ``BENIGN_DELETE`` (the
+count is in the reasons array, hence in ``FeatureTable.rejects``); it is not a
+reject and does not stop the batch from producing a row. The kernel names
 the codes through the ``R_*`` module ints below, taken from ``Reason`` (numba
 reads module-level ints as compile-time constants).
 """
@@ -38,6 +41,7 @@ R_CROSSED = int(E.Reason.CROSSED)
 R_BAD_FLAGS = int(E.Reason.BAD_FLAGS)
 R_RESYNC = int(E.Reason.RESYNC)
 R_DUPLICATE = int(E.Reason.DUPLICATE)
+R_BENIGN_DELETE = int(E.Reason.BENIGN_DELETE)
 
 
 @nb.njit(cache=True, error_model="numpy")
@@ -304,7 +308,7 @@ def run(ev, ist, fst, ipar, fpar, out, row_ev, reasons):
             nb_, na_ = ist[S.I_NBID], ist[S.I_NASK]
             if nb_ > 0 and na_ > 0:
                 if ist[o_bpx] >= ist[o_apx]:
-                    if reason == R_OK:
+                    if reason == R_OK or reason == R_BENIGN_DELETE:  # a benign delete does not hide a cross
                         reason = R_CROSSED
                     ist[S.I_RESYNC] = 1
                 else:

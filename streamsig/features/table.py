@@ -1,4 +1,8 @@
-"""Feature tables from feeds: the batch path used by ``features``, training and backtests."""
+"""Feature tables from feeds: the batch path used by ``features``, training and backtests.
+
+Tables carry each feed's instrument (tick and how it was found): Parquet
+metadata ``streamsig.instruments``, DataFrame ``attrs["instruments"]``.
+"""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
@@ -6,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from streamsig.book.events import Reason
 from streamsig.book.sources import Feed
 from streamsig.features.spec import FeatureSpec
 from streamsig.features.state import FeatureState, FeatureTable, compute_features
@@ -35,22 +40,36 @@ def feature_frame(feeds: list[Feed], spec: FeatureSpec,
 
     parts = [t.to_pandas() for f in feeds for t in iter_tables(f, spec, on_chunk) if len(t.values)]
     if not parts:
-        return pd.DataFrame(columns=["ts_ns", "sequence", "symbol", *spec.names])
-    return pd.concat(parts, ignore_index=True)
+        df = pd.DataFrame(columns=["ts_ns", "sequence", "symbol", *spec.names])
+    else:
+        df = pd.concat(parts, ignore_index=True)
+    df.attrs["instruments"] = instruments_of(feeds)
+    return df
+
+
+def instruments_of(feeds: list[Feed]) -> dict[str, dict[str, object]]:
+    """Each feed's instrument as a dict (tick, contract, fees and ``tick_from``: how the tick was found)."""
+    return {f.symbol: f.instrument.to_dict() for f in feeds if f.instrument is not None}
 
 
 def write_parquet(feeds: list[Feed], spec: FeatureSpec, out: str | Path,
                   on_chunk: Callable[[int], None] | None = None) -> tuple[int, np.ndarray]:
-    """Stream feature rows of every feed into one Parquet file; returns (rows, reject counts)."""
+    """Stream feature rows of every feed into one Parquet file; returns (rows, reject counts).
+
+    The file's metadata key ``streamsig.instruments`` holds :func:`instruments_of` as JSON.
+    """
+    import json
+
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     schema = pa.schema([("ts_ns", pa.int64()), ("sequence", pa.int64()), ("symbol", pa.string())]
-                       + [(n, pa.float64()) for n in spec.names])
+                       + [(n, pa.float64()) for n in spec.names],
+                       metadata={"streamsig.instruments": json.dumps(instruments_of(feeds))})
     rows = 0
-    rejects = np.zeros(16, np.int64)
+    rejects = np.zeros(len(Reason), np.int64)
     with pq.ParquetWriter(out, schema) as w:
         for feed in feeds:
             for t in iter_tables(feed, spec, on_chunk, reuse=True):

@@ -39,8 +39,11 @@ def _behind(consumer: Any, event: Any) -> bool:
     return high is not None and msg.offset < high - 1
 
 
-async def ready_batches(stream: Any, max_batch: int) -> AsyncIterator[list[Any]]:
-    """Yield lists of the values ``stream`` has waiting (1..``max_batch``), acking each batch after use."""
+async def ready_batches(stream: Any, max_batch: int, events: bool = False) -> AsyncIterator[list[Any]]:
+    """Yield lists of the values ``stream`` has waiting (1..``max_batch``), acking each batch after use.
+
+    With ``events=True`` the lists hold the Faust events instead (``.value``,
+    and ``.message`` with its partition and offset)."""
     if max_batch < 1:
         raise ValueError(f"max_batch must be >= 1, got {max_batch}")
     manual = stream.noack()
@@ -48,14 +51,14 @@ async def ready_batches(stream: Any, max_batch: int) -> AsyncIterator[list[Any]]
     consumer = stream.app.consumer
     clock = asyncio.get_running_loop().time
     values: list[Any] = []
-    events: list[Any] = []
+    held: list[Any] = []
     target, started = 1, 0.0
     async for value in manual:
         if not values:
             target, started = min(max_batch, 1 + queue.qsize()), clock()
         values.append(value)
         event = manual.current_event
-        events.append(event)
+        held.append(event)
         if len(values) < target:
             continue  # already waiting when the batch began
         if len(values) < max_batch and clock() - started < _BACKLOG_WAIT_S and _behind(consumer, event):
@@ -67,8 +70,8 @@ async def ready_batches(stream: Any, max_batch: int) -> AsyncIterator[list[Any]]
                 target = min(max_batch, len(values) + queue.qsize())
                 continue
         batch, values = values, []
-        yield batch
-        done, events = events, []
+        done, held = held, []
+        yield done if events else batch
         for event in done:
             if event is not None:
                 await manual.ack(event)

@@ -150,6 +150,10 @@ class _ConsumerThread(_faust_kafka.AIOKafkaConsumerThread):
         return consumer
 
 
+if not all(hasattr(_faust_consumer.Consumer, a) for a in ("_drain_messages", "_add_gap", "getmany")):
+    raise RuntimeError("faust changed: Consumer no longer has the fetch loop streamsig replaces")
+
+
 class _Consumer(_faust_kafka.Consumer):
     def _new_consumer_thread(self) -> _ConsumerThread:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)

@@ -7,9 +7,11 @@ import secrets
 import shutil
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from streamsig.book.instrument import Instrument
 from streamsig.book.sources import Feed
 from streamsig.features import FeatureSpec
 from streamsig.trading import ExecConfig, PolicyConfig
@@ -19,7 +21,8 @@ async def run_demo(feeds: list[Feed], bootstrap: str, strategy: Any, model_id: s
                    speed: float | None, duration: float | None, ws_port: int, metrics_port: int,
                    token: str | None, state_dir: Path, say=print, exec_cfg: ExecConfig = ExecConfig(),
                    policy: PolicyConfig = PolicyConfig(), prefix: str = "demo",
-                   partitions: int = 4, page_port: int = 8766, challenger: Any = None) -> dict[str, Any]:
+                   partitions: int = 4, page_port: int = 8766, challenger: Any = None,
+                   fee_for: Callable[[Instrument | None], float] | None = None) -> dict[str, Any]:
     """Run everything until the replay ends (plus a short drain), ``duration`` s, or Ctrl-C.
 
     ``challenger`` (a factory of ``OnlineChallenger``) runs the online model beside the champion.
@@ -27,7 +30,8 @@ async def run_demo(feeds: list[Feed], bootstrap: str, strategy: Any, model_id: s
     folder of this run under ``state_dir`` (removed at the end): a checkpoint left by an earlier
     run would make the worker skip, as already applied, everything up to where that run stopped.
 
-    ``exec_cfg`` and ``policy`` are the paper trader's (the strategy already holds its policy).
+    ``exec_cfg`` and ``policy`` are the paper trader's (the strategy already holds its policy);
+    ``fee_for(instrument)``, when given, is each feed's taker fee (its instrument's).
     """
     from streamsig.serve.page import PageServer
     from streamsig.telemetry import serve_metrics
@@ -44,7 +48,9 @@ async def run_demo(feeds: list[Feed], bootstrap: str, strategy: Any, model_id: s
     serve_metrics(metrics_port)
     run_dir = state_dir / cfg.app_id
     worker = build_worker(cfg, spec, strategy, model_id, run_dir, challenger=challenger)
-    trader = build_trader(cfg, exec_cfg, policy, book_capacity=spec.book_capacity)
+    by_symbol = {f.symbol: f.instrument for f in feeds}
+    trader = build_trader(cfg, exec_cfg, policy, book_capacity=spec.book_capacity,
+                          instrument_for=lambda sym, _tick: by_symbol.get(sym), fee_for=fee_for)
     token = token or secrets.token_urlsafe(12)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -94,7 +100,7 @@ def _caught_up(worker: Any, trader: Any, sent: Any) -> bool:
     engines = getattr(worker, "streamsig_engines", {})
     traders = getattr(trader, "streamsig_traders", {})
     return all(sym in engines and engines[sym].last_seq >= seq and sym in traders
-               and traders[sym].state.last_seq >= seq for sym, seq in sent.last_seq.items())
+               and traders[sym].traded_seq >= seq for sym, seq in sent.last_seq.items())
 
 
 async def _start_ws(stack: contextlib.AsyncExitStack, bootstrap: str, cfg: Any, port: int, token: str) -> Any:

@@ -7,12 +7,18 @@ faster; ``None`` is as fast as possible). Every ``snapshot_every`` events the
 producer inserts a full snapshot of its own copy of the book (CLEAR|SNAPSHOT
 events carrying the sequence of the update just closed): a healthy consumer
 skips it as already applied, one that lost events resynchronises on it.
+
+With ``requests_topic`` the producer also serves snapshot requests (JSON
+records ``{"symbol": ...}`` that a worker sends when a symbol cannot be
+restored or saw a gap): the requested symbol gets a snapshot at its next
+update boundary instead of waiting for the periodic one.
 """
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,12 +28,15 @@ from streamsig.book.book import Book
 from streamsig.book.sources import Feed
 from streamsig.wire.frames import Framer
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class ProduceStats:
     events: int = 0
     frames: int = 0
     snapshots: int = 0
+    requested: int = 0  #: snapshots sent in answer to a request
     per_symbol: dict[str, int] = field(default_factory=dict)
     last_seq: dict[str, int] = field(default_factory=dict)  #: last sequence sent per symbol
     epoch: int = 0  #: the producer session id written in every frame
@@ -68,14 +77,20 @@ def with_snapshots(ev: np.ndarray, book: Book, every: int, since: int) -> tuple[
 async def _replay_feed(feed: Feed, send: Callable[[str, bytes], "asyncio.Future"], speed: float | None,
                        frame_size: int, frame_delay_ns: int, snapshot_every: int, t0: float, ts0: int | None,
                        stats: ProduceStats, on_events: Callable[[int], None] | None,
-                       stop: asyncio.Event | None, epoch: int = 0) -> None:
+                       stop: asyncio.Event | None, epoch: int = 0, wanted: set[str] | None = None) -> None:
     framer = Framer(feed.symbol, frame_size, frame_delay_ns if speed else None, tick_size=feed.tick_size,
                     epoch=epoch)
     book = Book(capacity=max(4 * feed.levels, 64), tick_size=feed.tick_size)
     since = 0
-    for chunk in feed.chunks():
-        pieces, since, n_snap = with_snapshots(chunk, book, snapshot_every, since)
+    for sub in _slices(feed.chunks(), 512 if wanted is not None else 0):
+        pieces, since, n_snap = with_snapshots(sub, book, snapshot_every, since)
         stats.snapshots += n_snap
+        if wanted and feed.symbol in wanted and len(sub) and sub["flags"][-1] & E.EOB:
+            wanted.discard(feed.symbol)
+            last = sub[-1]
+            pieces.append(book.snapshot_events(int(last["seq"]), int(last["exch_ts"])))
+            stats.snapshots += 1
+            stats.requested += 1
         for piece in pieces:
             if speed:
                 await _paced(piece, framer, send, speed, t0, ts0, stats, stop)
@@ -98,6 +113,47 @@ async def _replay_feed(feed: Feed, send: Callable[[str, bytes], "asyncio.Future"
     if last is not None:
         await send(feed.symbol, last)
         stats.frames += 1
+
+
+def _slices(chunks: Iterable[np.ndarray], size: int) -> Iterator[np.ndarray]:
+    """The chunks cut after an update end every ``size`` events or so (0: as they are)."""
+    for chunk in chunks:
+        if size <= 0 or len(chunk) <= size:
+            yield chunk
+            continue
+        eob = np.flatnonzero(chunk["flags"] & E.EOB)
+        start = 0
+        while start < len(chunk):
+            k = np.searchsorted(eob, start + size - 1)
+            cut = int(eob[k]) + 1 if k < len(eob) else len(chunk)
+            yield chunk[start:cut]
+            start = cut
+
+
+async def _serve_requests(bootstrap: str, topic: str, symbols: set[str], wanted: set[str],
+                          stop: asyncio.Event) -> None:
+    """Add the symbols named by new records on ``topic`` to ``wanted`` until ``stop`` is set."""
+    import json
+
+    from aiokafka import AIOKafkaConsumer
+
+    c = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                         auto_offset_reset="latest", fetch_max_wait_ms=50)
+    await c.start()
+    try:
+        while not stop.is_set():
+            batch = await c.getmany(timeout_ms=100)
+            for msgs in batch.values():
+                for m in msgs:
+                    try:
+                        sym = json.loads(m.value)["symbol"]
+                    except (ValueError, KeyError, TypeError):
+                        continue
+                    if sym in symbols:
+                        log.warning("snapshot requested for %s", sym)
+                        wanted.add(sym)
+    finally:
+        await c.stop()
 
 
 async def _paced(piece: np.ndarray, framer: Framer, send, speed: float, t0: float, ts0: int | None,
@@ -131,7 +187,8 @@ async def _paced(piece: np.ndarray, framer: Framer, send, speed: float, t0: floa
 async def produce(feeds: Sequence[Feed], bootstrap: str, topic: str, speed: float | None = None,
                   frame_size: int = 500, frame_delay_ms: float = 5.0, snapshot_every: int = 10_000,
                   on_events: Callable[[int], None] | None = None, stop: asyncio.Event | None = None,
-                  stats: ProduceStats | None = None, epoch: int | None = None) -> ProduceStats:
+                  stats: ProduceStats | None = None, epoch: int | None = None,
+                  requests_topic: str | None = None) -> ProduceStats:
     """Replay ``feeds`` onto ``topic`` (see module doc); returns counts (also filled in ``stats``).
 
     Every frame carries ``epoch``, this run's producer session id (default: the
@@ -195,6 +252,13 @@ async def produce(feeds: Sequence[Feed], bootstrap: str, topic: str, speed: floa
         if len(pending) >= 256:
             await settle()
 
+    wanted: set[str] | None = None
+    serving: asyncio.Task | None = None
+    done = asyncio.Event()
+    if requests_topic:
+        wanted = set()
+        serving = asyncio.create_task(_serve_requests(bootstrap, requests_topic, {f.symbol for f in feeds},
+                                                      wanted, done))
     try:
         ts0 = None
         if speed:
@@ -202,10 +266,13 @@ async def produce(feeds: Sequence[Feed], bootstrap: str, topic: str, speed: floa
             ts0 = min(firsts)
         t0 = time.monotonic()
         await asyncio.gather(*(_replay_feed(f, send, speed, frame_size, int(frame_delay_ms * 1e6),
-                                            snapshot_every, t0, ts0, stats, on_events, stop, epoch)
+                                            snapshot_every, t0, ts0, stats, on_events, stop, epoch, wanted)
                                for f in feeds))
         await settle()
         await prod.flush()
     finally:
+        done.set()
+        if serving is not None:
+            await serving
         await prod.stop()
     return stats

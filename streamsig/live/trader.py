@@ -18,15 +18,18 @@ mid and the :func:`microprice` of its touch.
 """
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
 from dataclasses import replace
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from streamsig.book import events as E
+from streamsig.book.instrument import Instrument
 from streamsig.book.records import SIGNAL_DTYPE
 from streamsig.book.sequence import fresh_start
 from streamsig.trading.cursor import BookCursor
@@ -66,11 +69,12 @@ class LiveTrader:
     """
 
     def __init__(self, symbol: str, tick_size: float, exec_cfg: ExecConfig, capital_units: float = 1.0,
-                 capital: float | None = None, strategy: str = "model", book_capacity: int = 64) -> None:
+                 capital: float | None = None, strategy: str = "model", book_capacity: int = 64,
+                 instrument: Instrument | None = None) -> None:
         self.symbol = symbol
         self.cursor = BookCursor(book_capacity, tick_size)
         self.lane = Account(strategy, symbol, replace(exec_cfg, tick_size=tick_size), capital, capital_units,
-                            None, record=False)
+                            None, record=False, instrument=instrument)
         self._mark: tuple[int, int, float, float] | None = None  # (exch ts, seq, mid, microprice) of the last row
         self._events: list[np.ndarray] = []
         self._closed = -1  # sequence of the last end-of-batch event buffered
@@ -79,6 +83,7 @@ class LiveTrader:
         self._answered = -1  # the worker has processed the book up to here
         self.stats = LiveStats()
         self.n_fills = 0
+        self.traded_seq = -1  #: the book has been traded up to this sequence
         #: drained parts whose last row's touch in the signal differs from this trader's book
         self.desyncs = 0
 
@@ -132,6 +137,7 @@ class LiveTrader:
             return []
         cut = int(ok[-1]) + 1
         part, rest = ev[:cut], ev[cut:]
+        self.traded_seq = max(self.traded_seq, int(part["seq"][cut - 1]))
         self._events = [rest] if len(rest) else []
         n_sig = int(np.searchsorted(self._sig["seq"], part["seq"][cut - 1], side="right"))
         sig, self._sig = self._sig[:n_sig], self._sig[n_sig:]
@@ -173,6 +179,52 @@ class LiveTrader:
                             int(rec["seq"]))
             self.desyncs += 1
 
+    # ---- checkpoints -------------------------------------------------------------------
+    def checkpoint(self) -> dict[str, Any]:
+        """Everything needed to resume exactly: the cursor's book, buffered events and signal
+        records, the account (executor + portfolio), the marks and counters (arrays + scalars)."""
+        ev = (np.concatenate(self._events) if len(self._events) > 1 else self._events[0]) if self._events \
+            else E.empty(0)
+        c, lane = self.cursor, self.lane
+        mark = None if self._mark is None else [self._mark[0], self._mark[1],
+                                                 None if math.isnan(self._mark[2]) else self._mark[2],
+                                                 None if math.isnan(self._mark[3]) else self._mark[3]]
+        return {"seq": self.traded_seq, "symbol": self.symbol, "tick_size": c.tick_size,
+                "cursor": {"capacity": c.capacity, "bid_px": c.bid_px, "bid_sz": c.bid_sz, "ask_px": c.ask_px,
+                           "ask_sz": c.ask_sz, "st": c._st, "carry": c.carry},
+                "events": ev, "closed": self._closed, "sig": self._sig, "sig_seq": self._sig_seq,
+                "answered": self._answered, "mark": mark, "stats": dict(vars(self.stats)),
+                "n_fills": self.n_fills, "traded_seq": self.traded_seq, "desyncs": self.desyncs,
+                "executor": lane.ex.snapshot(), "portfolio": lane.pf.snapshot() if lane.pf is not None else None,
+                "sent": lane._sent, "start_ns": lane.start_ns}
+
+    def restore(self, ck: dict[str, Any]) -> None:
+        """Resume from :meth:`checkpoint` output (same execution config and book capacity)."""
+        from streamsig.trading import Executor, Portfolio
+
+        c, cc = self.cursor, ck["cursor"]
+        if int(cc["capacity"]) != c.capacity:
+            raise ValueError(f"checkpoint book capacity {cc['capacity']} != {c.capacity}")
+        c.tick_size = float(ck["tick_size"])
+        for name in ("bid_px", "bid_sz", "ask_px", "ask_sz"):
+            getattr(c, name)[:] = np.asarray(cc[name], getattr(c, name).dtype)
+        c._st[:] = np.asarray(cc["st"], np.int64)
+        c.carry = None if cc["carry"] is None else np.array(cc["carry"], dtype=E.empty(0).dtype)
+        ev = np.asarray(ck["events"])
+        self._events = [np.array(ev, dtype=E.empty(0).dtype)] if len(ev) else []
+        self._closed, self._answered = int(ck["closed"]), int(ck["answered"])
+        self._sig = np.array(ck["sig"], dtype=SIGNAL_DTYPE)
+        self._sig_seq = int(ck["sig_seq"])
+        m = ck["mark"]
+        self._mark = None if m is None else (int(m[0]), int(m[1]), math.nan if m[2] is None else float(m[2]),
+                                             math.nan if m[3] is None else float(m[3]))
+        self.n_fills, self.traded_seq, self.desyncs = int(ck["n_fills"]), int(ck["traded_seq"]), int(ck["desyncs"])
+        vars(self.stats).update(ck["stats"])
+        lane = self.lane
+        lane.ex = Executor.restore(lane.ex.cfg, ck["executor"])
+        lane.pf = Portfolio.restore(ck["portfolio"]) if ck["portfolio"] is not None else None
+        lane._sent, lane.start_ns = float(ck["sent"]), int(ck["start_ns"])
+
     def pnl(self) -> dict[str, Any]:
         """The P&L record published on ``pnl`` (JSON-safe)."""
         pf = self.lane.pf
@@ -199,25 +251,61 @@ class LiveTrader:
 
 
 def build_trader(cfg, exec_cfg: ExecConfig, policy: PolicyConfig = PolicyConfig(),  # noqa: ANN001, ANN201
-                 capital: float | None = None, model: str = "model", book_capacity: int = 64):
+                 capital: float | None = None, model: str = "model", book_capacity: int = 64,
+                 instrument_for: Callable[[str, float], Instrument | None] | None = None,
+                 fee_for: Callable[[Instrument | None], float] | None = None,
+                 state_dir: str | None = None, checkpoint_s: float = 1.0, max_batch: int = 1024):
     """The paper trader's Faust app: agents on ``book-events`` and ``signals``.
 
     ``policy.max_position`` sizes each symbol's default capital (as in the backtest).
-    """
+    ``instrument_for(symbol, tick)`` gives a symbol's instrument (None: a plain linear
+    unit) and ``fee_for(instrument)`` its taker fee, replacing ``exec_cfg.fee_bps``.
 
-    from streamsig.live.config import make_app, raw_topic
+    Crash-safe like the worker: every ``checkpoint_s`` seconds each symbol
+    whose state changed is checkpointed (``trader-checkpoints`` topic, keyed by
+    symbol and co-partitioned with ``book-events``; ``state_dir`` is an
+    optional local cache) and only then are offsets committed. Fills carry
+    ``fill_seq`` (1, 2, ... per symbol) and P&L records ``seq`` (the book row
+    they mark), so a consumer can deduplicate; after a restart the fills and
+    P&L already on their topics (read back from the offsets the checkpoint
+    recorded) are not published again. All output is acknowledged before a
+    checkpoint can cover it.
+    """
+    import asyncio
+    import logging
+    from streamsig.live.checkpoint import (BrokerStore, Checkpoint, CheckpointError, LocalStore, Versions,
+                                           crash_point, decode_checkpoint, encode_checkpoint,
+                                           request_snapshot, state_topics)
+    from streamsig.live.batches import ready_batches
+    from streamsig.live.config import forget_read_offsets, make_app, raw_topic
     from streamsig.live.health import add_health_timer
+    from streamsig.live.output import send_acked
+    from streamsig.live.worker import choose_checkpoint
     from streamsig.wire.frames import FrameError, decode_frame
+    from streamsig.wire.health import BrokerWatch, quiet_client_logs
     from streamsig.wire.signals import decode_signals
 
-    app = make_app(cfg.replace(app_id=cfg.app_id + "-trader"))
+    log = logging.getLogger(__name__)
+    app = make_app(cfg.replace(app_id=cfg.app_id + "-trader"), broker_commit_interval=10_000_000.0,
+                   broker_commit_every=1 << 40)  # commits follow checkpoints only
     t = cfg.topics
+    _, ck_topic, req_topic = state_topics(t)
     book, signals = raw_topic(app, t.book_events), raw_topic(app, t.signals)
-    fills_t, pnl_t = raw_topic(app, t.fills), raw_topic(app, t.pnl)
+    fills_t, pnl_t, dead = raw_topic(app, t.fills), raw_topic(app, t.pnl), raw_topic(app, t.dead_letter)
+    store = BrokerStore(cfg.bootstrap, ck_topic, cfg.partitions)
+    local = LocalStore(state_dir, "trader") if state_dir else None
+    versions = Versions()
+    lock = asyncio.Lock()
     traders: dict[str, LiveTrader] = {}
     early: dict[str, list] = {}  # signal frames that arrived before the symbol's first book frame
     guards: dict[str, SequenceGuard] = {}
     gate = SymbolGate(cfg.max_symbols, cfg.allowed_symbols)
+    part_of: dict[str, int] = {}
+    fill_mark: dict[str, int] = {}  # highest fill_seq on the fills topic
+    pnl_mark: dict[str, int] = {}  # highest P&L seq on the pnl topic
+    out_off: dict[tuple[str, int], int] = {}  # highest acknowledged offset per (topic, partition)
+    loaded: dict[int, tuple[dict[str, Checkpoint], dict[str, str]]] = {}
+    started = False
     app.streamsig_traders = traders
     app.streamsig_guards = guards
 
@@ -257,85 +345,254 @@ def build_trader(cfg, exec_cfg: ExecConfig, policy: PolicyConfig = PolicyConfig(
                 take_signals(tr, sf)
         if keep:
             early[tr.symbol] = keep
+
     add_health_timer(app, "trader")
 
-    def trader(symbol: str, tick: float) -> LiveTrader:
+    async def ensure_started() -> None:
+        nonlocal started
+        if not started:
+            await store.start([req_topic], [t.book_events, t.signals, t.fills, t.pnl])
+            started = True
+
+    async def open_partition(p: int) -> None:
+        cks: dict[str, Checkpoint] = {}
+        bad: dict[str, str] = {}
+        for sym, blob in (await store.load_partition(p)).items():
+            try:
+                cks[sym] = decode_checkpoint(blob, sym, "trader")
+            except CheckpointError as exc:
+                bad[sym] = str(exc)
+        for topic, field, marks, key in ((t.fills, "fills_offset", fill_mark, "fill_seq"),
+                                         (t.pnl, "pnl_offset", pnl_mark, "seq")):
+            start = min((int(c.state.get(field, -1)) + 1 for c in cks.values()), default=0)
+
+            def on(k: bytes | None, v: bytes | None, marks: dict = marks, key: str = key) -> None:
+                try:
+                    d = json.loads(v or b"")
+                    sym, n = d["symbol"], int(d[key])
+                except (ValueError, KeyError, TypeError):
+                    return
+                marks[sym] = max(marks.get(sym, -1), n)
+
+            await store.read_tail(topic, p, start, on)
+        loaded[p] = (cks, bad)
+
+    async def trader(symbol: str, p: int, tick: float | None) -> LiveTrader | None:
         tr = traders.get(symbol)
-        if tr is None:
-            tr = traders[symbol] = LiveTrader(symbol, tick, exec_cfg, policy.max_position, capital, model,
-                                              book_capacity)
-            guards.setdefault(symbol, SequenceGuard(cfg.seq_window))
+        if tr is not None:
+            return tr
+        await ensure_started()
+        if p not in loaded:
+            await open_partition(p)
+        cks, bad = loaded[p]
+        damaged = symbol in bad
+        lck = None
+        if local is not None:
+            try:
+                lck = local.load(symbol)
+            except CheckpointError as exc:
+                bad[symbol], damaged = str(exc), True
+        best, source = choose_checkpoint(lck, cks.get(symbol))
+        if best is not None:
+            tick = float(best.state["tick_size"])
+        if tick is None:
+            return None
+        inst = None if instrument_for is None else instrument_for(symbol, tick)
+        ex = exec_cfg if fee_for is None else replace(exec_cfg, fee_bps=fee_for(inst))
+        tr = LiveTrader(symbol, tick, ex, policy.max_position, capital, model, book_capacity, inst)
+        if best is not None:
+            try:
+                tr.restore(best.state)
+                damaged = False
+                M.CHECKPOINT_RESTORES.labels(source).inc()
+            except (KeyError, ValueError, TypeError) as exc:
+                bad[symbol], damaged, best = f"{type(exc).__name__}: {exc}", True, None
+                tr = LiveTrader(symbol, tick, ex, policy.max_position, capital, model, book_capacity, inst)
+        if damaged:
+            log.error("trader checkpoint of %s is damaged (%s); it resyncs from a snapshot", symbol, bad[symbol])
+            M.CHECKPOINT_CORRUPT.labels(symbol).inc()
+            M.SNAPSHOT_REQUESTS.labels(symbol).inc()
+            await request_snapshot(store, req_topic, symbol, -1, "damaged trader checkpoint")
+        versions.restored(symbol, best, ("fills_offset", "pnl_offset"))
+        traders[symbol], part_of[symbol] = tr, p
+        guards[symbol] = SequenceGuard(cfg.seq_window)
+        guards[symbol].restore(best.state.get("guard") if best is not None else None,
+                               int(best.state.get("closed", -1)) if best is not None else -1)
+        if best is not None:  # what was published up to the checkpoint; the tails read add what came after
+            fill_mark[symbol] = max(fill_mark.get(symbol, -1), int(best.state.get("fill_mark", -1)))
+            pnl_mark[symbol] = max(pnl_mark.get(symbol, -1), int(best.state.get("pnl_mark", -1)))
+            release(tr)  # held signal frames the restored book has caught up with
         return tr
 
-    async def publish(tr: LiveTrader, fills: list[Fill]) -> None:
-        for f in fills:
+    def records(tr: LiveTrader, fills: list[Fill], sends: list, kinds: list) -> None:
+        """Queue a symbol's new fills (numbered) and its P&L record, skipping what is already published."""
+        sym, key = tr.symbol, tr.symbol.encode()
+        first = tr.n_fills - len(fills) + 1
+        mark = fill_mark.get(sym, -1)
+        for i, f in enumerate(fills):
+            n = first + i
+            if n <= mark:
+                M.SUPPRESSED.labels(sym, "fills").inc()
+                continue
             d = fill_to_dict(f)
-            d["type"] = "fill"
-            await fills_t.send(key=tr.symbol.encode(), value=to_json(d).encode())
-            M.FILLS.labels(tr.symbol, model).inc()
-            M.FEES.labels(tr.symbol, model).inc(max(0.0, float(f.fee)))
+            d["type"], d["fill_seq"] = "fill", n
+            sends.append((fills_t, key, to_json(d).encode()))
+            kinds.append((sym, "fill", f))
+            fill_mark[sym] = n
         rec = tr.pnl()
         if rec.get("equity") is not None:
-            await pnl_t.send(key=tr.symbol.encode(), value=to_json(rec).encode())
-            M.PNL.labels(tr.symbol, model).set(rec["pnl"] or 0.0)
-            M.POSITION.labels(tr.symbol, model).set(rec["position"])
-            M.DRAWDOWN.labels(tr.symbol, model).set(rec["drawdown"] or 0.0)
-            if rec["sharpe"] is not None:
-                M.SHARPE.labels(tr.symbol, model).set(rec["sharpe"])
+            rec["seq"] = tr.traded_seq
+            if tr.traded_seq > pnl_mark.get(sym, -1):
+                sends.append((pnl_t, key, to_json(rec).encode()))
+                kinds.append((sym, "pnl", rec))
+                pnl_mark[sym] = tr.traded_seq
+
+    async def publish(batch: dict[str, list[Fill]]) -> None:
+        """Publish the fills and P&L of a batch of frames, each symbol's P&L once, and wait for the acks."""
+        sends: list = []
+        kinds: list = []
+        for sym, fills in batch.items():
+            records(traders[sym], fills, sends, kinds)
+        if not sends:
+            return
+        mds = await send_acked(sends, dead, [k[0] for k in kinds])
+        for (sym, kind, obj), md in zip(kinds, mds):
+            topic = t.fills if kind == "fill" else t.pnl
+            p = part_of[sym]
+            if md is not None:
+                out_off[(topic, p)] = max(out_off.get((topic, p), -1), int(md.offset))
+            if kind == "fill":
+                M.FILLS.labels(sym, model).inc()
+                M.FEES.labels(sym, model).inc(max(0.0, float(obj.fee)))
+            else:
+                M.PNL.labels(sym, model).set(obj["pnl"] or 0.0)
+                M.POSITION.labels(sym, model).set(obj["position"])
+                M.DRAWDOWN.labels(sym, model).set(obj["drawdown"] or 0.0)
+                if obj["sharpe"] is not None:
+                    M.SHARPE.labels(sym, model).set(obj["sharpe"])
 
     @app.agent(book)
     async def on_book(stream):  # type: ignore[no-untyped-def]
-        async for value in stream:
-            try:
-                fr = decode_frame(value)
-            except FrameError:
-                continue  # the worker dead-letters bad frames
-            if fr.tick_size <= 0:
-                continue
-            known = traders.get(fr.symbol)
-            if gate.check(fr.symbol, traders) or check_values(fr, known.cursor.tick_size if known else None):
-                continue  # the worker dead-letters it
-            tr = trader(fr.symbol, fr.tick_size)
-            g = guards[fr.symbol]
-            before = g.epoch
-            verdict, _, _ = g.check(fr)
-            if verdict is Verdict.REJECT:
-                continue  # the worker dead-letters it
-            if verdict is Verdict.NEW_SESSION:
-                restart[fr.symbol] = int(g.epoch or 0)
-            if fr.symbol in restart:
-                parked.setdefault(fr.symbol, []).append(np.array(fr.events))
-            else:
-                tr.on_book(fr.events)
-            if known is None or g.epoch != before:
-                release(tr)
-            fills = tr.drain()
-            await publish(tr, fills)
+        # frames waiting together are traded one by one, their output published together
+        async for events in ready_batches(stream, max_batch, events=True):
+            async with lock:
+                batch: dict[str, list[Fill]] = {}
+                for event in events:
+                    try:
+                        fr = decode_frame(event.value)
+                    except FrameError:
+                        continue  # the worker dead-letters bad frames
+                    if fr.tick_size <= 0:
+                        continue
+                    known = traders.get(fr.symbol)
+                    if gate.check(fr.symbol, traders) or check_values(fr, known.cursor.tick_size if known else None):
+                        continue  # the worker dead-letters it
+                    tr = await trader(fr.symbol, event.message.partition, fr.tick_size)
+                    g = guards[fr.symbol]
+                    before = g.epoch
+                    verdict, _, _ = g.check(fr)
+                    if verdict is Verdict.REJECT:
+                        continue  # the worker dead-letters it
+                    if verdict is Verdict.NEW_SESSION:
+                        restart[fr.symbol] = int(g.epoch or 0)
+                    if fr.symbol in restart:
+                        parked.setdefault(fr.symbol, []).append(np.array(fr.events))
+                    else:
+                        tr.on_book(fr.events)
+                    if known is None or g.epoch != before:
+                        release(tr)
+                    batch.setdefault(fr.symbol, []).extend(tr.drain())
+                await publish(batch)
 
     @app.agent(signals)
     async def on_signals(stream):  # type: ignore[no-untyped-def]
-        async for value in stream:
+        async for events in ready_batches(stream, max_batch, events=True):
             received = time.time_ns()
-            try:
-                sf = decode_signals(value)
-            except FrameError:
+            async with lock:
+                batch: dict[str, list[Fill]] = {}
+                for event in events:
+                    try:
+                        sf = decode_signals(event.value)
+                    except FrameError:
+                        continue
+                    M.observe_stage("worker_to_trader", sf.worker_ts_ns, received)
+                    tr = await trader(sf.symbol, event.message.partition, None)
+                    g = guards.get(sf.symbol)
+                    if tr is None or g is None or sf.epoch > (g.epoch or 0):  # the book side is not there yet
+                        hold(sf)
+                        continue
+                    take_signals(tr, sf)
+                    batch.setdefault(sf.symbol, []).extend(tr.drain())
+                await publish(batch)
+                M.observe_stage("trader", received, time.time_ns())
+
+    async def save_all() -> bool:
+        """Checkpoint changed symbols; False if some state (early targets) cannot be covered yet."""
+        if not started:
+            return False
+        jobs, done = [], []
+        for sym, tr in list(traders.items()):
+            content = dict(tr.checkpoint(), fill_mark=fill_mark.get(sym, -1), pnl_mark=pnl_mark.get(sym, -1),
+                           guard=guards[sym].state())
+            nv = versions.next(sym, content)
+            if nv is None:
                 continue
-            M.observe_stage("worker_to_trader", sf.worker_ts_ns, received)
-            tr = traders.get(sf.symbol)
-            g = guards.get(sf.symbol)
-            if tr is None or g is None or sf.epoch > (g.epoch or 0):  # the book side is not there yet
-                hold(sf)
-                continue
-            take_signals(tr, sf)
-            await publish(tr, tr.drain())
-            M.observe_stage("trader", received, time.time_ns())
+            version, digest = nv
+            p = part_of[sym]
+            state = dict(content, fills_offset=out_off.get((t.fills, p), -1),
+                         pnl_offset=out_off.get((t.pnl, p), -1))
+            blob = encode_checkpoint("trader", sym, version, state)
+            if local is not None:
+                local.save(sym, blob)
+            jobs.append(store.publish(sym, version, blob))
+            done.append((sym, version, digest))
+        await asyncio.gather(*jobs)
+        for sym, version, digest in done:
+            versions.written(sym, version, digest)
+        M.CHECKPOINT_WRITES.labels("trader").inc(len(done))
+        return not early
 
-    from streamsig.wire.health import BrokerWatch, quiet_client_logs
+    @app.timer(checkpoint_s)
+    async def checkpoint() -> None:  # type: ignore[no-untyped-def]
+        async with lock:
+            if await save_all():
+                crash_point("checkpoint-saved")
+                await app.consumer.commit()
 
-    from streamsig.live.config import forget_read_offsets
+    @app.on_before_shutdown.connect
+    async def _on_shutdown(sender: Any, **kw: Any) -> None:
+        async with lock:
+            await save_all()
+        await store.stop()
 
-    watch = BrokerWatch(cfg.bootstrap, cfg.topics.all(), cfg.partitions, "trader", cfg.topic_prefix,
-                        on_loss=lambda missing: forget_read_offsets(app))
+    @app.on_partitions_revoked.connect
+    async def _on_revoked(sender: Any, revoked: Any, **kw: Any) -> None:
+        async with lock:
+            if await save_all():
+                await app.consumer.commit()
+            for sym in list(traders):
+                versions.forget(sym)
+            traders.clear()
+            guards.clear()
+            restart.clear()
+            parked.clear()
+            part_of.clear()
+            loaded.clear()
+            early.clear()
+            fill_mark.clear()
+            pnl_mark.clear()
+
+    def lost(missing: list[str]) -> None:
+        # the recreated topics number their messages from 0 again (no lock: a batch may be waiting
+        # on the broker with it held, and these resets do not yield)
+        forget_read_offsets(app)
+        out_off.clear()
+        loaded.clear()
+        for sym in list(traders):
+            versions.forget(sym)  # the checkpoints topic is new: write every symbol again
+
+    watch = BrokerWatch(cfg.bootstrap, cfg.topics.all() + state_topics(t), cfg.partitions, "trader",
+                        cfg.topic_prefix, on_loss=lost)
     app.streamsig_watch = watch
 
     @app.task

@@ -1,25 +1,44 @@
 """The Faust worker: book frames in, signal frames out, bad input to the dead-letter topic.
 
 Per symbol it keeps a :class:`~streamsig.engine.SignalEngine` (book, feature
-kernel, model scorer, policy). One agent instance per partition keeps each
-symbol's frames in order. Nothing here computes a feature or a probability.
+kernel, model scorer, policy). Frames waiting together are processed
+together. Nothing here computes a feature or a probability.
 
-Checkpoints: every ``checkpoint_s`` seconds each engine's state is written to
-``state_dir`` and only then are consumer offsets committed (Faust's own
-periodic commit is off), so the committed offset never runs ahead of the saved
-state; on shutdown and on partition revocation the state is saved after the
-streams have drained and before the final commit. After
-a restart, redelivered events (sequence at or below the checkpoint) are
-skipped; a symbol whose signals were published after the last checkpoint
-suppresses them again up to its published watermark, so no signal is
-published twice.
+Delivery (see DESIGN.md, "Delivery semantics"):
+
+* Output is acknowledged: signals and dead letters are awaited until the
+  broker has them (:func:`~streamsig.live.output.send_acked`); a failed send
+  is retried, then dead-lettered.
+* Every ``checkpoint_s`` seconds each symbol whose state changed is
+  checkpointed (:mod:`streamsig.live.checkpoint`: to the ``checkpoints``
+  topic, keyed by symbol and co-partitioned with ``book-events``, and to the
+  optional local folder, a cache), and only then are consumer offsets
+  committed (Faust's periodic commit is off). Processing pauses meanwhile,
+  so the committed offset never runs ahead of the saved state. On partition
+  revocation and on shutdown the same save-then-commit runs after the
+  streams have drained.
+* Whoever owns a partition next (this worker after a restart, or another
+  one) restores each symbol from the newest checkpoint (the broker's record,
+  or the local file if it is further along), and reads the signals topic's
+  partition from the offset that checkpoint recorded to learn what was
+  already published: redelivered events (sequence at or below the
+  checkpoint) are skipped, recomputed signals up to the published watermark
+  are suppressed, so none is published twice.
+* A symbol that waits for a snapshot (a damaged checkpoint, a sequence gap)
+  asks the producer for one on the ``snapshot-requests`` topic; the wait is
+  logged and counted.
+
+Hostile input: symbols beyond the cap or outside the allow-list, absurd
+values and sequence jumps beyond the window are dead-lettered (see
+:mod:`streamsig.live.guard`); each symbol's sequence guard is checkpointed
+with its engine. A new producer session starts the symbol afresh. After the
+broker lost its topics the read offsets are forgotten and a ``BROKER_LOSS``
+dead letter is sent per symbol.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import pickle  # noqa: S403 - only our own checkpoint dicts (bytes + plain numbers), never models
 import time
 from pathlib import Path
 from typing import Any
@@ -32,53 +51,30 @@ from streamsig.engine import SignalEngine
 from streamsig.features import FeatureSpec
 from streamsig.models.outcomes import MaturedScores
 from streamsig import telemetry as M
+from streamsig.live.checkpoint import (BrokerStore, Checkpoint, CheckpointError, LocalStore, Versions,
+                                       crash_point, decode_checkpoint, encode_checkpoint, request_snapshot,
+                                       state_topics)
 from streamsig.live import health
 from streamsig.live.batches import ready_batches
 from streamsig.live.config import StreamConfig, forget_read_offsets, make_app, raw_topic
 from streamsig.live.guard import SequenceGuard, SymbolGate, Verdict, check_values
+from streamsig.live.output import send_acked
 from streamsig.wire.frames import FrameError, dead_letter_record, decode_frame, encode_frame, peek_symbol
 from streamsig.wire.health import BrokerWatch, quiet_client_logs
-from streamsig.wire.signals import split_signals
+from streamsig.wire.signals import decode_signals, split_signals
 
 log = logging.getLogger(__name__)
 
+SNAPSHOT_REQUEST_EVERY_S = 2.0  #: a waiting symbol repeats its snapshot request at most this often
 
-class Checkpoints:
-    """Per-symbol engine checkpoints and published-signal watermarks in a folder."""
 
-    def __init__(self, folder: str | Path | None) -> None:
-        self.folder = Path(folder) if folder else None
-        if self.folder:
-            self.folder.mkdir(parents=True, exist_ok=True)
-
-    def _path(self, symbol: str, kind: str) -> Path:
-        assert self.folder is not None
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in symbol)
-        return self.folder / f"{safe}.{kind}"
-
-    def load(self, symbol: str) -> tuple[dict[str, Any] | None, int]:
-        """(checkpoint or None, published watermark or -1)."""
-        if not self.folder:
-            return None, -1
-        ck = None
-        p = self._path(symbol, "ckpt")
-        if p.exists():
-            ck = pickle.loads(p.read_bytes())  # noqa: S301 - written by save() below
-        w = self._path(symbol, "published")
-        mark = int(w.read_text()) if w.exists() else -1
-        return ck, mark
-
-    def save(self, symbol: str, ck: dict[str, Any]) -> None:
-        if not self.folder:
-            return
-        p = self._path(symbol, "ckpt")
-        tmp = p.with_suffix(".tmp")
-        tmp.write_bytes(pickle.dumps(ck, protocol=5))
-        os.replace(tmp, p)
-
-    def published(self, symbol: str, seq: int) -> None:
-        if self.folder:
-            self._path(symbol, "published").write_text(str(seq))
+def choose_checkpoint(local: Checkpoint | None, broker: Checkpoint | None) -> tuple[Checkpoint | None, str]:
+    """The checkpoint to resume from: the one further along (higher ``seq``, then version); ties go to the broker."""
+    if local is None or broker is None:
+        return (broker, "broker") if broker is not None else (local, "local" if local is not None else "none")
+    lk = (int(local.state.get("seq", -1)), local.version)
+    bk = (int(broker.state.get("seq", -1)), broker.version)
+    return (local, "local") if lk > bk else (broker, "broker")
 
 
 def fresh_events(frames: list, last_closed: int) -> tuple[np.ndarray, int]:
@@ -113,23 +109,46 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
     answered with one signal message per symbol, which amortises the
     per-message cost of publishing as the backlog grows.
 
-    ``challenger`` (a callable returning a fresh ``OnlineChallenger``) runs an
-    online model per symbol beside the champion; its signals go to
-    ``<signals>-challenger`` with model id ``<model_id>+online``.
+    ``state_dir`` is an optional local cache of the checkpoints (the broker's
+    ``checkpoints`` topic is the reference). ``challenger`` (a callable
+    returning a fresh ``OnlineChallenger``) runs an online model per symbol
+    beside the champion; its signals go to ``<signals>-challenger`` with model
+    id ``<model_id>+online``.
     """
-    app = make_app(cfg, broker_commit_interval=10_000_000.0)
+    app = make_app(cfg, broker_commit_interval=10_000_000.0, broker_commit_every=1 << 40)  # commits follow checkpoints only
     topics = cfg.topics
+    ck_topic, _, req_topic = state_topics(topics)
     book = raw_topic(app, topics.book_events)
     signals = raw_topic(app, topics.signals)
     dead = raw_topic(app, topics.dead_letter)
     ch_topic = raw_topic(app, topics.signals + "-challenger") if challenger else None
+    store = BrokerStore(cfg.bootstrap, ck_topic, cfg.partitions)
+    local = LocalStore(state_dir, "worker") if state_dir else None
+    versions = Versions()
+    lock = asyncio.Lock()
     engines: dict[str, SignalEngine] = {}
-    marks: dict[str, int] = {}
+    marks: dict[str, int] = {}  # published watermark per symbol
+    part_of: dict[str, int] = {}
+    offsets: dict[str, int] = {}  # highest book-events offset whose frames the symbol's state holds
+    counts: dict[str, dict[str, int]] = {}  # per-symbol event accounting, checkpointed with the state
+    pub_off: dict[int, int] = {}  # highest acknowledged signals offset per partition
+    loaded: dict[int, tuple[dict[str, Checkpoint], dict[str, str], dict[str, int]]] = {}
+    waiting: dict[str, float] = {}  # symbol -> when it started waiting for a snapshot
+    last_request: dict[str, float] = {}
     guards: dict[str, SequenceGuard] = {}
     gate = SymbolGate(cfg.max_symbols, cfg.allowed_symbols)
-    ckpts = Checkpoints(state_dir)
+    given_up: dict[str, tuple[float, int]] = {}  # symbol -> (monotonic time, last seq) when a rebalance took it
+    lost_at = 0  # time.time_ns() of the last broker loss: book-events offsets saved before it are void
+    started = False
     app.streamsig_engines = engines  # for tests and the status line
+    app.streamsig_marks = marks
     app.streamsig_guards = guards
+
+    async def ensure_started() -> None:
+        nonlocal started
+        if not started:
+            await store.start([req_topic], [topics.book_events, topics.signals])
+            started = True
     roles = {"champion": model_id, "challenger": model_id + "+online"}
     label = health.champion_label(strategy)
     matured: dict[str, MaturedScores] = {}  # the champion scored on its matured labels, per symbol
@@ -140,30 +159,98 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
         M.DEAD_LETTERS.labels(reason)  # every reason's series exists (at 0) from the start
     health.add_health_timer(app, "worker")
 
-    def engine(symbol: str, tick: float) -> SignalEngine:
-        eng = engines.get(symbol)
-        if eng is None:
-            eng = engines[symbol] = SignalEngine(symbol, spec, tick, strategy,
-                                                 challenger() if challenger else None)
-            ck, mark = ckpts.load(symbol)
-            guards[symbol] = SequenceGuard(cfg.seq_window)
-            if ck is not None:
-                eng.restore(ck)
-            guards[symbol].restore(ck.get("guard") if ck else None, eng.last_seq)
-            marks[symbol] = mark
-            for counter in (M.DUPLICATES, M.GAPS, M.RESYNC_DROPPED):
-                counter.labels(symbol)
-            if label is not None:
-                matured[symbol] = MaturedScores(label)
-            active = {"champion": label is not None, "challenger": challenger is not None}
-            health.zero_model_series(symbol, {r: m for r, m in roles.items() if active[r]})
-        return eng
+    def new_series(symbol: str) -> None:
+        """A new symbol's metric series (at 0) and its matured-score tally."""
+        for counter in (M.DUPLICATES, M.GAPS, M.RESYNC_DROPPED):
+            counter.labels(symbol)
+        if label is not None:
+            matured[symbol] = MaturedScores(label)
+        active = {"champion": label is not None, "challenger": challenger is not None}
+        health.zero_model_series(symbol, {r: m for r, m in roles.items() if active[r]})
 
-    def checkpoint_of(sym: str) -> dict[str, Any]:
-        return {**engines[sym].checkpoint(), "guard": guards[sym].state()}
+    async def open_partition(p: int) -> None:
+        """Read the partition's checkpoints (up to a marker) and the signals published since."""
+        cks: dict[str, Checkpoint] = {}
+        bad: dict[str, str] = {}
+        for sym, blob in (await store.load_partition(p)).items():
+            try:
+                cks[sym] = decode_checkpoint(blob, sym, "worker")
+            except CheckpointError as exc:
+                bad[sym] = str(exc)
+        start = min((int(c.state.get("signals_offset", -1)) + 1 for c in cks.values()), default=0)
+        tail: dict[str, int] = {}
 
-    def decode(value: bytes, frames: dict[str, list], dead_out: list) -> None:
-        """Decode one message into its symbol's list of frames, or queue a dead letter."""
+        def on(key: bytes | None, value: bytes | None) -> None:
+            try:
+                f = decode_signals(value or b"")
+            except FrameError:
+                return
+            if len(f.records):
+                tail[f.symbol] = max(tail.get(f.symbol, -1), int(f.records["seq"][-1]))
+
+        await store.read_tail(topics.signals, p, start, on)
+        loaded[p] = (cks, bad, tail)
+
+    def report_corrupt(sym: str, where: str, why: str) -> None:
+        log.error("checkpoint of %s (%s) is damaged: %s; the symbol resyncs from a snapshot", sym, where, why)
+        M.CHECKPOINT_CORRUPT.labels(sym).inc()
+
+    async def open_symbol(sym: str, p: int, tick: float) -> None:
+        if p not in loaded:
+            await open_partition(p)
+        cks, bad, tail = loaded[p]
+        eng = SignalEngine(sym, spec, tick, strategy, challenger() if challenger else None)
+        damaged = False
+        lck = None
+        if local is not None:
+            try:
+                lck = local.load(sym)
+            except CheckpointError as exc:
+                report_corrupt(sym, "local file", str(exc))
+                damaged = True
+        if sym in bad:
+            report_corrupt(sym, "broker", bad[sym])
+            damaged = True
+        best, source = choose_checkpoint(lck, cks.get(sym))
+        if best is not None:
+            try:
+                eng.restore(best.state["engine"])
+                damaged = False
+                M.CHECKPOINT_RESTORES.labels(source).inc()
+            except (KeyError, ValueError, TypeError) as exc:
+                report_corrupt(sym, source, f"{type(exc).__name__}: {exc}")
+                eng = SignalEngine(sym, spec, tick, strategy, challenger() if challenger else None)
+                best, damaged = None, True
+        versions.restored(sym, best, ("signals_offset", "saved_ns"))
+        engines[sym], part_of[sym] = eng, p
+        guards[sym] = SequenceGuard(cfg.seq_window)
+        guards[sym].restore(best.state.get("guard") if best is not None else None, eng.last_seq)
+        new_series(sym)
+        given_up.pop(sym, None)
+        # offsets saved before a broker loss name messages of the lost topic: the new one starts at 0
+        fresh = best is not None and int(best.state.get("saved_ns", 0)) >= lost_at
+        offsets[sym] = int(best.state.get("offset", -1)) if fresh else -1
+        counts[sym] = dict(best.state.get("counts") or {}) if best is not None else {}
+        mark = int(best.state.get("published", -1)) if best is not None else -1
+        marks[sym] = max(mark, tail.get(sym, -1))
+        if damaged:
+            await ask_snapshot(sym, eng.last_seq, "damaged checkpoint")
+
+    async def ask_snapshot(sym: str, after: int, why: str) -> None:
+        now = time.monotonic()
+        if sym not in waiting:
+            waiting[sym] = now
+            log.warning("%s waits for a snapshot (%s) after seq %d", sym, why, after)
+        if now - last_request.get(sym, -1e9) >= SNAPSHOT_REQUEST_EVERY_S:
+            last_request[sym] = now
+            M.SNAPSHOT_REQUESTS.labels(sym).inc()
+            try:
+                await request_snapshot(store, req_topic, sym, after, why)
+            except Exception as exc:  # noqa: BLE001 - the periodic snapshot still heals it
+                log.error("snapshot request for %s failed: %s", sym, exc)
+
+    def decode(value: Any, dead_out: list) -> Any:
+        """One message's frame, or None with a dead letter queued."""
         if not isinstance(value, (bytes, bytearray, memoryview)):
             value = b"" if value is None else bytes(str(value), "utf-8")
         try:
@@ -174,15 +261,26 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
             except FrameError:
                 sym = "?"
             dead_out.append((sym, "BAD_FRAME", -1, exc.reason, value))
-            return
+            return None
         if fr.tick_size <= 0:
             dead_out.append((fr.symbol, "BAD_FRAME", fr.first_seq, "frame has no tick size", value))
-            return
+            return None
+        return fr
+
+    async def admit(fr: Any, p: int, off: int, value: bytes, frames: dict[str, list], dead_out: list) -> None:
+        """Check one decoded frame (symbol gate, values, sequence guard) and queue it for its symbol."""
         sym = fr.symbol
         verdict = Verdict.ACCEPT
         refused = gate.check(sym, engines) or check_values(fr, engines[sym].tick_size if sym in engines else None)
         if refused is None:
-            engine(sym, fr.tick_size)
+            if sym not in engines:
+                await open_symbol(sym, p, fr.tick_size)
+            seen = offsets[sym]
+            offsets[sym] = max(seen, off)
+            if off <= seen:  # its frames are in the restored state already
+                c = counts[sym]
+                c["redelivered"] = c.get("redelivered", 0) + len(fr.events)
+                return
             verdict, reason, why = guards[sym].check(fr)
             if verdict is Verdict.REJECT:
                 refused = (reason, why)
@@ -206,6 +304,8 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
                     apply(sym, seg, out, dead_out)
                 except Exception as exc:  # noqa: BLE001 - input must never stop the stream
                     log.exception("frames of %s failed", sym)
+                    counts[sym]["internal_error"] = (counts[sym].get("internal_error", 0)
+                                                     + sum(len(g.events) for g in seg))
                     for g in seg:
                         dead_out.append((sym, "INTERNAL_ERROR", g.first_seq, f"{type(exc).__name__}: {exc}",
                                          encode_frame(sym, np.ascontiguousarray(g.events), g.producer_ts_ns,
@@ -219,14 +319,22 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
 
     def apply(sym: str, frs: list, out: list, dead_out: list) -> None:
         """Run one symbol's waiting frames through its engine in one call; queue signals and dead letters."""
-        eng = engine(sym, frs[0].tick_size)
+        eng = engines[sym]
         ev, skipped = fresh_events(frs, eng.last_seq)
         pts = [f.producer_ts_ns for f in frs]
         res = eng.on_events(ev)
+        c = counts[sym]
+        n_bad = len(res.rejected)
+        for k, n in (("events", sum(len(f.events) for f in frs)), ("skipped", skipped + res.duplicates),
+                     ("resync_dropped", res.resync_dropped), ("rejected", n_bad),
+                     ("applied", len(ev) - res.duplicates - res.resync_dropped - n_bad)):
+            c[k] = c.get(k, 0) + int(n)
         M.FRAMES.labels(sym).inc(len(frs))
         M.EVENTS.labels(sym).inc(len(ev) - res.duplicates)
         if res.duplicates + skipped:
             M.DUPLICATES.labels(sym).inc(res.duplicates + skipped)
+        if res.benign_deletes:
+            M.BENIGN_DELETES.labels(sym).inc(res.benign_deletes)
         if res.resync_dropped:
             M.RESYNC_DROPPED.labels(sym).inc(res.resync_dropped)
         if res.gap:
@@ -236,8 +344,13 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
             dead_out.append((sym, Reason(r).name, int(ev["seq"][i]), "event rejected", ev[i:i + 1].tobytes()))
         sig = res.signals
         mark = marks.get(sym, -1)
+        if len(sig) and sig["seq"][-1] <= mark:
+            M.SUPPRESSED.labels(sym, "signals").inc(len(sig))
         if len(sig) and sig["seq"][-1] > mark:
-            sig = sig[fresh_start(sig["seq"], mark):]
+            k = fresh_start(sig["seq"], mark)
+            if k:
+                M.SUPPRESSED.labels(sym, "signals").inc(k)
+            sig = sig[k:]
             marks[sym] = int(sig["seq"][-1])
             epoch = frs[-1].epoch
             out.append((sym, False, sig, pts, eng.last_seq, epoch))
@@ -257,64 +370,153 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
     async def process(stream):  # type: ignore[no-untyped-def]
         # frames waiting together are processed together: per symbol one engine call and one
         # signal message, so the per-frame cost falls as the backlog grows
-        async for values in ready_batches(stream, max_batch):
+        async for events in ready_batches(stream, max_batch, events=True):
             received = time.time_ns()
-            frames: dict[str, list] = {}
-            out: list[tuple] = []
-            dead_out: list = []
-            for value in values:
-                decode(value, frames, dead_out)
-            for sym, frs in frames.items():
-                for f in frs:
-                    if f is not None:
-                        M.observe_stage("produce_to_worker", f.producer_ts_ns, received)
-                apply_all(sym, frs, out, dead_out)
-            for sym, reason, seq, detail, raw in dead_out:
-                M.DEAD_LETTERS.labels(reason).inc()
-                await dead.send(key=sym.encode(errors="replace"), value=dead_letter_record(sym, reason, seq, detail, raw))
-            for sym, is_ch, sig, pts, last, epoch in out:
-                now = time.time_ns()
-                topic, mid = (ch_topic, model_id + "+online") if is_ch else (signals, model_id)
-                # split so that no message exceeds the producer's request limit
-                for msg in split_signals(sym, mid, sig, min(pts), now, last, epoch, cfg.payload_limit,
-                                         worker_received_ns=received):
-                    await topic.send(key=sym.encode(), value=msg)
-                if is_ch:
-                    continue
-                ckpts.published(sym, marks[sym])
-                M.SIGNALS.labels(sym, model_id).inc(len(sig))
-                M.observe_stage("worker", received, now)
-                for p in pts:
-                    M.LATENCY.labels(sym).observe(max(0.0, (now - p) / 1e9))
+            async with lock:
+                await handle(events, received)
+
+    async def handle(events: list, received: int) -> None:
+        await ensure_started()
+        frames: dict[str, list] = {}
+        out: list[tuple] = []
+        dead_out: list = []
+        for e in events:
+            fr = decode(e.value, dead_out)
+            if fr is not None:
+                await admit(fr, e.message.partition, e.message.offset, e.value, frames, dead_out)
+        for sym, frs in frames.items():
+            for f in frs:
+                if f is not None:
+                    M.observe_stage("produce_to_worker", f.producer_ts_ns, received)
+            apply_all(sym, frs, out, dead_out)
+            eng = engines[sym]
+            if eng.state.needs_snapshot:
+                await ask_snapshot(sym, eng.last_seq, "sequence gap or lost state")
+            elif sym in waiting:
+                dt = time.monotonic() - waiting.pop(sym)
+                M.SNAPSHOT_WAIT.labels(sym).inc(dt)
+                log.warning("%s resynced from a snapshot after waiting %.2f s", sym, dt)
+        sends, syms = [], []
+        for sym, reason, seq, detail, raw in dead_out:
+            M.DEAD_LETTERS.labels(reason).inc()
+            sends.append((dead, sym.encode(errors="replace"), dead_letter_record(sym, reason, seq, detail, raw)))
+            syms.append(sym)
+        now = time.time_ns()
+        sig_slots = []  # (index of the symbol's last message, symbol, records, producer times)
+        for sym, is_ch, sig, pts, last, epoch in out:
+            topic, mid = (ch_topic, model_id + "+online") if is_ch else (signals, model_id)
+            # split so that no message exceeds the producer's request limit
+            msgs = split_signals(sym, mid, sig, min(pts), now, last, epoch, cfg.payload_limit,
+                                 worker_received_ns=received)
+            for msg in msgs:
+                sends.append((topic, sym.encode(), msg))
+                syms.append(sym)
+            if not is_ch:
+                sig_slots.append((len(sends) - 1, sym, sig, pts))
+        if not sends:
+            return
+        mds = await send_acked(sends, dead, syms)
+        for i, sym, sig, pts in sig_slots:
+            md = mds[i]  # the symbol's last message: the published offset covers all before it
+            if md is not None:
+                p = part_of[sym]
+                pub_off[p] = max(pub_off.get(p, -1), int(md.offset))
+            M.SIGNALS.labels(sym, model_id).inc(len(sig))
+            M.observe_stage("worker", received, now)
+            for pt in pts:
+                M.LATENCY.labels(sym).observe(max(0.0, (now - pt) / 1e9))
+
+    async def save_all() -> int:
+        """Checkpoint every symbol whose state changed (local cache, then the broker, acknowledged)."""
+        if not started:
+            return 0
+        jobs, done = [], []
+        for sym, eng in list(engines.items()):
+            content = {"seq": eng.last_seq, "engine": eng.checkpoint(), "published": marks.get(sym, -1),
+                       "offset": offsets.get(sym, -1), "counts": counts.get(sym, {}),
+                       "guard": guards[sym].state()}
+            nv = versions.next(sym, content)
+            if nv is None:
+                continue
+            version, digest = nv
+            state = dict(content, signals_offset=pub_off.get(part_of[sym], -1), saved_ns=time.time_ns())
+            blob = encode_checkpoint("worker", sym, version, state)
+            if local is not None:
+                local.save(sym, blob)
+            jobs.append(store.publish(sym, version, blob))
+            done.append((sym, version, digest))
+        await asyncio.gather(*jobs)
+        for sym, version, digest in done:
+            versions.written(sym, version, digest)
+        M.CHECKPOINT_WRITES.labels("worker").inc(len(done))
+        return len(done)
 
     async def save_and_commit() -> None:
-        for sym in list(engines):
-            ckpts.save(sym, checkpoint_of(sym))
-        await app.consumer.commit()
+        async with lock:
+            await save_all()
+            crash_point("checkpoint-saved")
+            await app.consumer.commit()
 
     @app.timer(checkpoint_s)
     async def checkpoint() -> None:  # type: ignore[no-untyped-def]
         await save_and_commit()
 
-    def save_all() -> None:
-        for sym in list(engines):
-            ckpts.save(sym, checkpoint_of(sym))
+    def forget_all() -> None:
+        now = time.monotonic()
+        for sym in [s for s, (at, _) in given_up.items() if at < watch.last_ok]:
+            del given_up[sym]  # the broker was whole after it went
+        for sym, eng in list(engines.items()):
+            given_up[sym] = (now, eng.last_seq)  # a broker loss noticed later still concerns it
+            versions.forget(sym)
+        engines.clear()
+        guards.clear()
+        marks.clear()
+        part_of.clear()
+        offsets.clear()
+        counts.clear()
+        loaded.clear()
+        waiting.clear()
 
     @app.on_before_shutdown.connect
     async def _on_shutdown(sender: Any, **kw: Any) -> None:
-        save_all()  # streams are drained by now; the final offset commit comes after this
+        # streams are drained by now; the final offset commit comes after this
+        async with lock:
+            await save_all()
         tallies.flush()
+        await store.stop()
 
     @app.on_partitions_revoked.connect
     async def _on_revoked(sender: Any, revoked: Any, **kw: Any) -> None:
-        save_all()  # a symbol that moves to another worker on this host resumes from here
+        # the next owner (maybe this worker again) restores from the broker
+        async with lock:
+            await save_all()
+            if started:
+                await app.consumer.commit()
+            forget_all()
 
     async def lost(missing: list[str]) -> None:
-        # the broker came back empty: whatever was published and not yet consumed is gone
+        # the broker came back empty: whatever was published and not yet consumed is gone, and the
+        # recreated topics number their messages from 0 again. No lock: a batch may be waiting on the
+        # broker with it held, and these resets do not yield.
+        nonlocal lost_at
+        lost_at = time.time_ns()
+
         forget_read_offsets(app)
-        for sym, eng in list(engines.items()):
+        for sym in list(engines):
+            offsets[sym] = -1
+            versions.forget(sym)  # the checkpoints topic is new: write every symbol again
+        pub_off.clear()
+        loaded.clear()
+        # the symbols held when the broker went away: those held now, and those a rebalance took
+        # meanwhile (the consumer rejoins the empty broker before the watch sees it)
+        held = {sym: eng.last_seq for sym, eng in engines.items()}
+        for sym, (at, seq) in given_up.items():
+            if at >= watch.last_ok:
+                held.setdefault(sym, seq)
+        given_up.clear()
+        for sym, last_seq in sorted(held.items()):
             M.DEAD_LETTERS.labels("BROKER_LOSS").inc()
-            rec = dead_letter_record(sym, "BROKER_LOSS", eng.last_seq,
+            rec = dead_letter_record(sym, "BROKER_LOSS", last_seq,
                                      {"topics_recreated": missing,
                                       "detail": "the broker lost its topics and offsets; events after seq "
                                                 "may be missing"}, None)
@@ -327,8 +529,8 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
                         log.error("%s: could not publish the BROKER_LOSS dead letter: %s", sym, exc)
                     await asyncio.sleep(min(2.0, 0.1 * 2 ** attempt))
 
-    watch = BrokerWatch(cfg.bootstrap, cfg.topics.all() + ((topics.signals + "-challenger",) if ch_topic else ()),
-                        cfg.partitions, "worker", cfg.topic_prefix, on_loss=lost)
+    watch = BrokerWatch(cfg.bootstrap, cfg.topics.all() + ((topics.signals + "-challenger",) if ch_topic else ())
+                        + state_topics(topics), cfg.partitions, "worker", cfg.topic_prefix, on_loss=lost)
     app.streamsig_watch = watch
 
     @app.task

@@ -1,7 +1,7 @@
 """Models: training with walk-forward evaluation, ONNX export, scoring, model cards.
 
 Names are imported on first use, so ``import streamsig.models`` pulls in neither
-the training libraries nor torch (needed only for ``lstm`` models)::
+the training libraries nor torch (needed only for ``lstm`` and ``transformer`` models)::
 
     from streamsig.models import train_model, Scorer
     model_dir = train_model(df, features, {"horizon": 10}, "lightgbm", seed=0, out_dir="models")

@@ -8,6 +8,10 @@ which bytes it is (sha256 of ``model.onnx``, checked by the scorer). The
 model id is the model type and the first 12 hex digits of that sha256, so an
 id names one exact file: a swapped ``model.onnx`` cannot keep an old id, even
 with the card's sha256 edited to match.
+Cards written by ``train`` also record each symbol's instrument (tick and how
+it was found, contract, fees) under ``instruments``. Times are ns since the
+epoch (LOBSTER times include the date from the file name), so a backtest can
+tell with :func:`training_overlap` whether it replays data the model saw.
 
 >>> sha256_bytes(b"abc")[:16]
 'ba7816bf8f01cfea'
@@ -125,3 +129,44 @@ def card_feature_spec(card: dict[str, Any]):  # noqa: ANN201 - FeatureSpec | Non
 
     fs = card.get("feature_spec")
     return FeatureSpec.from_dict(fs) if fs else None
+
+
+def card_instruments(card: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The instruments a card records (``instruments``: symbol -> Instrument fields), or {}."""
+    return dict(card.get("instruments") or {})
+
+
+def training_range(card: dict[str, Any]) -> tuple[int, int] | None:
+    """``(first, last)`` ns of the data the model was trained and tuned on, if the card records it."""
+    r = (card.get("data") or {}).get("time_range_ns")
+    return (int(r[0]), int(r[1])) if r and len(r) == 2 else None
+
+
+def training_overlap(card: dict[str, Any], ranges: dict[str, tuple[int, int]]) -> str | None:
+    """A one-line warning when any ``symbol -> (first, last ns)`` range overlaps the card's training data.
+
+    Only symbols the card was trained on count (all, if it lists none).
+
+    >>> card = {"model_id": "m", "data": {"time_range_ns": [0, 10**9], "symbols": ["A"]}}
+    >>> training_overlap(card, {"A": (5 * 10**8, 2 * 10**9), "B": (0, 1)})
+    'model m was trained on this data: A overlaps its training range 1970-01-01T00:00:00 to 1970-01-01T00:00:01; figures are in-sample'
+    >>> training_overlap(card, {"A": (2 * 10**9, 3 * 10**9)}) is None
+    True
+    """
+    tr = training_range(card)
+    if tr is None:
+        return None
+    syms = set((card.get("data") or {}).get("symbols") or [])
+    hits = []
+    for sym, (a, b) in ranges.items():
+        if syms and sym not in syms:
+            continue
+        lo, hi = max(a, tr[0]), min(b, tr[1])
+        if lo <= hi:
+            hits.append(sym)
+    if not hits:
+        return None
+    fmt = lambda ns: pd.Timestamp(int(ns), unit="ns").strftime("%Y-%m-%dT%H:%M:%S")  # noqa: E731
+    return (f"model {card.get('model_id')} was trained on this data: {', '.join(hits)} "
+            f"overlap{'s' if len(hits) == 1 else ''} its training range {fmt(tr[0])} to {fmt(tr[1])}; "
+            "figures are in-sample")

@@ -2,7 +2,8 @@
 
 ``logreg`` is a standardising pipeline around multinomial logistic regression,
 ``rf`` a random forest, ``lightgbm`` a multiclass gradient-boosted tree model,
-``lstm`` an LSTM over the last ``window`` feature rows (:mod:`.lstm`, needs
+``lstm`` an LSTM and ``transformer`` a small causal Transformer encoder over the
+last ``window`` feature rows (:mod:`.lstm`, :mod:`.transformer`; they need
 torch, imported only when asked for). Every model is seeded and single-threaded,
 so the same seed and data give the same predictions.
 
@@ -18,7 +19,9 @@ from typing import Any
 
 import numpy as np
 
-MODEL_TYPES = ("logreg", "rf", "lightgbm", "lstm")
+MODEL_TYPES = ("logreg", "rf", "lightgbm", "lstm", "transformer")
+#: models over the last ``window`` rows (input (n, window, F))
+SEQUENCE_TYPES = ("lstm", "transformer")
 
 DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
     "logreg": {"C": 1.0},
@@ -27,6 +30,8 @@ DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
                  "min_child_samples": 20, "subsample": 1.0, "colsample_bytree": 1.0,
                  "reg_lambda": 0.0},
     "lstm": {"window": 16, "hidden": 16, "epochs": 3, "lr": 3e-3, "batch_size": 64},
+    "transformer": {"window": 16, "d_model": 16, "heads": 2, "layers": 1, "epochs": 3, "lr": 3e-3,
+                    "batch_size": 64},
 }
 
 
@@ -44,7 +49,7 @@ def resolve_params(model_type: str, params: dict[str, Any] | None = None) -> dic
 
 def fit_native(model_type: str, X: np.ndarray, y: np.ndarray, seed: int,
                params: dict[str, Any] | None = None) -> Any:
-    """Fit a model on float32 ``X`` ((n, F), or (n, window, F) for lstm) and labels 0/1/2."""
+    """Fit a model on float32 ``X`` ((n, F), or (n, window, F) for sequence models) and labels 0/1/2."""
     p = resolve_params(model_type, params)
     missing = sorted(set(range(3)) - set(np.unique(y).tolist()))
     if missing:
@@ -63,10 +68,14 @@ def fit_native(model_type: str, X: np.ndarray, y: np.ndarray, seed: int,
         model = lgb.LGBMClassifier(
             objective="multiclass", random_state=seed, n_jobs=1, deterministic=True,
             force_row_wise=True, verbose=-1, subsample_freq=1 if p["subsample"] < 1 else 0, **p)
-    else:
+    elif model_type == "lstm":
         from streamsig.models.lstm import LstmClassifier
         p.pop("window")
         return LstmClassifier(seed=seed, **p).fit(X, y)
+    else:
+        from streamsig.models.transformer import TransformerClassifier
+        p.pop("window")
+        return TransformerClassifier(seed=seed, **p).fit(X, y)
     return model.fit(X, y)
 
 
@@ -77,7 +86,7 @@ def predict_native(model: Any, X: np.ndarray) -> np.ndarray:
 
 def native_importance(model: Any, model_type: str, features: list[str]) -> dict[str, float] | None:
     """Built-in importance normalised to sum 1: |coefficient| (on standardised inputs)
-    averaged over classes, impurity decrease, or LightGBM gain; None for lstm."""
+    averaged over classes, impurity decrease, or LightGBM gain; None for sequence models."""
     if model_type == "logreg":
         raw = np.abs(model[-1].coef_).mean(axis=0)
     elif model_type == "rf":

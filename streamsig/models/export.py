@@ -1,7 +1,7 @@
 """Native model -> ONNX bytes with one float32 input ``features`` and one output ``probabilities``.
 
 sklearn models go through skl2onnx with the ZipMap disabled (a plain [n, 3]
-tensor, not a list of dicts); LightGBM through onnxmltools; the LSTM through
+tensor, not a list of dicts); LightGBM through onnxmltools; the LSTM and the Transformer through
 ``torch.onnx.export``. The ``label`` output the tree and linear converters add
 is dropped, so every model has the same single output.
 
@@ -143,7 +143,7 @@ def lightgbm_float32_booster(model: Any) -> Any:
 def to_onnx(model: Any, model_type: str, n_features: int) -> bytes:
     """Serialized ONNX for a model from :func:`streamsig.models.estimators.fit_native`,
     in :func:`canonical` form."""
-    if model_type == "lstm":  # already one output, fixed names
+    if model_type in ("lstm", "transformer"):  # already one output, fixed names
         return canonical(onnx.load_from_string(model.onnx_bytes(INPUT_NAME, OUTPUT_NAME))).SerializeToString()
     if model_type == "lightgbm":
         from onnxmltools import convert_lightgbm

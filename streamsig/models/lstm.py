@@ -17,7 +17,7 @@ import contextlib
 import functools
 import io
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -80,44 +80,62 @@ class LstmClassifier:
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> LstmClassifier:
         """Train on windows ``X`` (n, window, F) float32 and labels 0/1/2."""
-        torch = _torch()
-        X = np.ascontiguousarray(X, dtype=np.float32)
-        flat = X.reshape(-1, X.shape[2])
-        std = flat.std(axis=0)
-        with _deterministic(self.seed):
-            net = net_class()(X.shape[2], self.hidden, flat.mean(axis=0), np.where(std > 0, std, 1.0))
-            opt = torch.optim.Adam(net.parameters(), lr=self.lr)
-            gen = torch.Generator().manual_seed(self.seed)
-            xt, yt = torch.from_numpy(X), torch.as_tensor(y, dtype=torch.long)
-            loss_fn = torch.nn.CrossEntropyLoss()
-            net.train()
-            for _ in range(self.epochs):
-                for batch in torch.randperm(len(xt), generator=gen).split(self.batch_size):
-                    opt.zero_grad()
-                    loss_fn(net.logits(xt[batch]), yt[batch]).backward()
-                    opt.step()
-        self.net = net.eval()
+        self.net = fit_net(lambda F, mean, std: net_class()(F, self.hidden, mean, std), X, y, seed=self.seed,
+                           epochs=self.epochs, lr=self.lr, batch_size=self.batch_size)
         self.window = X.shape[1]
         return self
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """(n, 3) probabilities for windows ``X``."""
         assert self.net is not None, "fit first"
-        torch = _torch()
-        with _deterministic(self.seed), torch.no_grad():
-            return self.net(torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))).numpy()
+        return predict_net(self.net, X, self.seed)
 
     def onnx_bytes(self, input_name: str, output_name: str) -> bytes:
         """The network as an ONNX model (opset 17) with input ``[batch, window, F]``, as
         ``torch.onnx.export`` writes it (:func:`streamsig.models.export.to_onnx` then
         puts it in canonical form)."""
         assert self.net is not None, "fit first"
-        torch = _torch()
-        buf = io.BytesIO()
-        dummy = torch.zeros(1, self.window, self.net.lstm.input_size)
-        with warnings.catch_warnings(), _deterministic(self.seed):
-            warnings.simplefilter("ignore")
-            torch.onnx.export(self.net, (dummy,), buf, input_names=[input_name],
-                              output_names=[output_name], opset_version=17, dynamo=False,
-                              dynamic_axes={input_name: {0: "batch"}, output_name: {0: "batch"}})
-        return buf.getvalue()
+        return export_net(self.net, self.window, self.net.lstm.input_size, self.seed, input_name, output_name)
+
+
+def fit_net(make: Callable[[int, np.ndarray, np.ndarray], Any], X: np.ndarray, y: np.ndarray, *,
+            seed: int, epochs: int, lr: float, batch_size: int) -> Any:
+    """Build ``make(F, mean, std)`` (standardisation from ``X``) and train it with Adam on
+    cross-entropy, deterministically for ``seed``; returns the network in eval mode."""
+    torch = _torch()
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    flat = X.reshape(-1, X.shape[2])
+    std = flat.std(axis=0)
+    with _deterministic(seed):
+        net = make(X.shape[2], flat.mean(axis=0), np.where(std > 0, std, 1.0))
+        opt = torch.optim.Adam(net.parameters(), lr=lr)
+        gen = torch.Generator().manual_seed(seed)
+        xt, yt = torch.from_numpy(X), torch.as_tensor(y, dtype=torch.long)
+        loss_fn = torch.nn.CrossEntropyLoss()
+        net.train()
+        for _ in range(epochs):
+            for batch in torch.randperm(len(xt), generator=gen).split(batch_size):
+                opt.zero_grad()
+                loss_fn(net.logits(xt[batch]), yt[batch]).backward()
+                opt.step()
+    return net.eval()
+
+
+def predict_net(net: Any, X: np.ndarray, seed: int) -> np.ndarray:
+    """(n, 3) probabilities of a trained network for windows ``X``."""
+    torch = _torch()
+    with _deterministic(seed), torch.no_grad():
+        return net(torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))).numpy()
+
+
+def export_net(net: Any, window: int, n_features: int, seed: int, input_name: str, output_name: str) -> bytes:
+    """ONNX bytes (opset 17, TorchScript exporter) of ``net`` with input ``[batch, window, F]``."""
+    torch = _torch()
+    buf = io.BytesIO()
+    dummy = torch.zeros(1, window, n_features)
+    with warnings.catch_warnings(), _deterministic(seed):
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (dummy,), buf, input_names=[input_name],
+                          output_names=[output_name], opset_version=17, dynamo=False,
+                          dynamic_axes={input_name: {0: "batch"}, output_name: {0: "batch"}})
+    return buf.getvalue()

@@ -34,6 +34,7 @@ def list_models(root: Path | str) -> list[dict[str, Any]]:
             "model_id": card["model_id"], "model_type": card["model_type"],
             "created": card["created"], "path": str(d), "features": len(card["features"]),
             "label": card["label"].get("description"), "data_sha256": card["data"].get("sha256"),
+            "symbols": card["data"].get("symbols") or [], "label_cfg": card["label"],
             "macro_f1": overall.get("macro_f1"), "log_loss": overall.get("log_loss"),
             "verified": onnx.is_file() and sha256_bytes(onnx.read_bytes()) == card["onnx"]["sha256"],
         })

@@ -9,8 +9,8 @@ card's list, names and order.
 the row into a preallocated float32 buffer bound to an onnxruntime session
 (one intra-op thread) and runs it through an I/O binding: no input or output
 tensors are created per call, and with ``out=`` not even the result.
-:class:`SequenceScorer` is for the LSTM: it keeps the last ``window`` rows per
-symbol itself; until a symbol has ``window`` finite rows (after start,
+:class:`SequenceScorer` is for sequence models (LSTM, Transformer): it keeps
+the last ``window`` rows per symbol itself; until a symbol has ``window`` finite rows (after start,
 :meth:`SequenceScorer.reset`, or a row with NaN/inf) its probabilities are NaN.
 Both return NaN probabilities for rows with NaN/inf features, which training
 never saw.

@@ -27,8 +27,8 @@ from streamsig.labels import LabelConfig
 from streamsig.models.baselines import BASELINES, fit_baseline, ofi_columns, run_baselines
 from streamsig.models.card import (CARD_VERSION, MODEL_FILE, library_versions, model_id_for, sha256_bytes,
                                    table_sha256, write_card)
-from streamsig.models.dataset import build_dataset
-from streamsig.models.estimators import (fit_native, native_importance, permutation_importance,
+from streamsig.models.dataset import build_dataset, time_ordered
+from streamsig.models.estimators import (SEQUENCE_TYPES, fit_native, native_importance, permutation_importance,
                                          predict_native, resolve_params)
 from streamsig.models.export import INPUT_NAME, OUTPUT_NAME, parity, to_onnx
 from streamsig.models.report import training_report, write_html
@@ -57,7 +57,7 @@ def train_model(df: pd.DataFrame, features: Sequence[str], label_cfg: LabelConfi
     ``progress(stage, done, total)`` is called with stages ``tune``, ``folds``,
     ``baselines``, ``export``. ``source`` names the data in the card (default
     ``df.attrs["source"]``). ``params`` override the model's defaults
-    (:data:`streamsig.models.estimators.DEFAULT_PARAMS`; ``window`` for lstm).
+    (:data:`streamsig.models.estimators.DEFAULT_PARAMS`; ``window`` for sequence models).
     ``name`` is the folder name (default: the model id); ``extra`` adds card fields
     (e.g. the feature spec the live stream must run).
     """
@@ -67,8 +67,8 @@ def train_model(df: pd.DataFrame, features: Sequence[str], label_cfg: LabelConfi
     cfg, spec = LabelConfig.coerce(label_cfg), FoldSpec.coerce(folds)
     p = resolve_params(model_type, params)
     window = int(p.get("window", 1))
-    if model_type == "lstm" and window < 2:
-        raise ValueError(f"lstm window must be >= 2, got {window}")
+    if model_type in SEQUENCE_TYPES and window < 2:
+        raise ValueError(f"{model_type} window must be >= 2, got {window}")
     features = list(features)
     ds = build_dataset(df, features, cfg, window=window, extra_cols=ofi_columns(df.columns))
     fold_list = make_folds(ds.pos, ds.end_pos, spec)
@@ -133,6 +133,7 @@ def train_model(df: pd.DataFrame, features: Sequence[str], label_cfg: LabelConfi
         "final_model": {"fit_on": final, "description": final_desc, "train_rows": int(len(final_rows)),
                         "train_ts_ns": [int(ds.ts_ns[final_rows[0]]), int(ds.ts_ns[final_rows[-1]])]},
         "baseline_state": {name: fit_baseline(name, ds, final_rows) for name in BASELINES},
+        "class_moves": class_moves(df, cfg, ds, final_rows),
         "params": p,
         "seed": seed,
         "tuning": tuning,
@@ -146,6 +147,19 @@ def train_model(df: pd.DataFrame, features: Sequence[str], label_cfg: LabelConfi
     }
     return _write(Path(out_dir), name or model_id, onnx_bytes, card,
                   training_report(card, ds.y[wf.rows], wf.proba))
+
+
+def class_moves(df: pd.DataFrame, cfg: LabelConfig, ds: Any, rows: np.ndarray) -> dict[str, Any]:
+    """Mean relative mid move from a row to the label's last row, per true class, over ``rows``
+    of ``ds`` (the shipped model's training rows): what the edge policy expects per class."""
+    mid = time_ordered(df)[cfg.price_col].to_numpy(dtype=np.float64)
+    move = mid[ds.end_pos[rows]] / mid[ds.pos[rows]] - 1.0
+    y = ds.y[rows]
+    ok = np.isfinite(move)
+    means = [float(move[ok & (y == k)].mean()) if (ok & (y == k)).any() else 0.0 for k in range(3)]
+    return {"mean_return": means, "rows": [int((ok & (y == k)).sum()) for k in range(3)],
+            "of": "mid at the label's last row / mid - 1, mean per true class on the shipped model's "
+                  "training rows"}
 
 
 def _write(out_dir: Path, model_id: str, onnx_bytes: bytes, card: dict[str, Any], report: str) -> Path:

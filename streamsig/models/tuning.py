@@ -40,6 +40,10 @@ def suggest(model_type: str, trial: Any) -> dict[str, Any]:
         return {"hidden": trial.suggest_categorical("hidden", [8, 16, 32]),
                 "lr": trial.suggest_float("lr", 1e-4, 1e-2, log=True),
                 "epochs": trial.suggest_int("epochs", 1, 5)}
+    if model_type == "transformer":
+        return {"d_model": trial.suggest_categorical("d_model", [8, 16, 32]),
+                "lr": trial.suggest_float("lr", 1e-4, 1e-2, log=True),
+                "epochs": trial.suggest_int("epochs", 1, 5)}
     raise ValueError(f"no search space for {model_type!r}")
 
 

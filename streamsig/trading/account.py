@@ -33,6 +33,7 @@ import numpy as np
 
 from streamsig.trading.cursor import BookCursor
 from streamsig.book import events as E
+from streamsig.book.instrument import Instrument
 from streamsig.trading import ExecConfig, Executor, Fill, Portfolio
 
 
@@ -40,11 +41,14 @@ class Account:
     """Executor + portfolio of one (strategy, symbol), and the per-row record of what it held."""
 
     def __init__(self, strategy: str, symbol: str, exec_cfg: ExecConfig, capital: float | None,
-                 capital_units: float, start_ns: int | None = None, record: bool = True) -> None:
-        """``record=False`` (the long-running live trader) keeps no per-row history or equity curve."""
+                 capital_units: float, start_ns: int | None = None, record: bool = True,
+                 instrument: Instrument | None = None) -> None:
+        """``record=False`` (the long-running live trader) keeps no per-row history or equity curve;
+        ``instrument`` values positions and fees (inverse contracts in the coin)."""
         self.strategy, self.symbol = strategy, symbol
         self.record = record
-        self.ex = Executor(exec_cfg, symbol)
+        self.instrument = instrument
+        self.ex = Executor(exec_cfg, symbol, instrument)
         self.pf: Portfolio | None = None
         self._capital, self._units, self._max_dd = capital, capital_units, exec_cfg.max_drawdown
         self.start_ns = -(1 << 62) if start_ns is None else int(start_ns)
@@ -65,8 +69,11 @@ class Account:
         if pf is None:
             if not math.isfinite(mid):
                 return
-            cap = self._capital if self._capital is not None else abs(self._units * mid)
-            pf = self.pf = Portfolio(cap, self._max_dd, keep_curve=self.record)
+            inst = self.instrument
+            cap = self._capital if self._capital is not None else \
+                abs(self._units * mid) if inst is None else inst.notional(abs(self._units), mid)
+            pf = self.pf = Portfolio(cap, self._max_dd, keep_curve=self.record,
+                                     instruments=None if inst is None else {self.symbol: inst})
         ex = self.ex
         if ex.working:
             if carry is not None:

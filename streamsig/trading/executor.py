@@ -31,6 +31,11 @@
   signal whose ``seq`` is not above the last one acted on is ignored.
 * **Halt.** :meth:`halt` (the kill switch) flattens and from then on every
   target is 0.
+* **Contracts.** Quantities are units of the instrument (contracts for
+  futures); fees are bps of :meth:`Instrument.notional
+  <streamsig.book.instrument.Instrument.notional>`, which for an inverse
+  contract is ``qty * multiplier / price`` in the coin. Without an instrument
+  a unit is worth its price in the quote.
 """
 from __future__ import annotations
 
@@ -41,6 +46,7 @@ from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
+from streamsig.book.instrument import Instrument
 from streamsig.config import Config
 
 #: the commands' defaults (backtest, trade, demo), each defined here once
@@ -129,8 +135,9 @@ class Executor:
     [(1, 2.0, 50.75)]
     """
 
-    def __init__(self, config: ExecConfig = ExecConfig(), symbol: str = "") -> None:
-        self.cfg, self.symbol = config, symbol
+    def __init__(self, config: ExecConfig = ExecConfig(), symbol: str = "",
+                 instrument: Instrument | None = None) -> None:
+        self.cfg, self.symbol, self.instrument = config, symbol, instrument
         self.position = 0.0
         self.last_seq = -1
         self.halted = False
@@ -238,7 +245,7 @@ class Executor:
         price *= 1.0 + side * cfg.slippage_bps * 1e-4
         self._add(side * got)
         return Fill(self.symbol, ts_ns, self._w_seq, side, got, price,
-                    got * price * cfg.fee_bps * 1e-4, False, _mid(book, cfg.tick_size))
+                    self._notional(got, price) * cfg.fee_bps * 1e-4, False, _mid(book, cfg.tick_size))
 
     def _passive(self, ts_ns: int, book: BookView) -> Fill | None:
         if self._c_qty > 0.0:  # a child rests: check for a cross, then update the queue
@@ -272,7 +279,11 @@ class Executor:
             self._c_qty = 0.0
         self._add(side * qty)
         return Fill(self.symbol, ts_ns, self._w_seq, side, qty, price,
-                    qty * price * self.cfg.maker_fee_bps * 1e-4, True, self._c_mid)
+                    self._notional(qty, price) * self.cfg.maker_fee_bps * 1e-4, True, self._c_mid)
+
+    def _notional(self, qty: float, price: float) -> float:
+        """Notional fees are charged on: the instrument's, or ``qty * price``."""
+        return qty * price if self.instrument is None else self.instrument.notional(qty, price)
 
     # -- checkpoints --------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
@@ -285,9 +296,9 @@ class Executor:
                           None if math.isnan(self._c_mid) else self._c_mid]}
 
     @classmethod
-    def restore(cls, config: ExecConfig, state: dict[str, Any]) -> "Executor":
+    def restore(cls, config: ExecConfig, state: dict[str, Any], instrument: Instrument | None = None) -> "Executor":
         """An executor continuing from :meth:`snapshot`."""
-        ex = cls(config, state["symbol"])
+        ex = cls(config, state["symbol"], instrument)
         ex.position, ex.last_seq = float(state["position"]), int(state["last_seq"])
         ex.halted, ex._updates = bool(state["halted"]), int(state["updates"])
         ex._inflight.extend((int(a), int(b), int(c), float(d), bool(e)) for a, b, c, d, e in state["inflight"])

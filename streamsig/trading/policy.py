@@ -32,33 +32,54 @@ import numpy as np
 
 from streamsig.config import Config
 
+POLICY_KINDS = ("threshold", "edge")  #: the values of :attr:`PolicyConfig.kind`
+
 
 @dataclass(frozen=True)
 class PolicyConfig(Config):
-    """Settings of :class:`SignalPolicy` (the ``--enter/--exit/--max-position/--unit/--min-hold`` options).
+    """Settings of the policy a model strategy runs (the ``--policy``, ``--enter/--exit/--max-position/--unit/
+    --min-hold`` and ``--margin-bps`` options; ``--fee-bps``/``--slippage-bps`` give the edge policy's costs).
 
-    ``enter`` (> 0) and ``exit`` (<= ``enter``) are thresholds on ``p_up - p_down``;
-    ``max_position`` is the largest position in units and ``unit`` the size of one
-    step (None: ``max_position``, i.e. all-in); ``min_hold`` is in events (0 or 1:
-    no minimum).
+    ``kind`` picks the policy (:func:`~streamsig.trading.edge.make_policy`):
+    ``threshold`` (:class:`SignalPolicy`, needs no model card; the default of this
+    class) or ``edge`` (:class:`~streamsig.trading.edge.EdgePolicy`, the model
+    card's class moves against the trading cost; the commands' default,
+    ``streamsig.cli.options.POLICY``).
+
+    Threshold policy: ``enter`` (> 0) and ``exit`` (<= ``enter``) are thresholds on
+    ``p_up - p_down``; ``unit`` is the size of one step (None: ``max_position``,
+    i.e. all-in); ``min_hold`` is in events (0 or 1: no minimum). Edge policy:
+    ``fee_bps`` and ``slippage_bps`` are the taker fee and slippage per side it
+    expects to pay (the commands set them from the same options as the
+    executor's), ``margin_bps`` the extra expected gain it demands per unit traded.
+    Both: ``max_position`` is the largest position in units.
 
     >>> PolicyConfig(max_position=2.0).step
     2.0
-    >>> PolicyConfig.from_dict({"enter": 0.3, "unit": 0.5}).to_dict()
-    {'enter': 0.3, 'exit': 0.0, 'max_position': 1.0, 'unit': 0.5, 'min_hold': 0}
+    >>> PolicyConfig.from_dict({"enter": 0.3, "unit": 0.5}).to_dict()  # doctest: +NORMALIZE_WHITESPACE
+    {'kind': 'threshold', 'enter': 0.3, 'exit': 0.0, 'max_position': 1.0, 'unit': 0.5, 'min_hold': 0,
+     'fee_bps': 0.0, 'slippage_bps': 0.0, 'margin_bps': 0.0}
     """
 
+    kind: str = "threshold"
     enter: float = 0.2
     exit: float = 0.0
     max_position: float = 1.0
     unit: float | None = None
     min_hold: int = 0
+    fee_bps: float = 0.0
+    slippage_bps: float = 0.0
+    margin_bps: float = 0.0
 
     def __post_init__(self) -> None:
+        if self.kind not in POLICY_KINDS:
+            raise ValueError(f"policy must be one of {', '.join(POLICY_KINDS)}, got {self.kind!r}")
         if not self.enter > 0.0 or not self.exit <= self.enter:
             raise ValueError(f"need enter > 0 and exit <= enter, got enter={self.enter} exit={self.exit}")
         if not self.max_position > 0.0 or not (self.unit is None or self.unit > 0.0) or self.min_hold < 0:
             raise ValueError("max_position and unit must be > 0, min_hold >= 0")
+        if self.fee_bps < 0 or self.slippage_bps < 0 or self.margin_bps < 0:
+            raise ValueError("fee_bps, slippage_bps and margin_bps must be >= 0")
 
     @property
     def step(self) -> float:

@@ -11,6 +11,16 @@ its P&L is net of the fees of its fills (a reversing fill's fee is split by
 quantity). ``spread_cost`` sums ``side * (price - mid) * qty`` over fills: what
 crossing, slippage and latency cost against the mid at the fill.
 
+Contracts (an :class:`~streamsig.book.instrument.Instrument` per symbol, or
+none: one unit of the quote per price unit). All of the above is done in
+*value* units ``v(price)``: ``multiplier * price`` for linear contracts and
+``-multiplier / price`` for inverse ones (Binance COIN-M: a contract is worth
+``multiplier`` USD and P&L settles in the coin), so that ``q * (v(exit) -
+v(entry))`` is the P&L of ``q`` contracts. For a long inverse position that is
+Binance's published COIN-M formula ``qty * multiplier * (1/entry - 1/exit)``,
+in the coin; ``avg`` is then the value of the harmonic-mean entry price, and
+cash, fees, notional and equity are in the settlement coin.
+
 Kill switch: when a mark leaves equity more than ``max_drawdown`` (a fraction)
 below its running peak, :attr:`Portfolio.killed` latches and :meth:`allow`
 returns 0 for every target. The driver then calls ``Executor.halt``.
@@ -32,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from streamsig.book.instrument import Instrument
 from streamsig.trading import performance
 from streamsig.trading.executor import Fill
 
@@ -41,7 +52,8 @@ _EPS = 1e-9
 
 @dataclass(slots=True)
 class Position:
-    """One symbol's book-keeping (quote currency; ``mid`` is the last mark)."""
+    """One symbol's book-keeping (settlement currency; ``mid`` is the last mark, a price;
+    ``avg`` the average entry in value units, see the module doc)."""
 
     qty: float = 0.0
     avg: float = 0.0
@@ -53,24 +65,32 @@ class Position:
     mid: float = math.nan
     trip_open: int = 0
     trip_pnl: float = 0.0
+    multiplier: float = 1.0
+    inverse: bool = False
+
+    def value(self, price: float) -> float:
+        """Value of one long unit at ``price`` (``m * price``, or ``-m / price`` for inverse)."""
+        return -self.multiplier / price if self.inverse else self.multiplier * price
 
     @property
     def unrealised(self) -> float:
-        return self.qty * (self.mid - self.avg) if self.qty and math.isfinite(self.mid) else 0.0
+        return self.qty * (self.value(self.mid) - self.avg) if self.qty and math.isfinite(self.mid) else 0.0
 
 
 class Portfolio:
     """Positions and P&L over symbols sharing one quote currency.
 
     ``capital`` (> 0) is the starting equity; ``max_drawdown`` (fraction, or
-    None) arms the kill switch; ``keep_curve=False`` keeps no equity series.
+    None) arms the kill switch; ``keep_curve=False`` keeps no equity series;
+    ``instruments`` maps symbols to their contracts (default: linear, x1).
     """
 
     def __init__(self, capital: float = 1.0, max_drawdown: float | None = None,
-                 keep_curve: bool = True) -> None:
+                 keep_curve: bool = True, instruments: dict[str, Instrument] | None = None) -> None:
         if not capital > 0:
             raise ValueError(f"capital must be > 0, got {capital}")
         self.capital, self.max_drawdown, self.keep_curve = float(capital), max_drawdown, keep_curve
+        self.instruments = dict(instruments or {})
         self.cash = self.capital
         self.positions: dict[str, Position] = {}
         self.peak = self.equity = self.capital
@@ -86,13 +106,13 @@ class Portfolio:
         if not fill.qty > 0:
             raise ValueError(f"fill qty must be > 0, got {fill.qty}")
         p = self._pos(fill.symbol)
-        q, px, fee = fill.side * fill.qty, fill.price, fill.fee
+        q, px, fee = fill.side * fill.qty, p.value(fill.price), fill.fee
         self.cash -= q * px + fee
         p.fees += fee
-        p.notional += fill.qty * px
+        p.notional += fill.qty * abs(px) if not p.inverse else fill.qty * p.multiplier / fill.price
         p.fills += 1
         if math.isfinite(fill.mid):
-            p.spread_cost += fill.side * (px - fill.mid) * fill.qty
+            p.spread_cost += fill.side * (px - p.value(fill.mid)) * fill.qty
         if p.qty == 0.0 or (p.qty > 0) == (q > 0):  # open or add
             if p.qty == 0.0:
                 p.trip_open, p.trip_pnl = fill.ts_ns, 0.0
@@ -122,7 +142,7 @@ class Portfolio:
         eq = self.cash
         for q in self.positions.values():
             if q.qty:
-                eq += q.qty * (q.mid if math.isfinite(q.mid) else q.avg)
+                eq += q.qty * (q.value(q.mid) if math.isfinite(q.mid) else q.avg)
         self.equity = eq
         if eq > self.peak:
             self.peak = eq
@@ -136,7 +156,9 @@ class Portfolio:
     def _pos(self, symbol: str) -> Position:
         p = self.positions.get(symbol)
         if p is None:
-            p = self.positions[symbol] = Position()
+            inst = self.instruments.get(symbol)
+            p = self.positions[symbol] = Position() if inst is None else \
+                Position(multiplier=inst.multiplier, inverse=inst.inverse)
         return p
 
     def allow(self, target: float) -> float:
@@ -205,6 +227,7 @@ class Portfolio:
         pos = {s: {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in asdict(p).items()}
                for s, p in self.positions.items()}
         return {"capital": self.capital, "max_drawdown": self.max_drawdown, "keep_curve": self.keep_curve,
+                "instruments": {s: i.to_dict() for s, i in self.instruments.items()},
                 "cash": self.cash, "peak": self.peak, "equity": self.equity, "killed": self.killed,
                 "kill_ts": self.kill_ts, "positions": pos, "trips": [list(t) for t in self._trips],
                 "curve_ts": self._ts[:self._n].tolist(), "curve_eq": self._eq[:self._n].tolist()}
@@ -212,7 +235,8 @@ class Portfolio:
     @classmethod
     def restore(cls, state: dict[str, Any]) -> "Portfolio":
         """A portfolio continuing from :meth:`snapshot`."""
-        pf = cls(state["capital"], state["max_drawdown"], state["keep_curve"])
+        insts = {s: Instrument(**d) for s, d in state.get("instruments", {}).items()}
+        pf = cls(state["capital"], state["max_drawdown"], state["keep_curve"], insts)
         pf.cash, pf.peak, pf.equity = state["cash"], state["peak"], state["equity"]
         pf.killed, pf.kill_ts = state["killed"], state["kill_ts"]
         for s, d in state["positions"].items():

@@ -14,7 +14,8 @@ recreating a shared marker): a broker that comes back
 without it has lost its topics and offsets (the embedded broker keeps nothing
 across a restart). The watch then recreates the topics, counts
 ``streamsig_broker_data_losses_total``, logs it and calls ``on_loss``
-(the worker dead-letters one record per symbol it holds).
+(the worker dead-letters one record per symbol it holds, or gave up at a
+rebalance since ``last_ok``, the last poll that found the topics).
 
 :func:`quiet_client_logs` keeps Kafka client libraries from logging the same
 error many times a second during an outage.
@@ -97,6 +98,7 @@ class BrokerWatch:
         self.outage = Outage(role, broker=bootstrap)
         M.BROKER_DATA_LOSSES.labels(role)
         self.losses = 0
+        self.last_ok = 0.0  #: ``time.monotonic()`` of the last poll that found the broker with its topics
         self._admin: Any = None
         self._marked = False
 
@@ -142,6 +144,7 @@ class BrokerWatch:
         except Exception as exc:  # noqa: BLE001 - any failure is an outage, the watch goes on
             await self._reset_admin()
             return self.outage.failed(exc)
+        self.last_ok = time.monotonic()
         self.outage.recovered()
         return self.interval_s
 

@@ -7,8 +7,8 @@ Layout (little-endian): a 104-byte header, then ``count`` raw ``SIGNAL_DTYPE`` r
 
     offset size field
          0    4 magic b"SSGS"
-         4    1 schema version (4: the header carries the producer session id; other
-               versions are refused)
+         4    1 schema version (4: the header carries the producer session id;
+               3, written before it, is read with epoch 0; others are refused)
          5    1 symbol length (1..16)
          6    1 model id length (0..32)
          7    1 reserved
@@ -21,7 +21,8 @@ Layout (little-endian): a 104-byte header, then ``count`` raw ``SIGNAL_DTYPE`` r
         84    8 worker received timestamp (the book frames taken from the stream), ns
               since epoch
         92    4 reserved, zero
-        96    8 producer session id (epoch) of the book frames answered
+        96    8 producer session id (epoch) of the book frames answered (not in version 3,
+              whose header ends at 96)
 
 The three stamps let every later hop split its latency by stage (see
 ``docs/latency.md``).
@@ -58,6 +59,8 @@ VERSION = 4
 _HEADER = struct.Struct("<4sBBBB16s32sqqqIqIq")
 HEADER_SIZE = _HEADER.size
 assert HEADER_SIZE == 104
+_HEADER_V3 = struct.Struct("<4sBBBB16s32sqqqIqI")  #: version 3: the same fields without the epoch
+assert _HEADER_V3.size == 96
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,19 +92,29 @@ def encode_signals(symbol: str, model_id: str, records: np.ndarray, producer_ts_
 
 
 def decode_signals(data: bytes) -> SignalFrame:
-    """Parse a signal frame; raise :class:`FrameError` with a reason if invalid."""
-    if len(data) < HEADER_SIZE:
+    """Parse a signal frame (version 4, or 3 with epoch 0); raise :class:`FrameError` with a reason if invalid.
+
+    >>> v3 = _HEADER_V3.pack(MAGIC, 3, 1, 1, 0, b"S", b"m", 10, 20, 7, 0, 15, 0)
+    >>> f = decode_signals(v3)
+    >>> (f.symbol, f.last_seq, f.worker_received_ns, f.epoch, len(f.records))
+    ('S', 7, 15, 0, 0)
+    """
+    ver = data[4] if len(data) > 4 else None
+    head = _HEADER_V3 if ver == 3 else _HEADER
+    if len(data) < head.size:
         raise FrameError(f"short signal frame: {len(data)} bytes")
-    magic, ver, ls, lm, res, sym, mid, pts, wts, last, count, rts, res2, epoch = _HEADER.unpack_from(data, 0)
-    if magic != MAGIC or ver != VERSION:
+    fields = head.unpack_from(data, 0)
+    magic, ver, ls, lm, res, sym, mid, pts, wts, last, count, rts, res2 = fields[:13]
+    epoch = fields[13] if ver == VERSION else 0
+    if magic != MAGIC or ver not in (3, VERSION):
         raise FrameError(f"not a signal frame (magic {magic!r}, version {ver})")
     if res or res2:
         raise FrameError(f"signal frame version {ver} has non-zero reserved bytes")
-    if len(data) != HEADER_SIZE + count * SIGNAL_DTYPE.itemsize:
+    if len(data) != head.size + count * SIGNAL_DTYPE.itemsize:
         raise FrameError(f"signal frame length {len(data)} does not match count {count}")
     if not 1 <= ls <= 16 or lm > 32:
         raise FrameError(f"signal frame symbol/model length {ls}/{lm} out of range")
-    rec = np.frombuffer(data, SIGNAL_DTYPE, count, HEADER_SIZE)
+    rec = np.frombuffer(data, SIGNAL_DTYPE, count, head.size)
     try:
         return SignalFrame(sym[:ls].decode(), mid[:lm].decode(), pts, wts, last, rec, rts, epoch)
     except UnicodeDecodeError as exc:

@@ -1,0 +1,507 @@
+"""Per-symbol checkpoints: a safe file format, a local folder cache and a broker topic.
+
+Format (``FORMAT_VERSION`` 1), no pickle anywhere::
+
+    b"SSCK" | u16 format version | u16 flags | u32 JSON length | JSON | body | sha256(all before)
+
+The JSON holds the scalars (kind, symbol, version, the state's plain numbers
+and strings) and a table of arrays (name, dtype, shape, offset, size) whose
+raw bytes follow in ``body`` (zlib-compressed when flag 1 is set). Reading
+checks the magic, the format version, the lengths and the sha256 before
+anything is parsed, refuses object dtypes, and only ever builds dicts, lists,
+numbers, strings, bytes and numpy arrays: a crafted file cannot run code.
+
+A checkpoint's ``version`` grows by one each time its symbol's state changes
+(and continues from the restored one), so the newest of a local file and the
+broker's record is the one with the higher version.
+
+:class:`LocalStore` writes files atomically (temp file, fsync, rename, fsync
+of the folder) under collision-free names (a hash of the symbol's bytes).
+:class:`BrokerStore` keeps the same bytes on a topic keyed by symbol and
+co-partitioned with ``book-events``, so whichever worker owns a partition can
+restore its symbols; it reads a partition up to a marker record it writes
+itself (Tansu answers ListOffsets one batch short) and splits records above
+the producer's request limit. Tansu never compacts, so writers only publish
+a state that changed, at most once per checkpoint interval.
+
+``STREAMSIG_CRASH_AT=<hook>:<n>`` (for testing only) makes this process
+SIGKILL itself the n-th time it passes the named :func:`crash_point`.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import os
+import signal
+import struct
+import time
+import uuid
+import zlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from streamsig.wire.topics import Topics, topic_name
+
+log = logging.getLogger(__name__)
+
+MAGIC = b"SSCK"
+FORMAT_VERSION = 1
+_HEAD = struct.Struct(">4sHHI")
+_FLAG_ZLIB = 1
+_DIGEST = 32
+MAX_RECORD_BYTES = 900_000  #: broker record chunk size, under the 1 MB producer request limit
+_PART_MAGIC = b"SSCR"
+_PART_HEAD = struct.Struct(">4sHHq32s")  # magic, part, parts, version, sha256 of the whole blob
+_MARKER = b"SSMK"
+
+CHECKPOINTS = "checkpoints"
+TRADER_CHECKPOINTS = "trader-checkpoints"
+SNAPSHOT_REQUESTS = "snapshot-requests"
+
+
+def state_topics(topics: Topics) -> tuple[str, str, str]:
+    """(worker checkpoints, trader checkpoints, snapshot requests) topic names under ``topics``' prefix.
+
+    >>> state_topics(Topics("x"))
+    ('x-checkpoints', 'x-trader-checkpoints', 'x-snapshot-requests')
+    """
+    return (topic_name(CHECKPOINTS, topics.prefix), topic_name(TRADER_CHECKPOINTS, topics.prefix),
+            topic_name(SNAPSHOT_REQUESTS, topics.prefix))
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is truncated, corrupt, of another format or for another symbol."""
+
+
+# ---- crash hooks (testing) ---------------------------------------------------------------
+_crash_counts: dict[str, int] = {}
+
+
+def crash_point(name: str) -> None:
+    """For testing: SIGKILL this process here on the n-th pass when ``STREAMSIG_CRASH_AT=name:n``.
+
+    Hooks: ``file-write`` (half of a checkpoint file written), ``checkpoint-saved`` (state saved,
+    offsets not yet committed), ``output-sent`` (output queued, broker ack not yet awaited).
+    """
+    spec = os.environ.get("STREAMSIG_CRASH_AT")
+    if not spec:
+        return
+    hook, _, n = spec.partition(":")
+    if hook != name:
+        return
+    _crash_counts[name] = _crash_counts.get(name, 0) + 1
+    if _crash_counts[name] == int(n or 1):
+        log.warning("STREAMSIG_CRASH_AT=%s: killing this process", spec)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+# ---- format ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Checkpoint:
+    """One decoded checkpoint."""
+
+    kind: str  #: "worker" or "trader"
+    symbol: str
+    version: int  #: grows by one per changed state
+    state: dict[str, Any]
+
+
+def _pack(obj: Any, arrays: list[tuple[str, np.ndarray]]) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _pack(v, arrays) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_pack(v, arrays) for v in obj]
+    if isinstance(obj, (bytes, bytearray, memoryview)):
+        arrays.append((f"a{len(arrays)}", np.frombuffer(bytes(obj), np.uint8)))
+        return {"$bytes": arrays[-1][0]}
+    if isinstance(obj, np.ndarray):
+        if obj.dtype.hasobject:
+            raise TypeError("object arrays cannot be checkpointed")
+        arrays.append((f"a{len(arrays)}", np.ascontiguousarray(obj)))
+        return {"$array": arrays[-1][0]}
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    raise TypeError(f"cannot checkpoint a {type(obj).__name__}")
+
+
+def _unpack(obj: Any, arrays: dict[str, np.ndarray]) -> Any:
+    if isinstance(obj, dict):
+        if len(obj) == 1 and ("$bytes" in obj or "$array" in obj):
+            key, name = next(iter(obj.items()))
+            if name not in arrays:
+                raise CheckpointError(f"checkpoint refers to a missing array {name!r}")
+            a = arrays[name]
+            return a.tobytes() if key == "$bytes" else a
+        return {k: _unpack(v, arrays) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_unpack(v, arrays) for v in obj]
+    return obj
+
+
+def _dtype_json(dt: np.dtype) -> Any:
+    return dt.descr if dt.names else dt.str
+
+
+def _dtype_from_json(d: Any) -> np.dtype:
+    try:
+        if isinstance(d, str):
+            dt = np.dtype(d)
+        elif isinstance(d, list):
+            fields = []
+            for f in d:
+                if not (isinstance(f, list) and len(f) in (2, 3) and isinstance(f[0], str)):
+                    raise CheckpointError(f"bad dtype field {f!r}")
+                sub = _dtype_from_json(f[1])
+                fields.append((f[0], sub) if len(f) == 2 else (f[0], sub, tuple(int(x) for x in f[2])))
+            dt = np.dtype(fields)
+        else:
+            raise CheckpointError(f"bad dtype {d!r}")
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"bad dtype {d!r}: {exc}") from None
+    if dt.hasobject:
+        raise CheckpointError("object dtypes are refused")
+    return dt
+
+
+def encode_checkpoint(kind: str, symbol: str, version: int, state: dict[str, Any],
+                      compress: bool = True) -> bytes:
+    """The checkpoint bytes of ``state`` (nested dicts/lists of numbers, strings, bytes and arrays)."""
+    arrays: list[tuple[str, np.ndarray]] = []
+    packed = _pack(state, arrays)
+    table, parts, off = [], [], 0
+    for name, a in arrays:
+        b = a.tobytes()
+        table.append({"name": name, "dtype": _dtype_json(a.dtype), "shape": list(a.shape),
+                      "offset": off, "nbytes": len(b)})
+        parts.append(b)
+        off += len(b)
+    head = {"kind": kind, "symbol": symbol, "version": int(version), "state": packed, "arrays": table}
+    js = json.dumps(head, separators=(",", ":"), allow_nan=True).encode("utf-8")
+    body = b"".join(parts)
+    flags = 0
+    if compress:
+        body, flags = zlib.compress(body, 1), _FLAG_ZLIB
+    out = _HEAD.pack(MAGIC, FORMAT_VERSION, flags, len(js)) + js + body
+    return out + hashlib.sha256(out).digest()
+
+
+def decode_checkpoint(blob: bytes, symbol: str | None = None, kind: str | None = None) -> Checkpoint:
+    """Parse and verify checkpoint bytes; :class:`CheckpointError` if anything is wrong."""
+    if len(blob) < _HEAD.size + _DIGEST:
+        raise CheckpointError(f"checkpoint truncated ({len(blob)} bytes)")
+    data, digest = blob[:-_DIGEST], blob[-_DIGEST:]
+    if hashlib.sha256(data).digest() != digest:
+        raise CheckpointError("checkpoint checksum mismatch (truncated or corrupt)")
+    magic, ver, flags, jlen = _HEAD.unpack_from(data)
+    if magic != MAGIC:
+        raise CheckpointError("not a streamsig checkpoint")
+    if ver != FORMAT_VERSION:
+        raise CheckpointError(f"checkpoint format {ver} is not supported (expected {FORMAT_VERSION})")
+    if _HEAD.size + jlen > len(data):
+        raise CheckpointError("checkpoint header runs past the end")
+    try:
+        head = json.loads(data[_HEAD.size:_HEAD.size + jlen].decode("utf-8"))
+        body = data[_HEAD.size + jlen:]
+        if flags & _FLAG_ZLIB:
+            body = zlib.decompress(body)
+        arrays: dict[str, np.ndarray] = {}
+        for t in head["arrays"]:
+            dt = _dtype_from_json(t["dtype"])
+            shape = tuple(int(x) for x in t["shape"])
+            off, n = int(t["offset"]), int(t["nbytes"])
+            if off < 0 or n < 0 or off + n > len(body) or n != int(np.prod(shape, dtype=np.int64)) * dt.itemsize:
+                raise CheckpointError(f"array {t['name']!r} does not fit the body")
+            arrays[str(t["name"])] = np.frombuffer(body, dt, count=n // dt.itemsize if dt.itemsize else 0,
+                                                   offset=off).reshape(shape).copy()
+        ck = Checkpoint(str(head["kind"]), str(head["symbol"]), int(head["version"]),
+                        _unpack(head["state"], arrays))
+    except CheckpointError:
+        raise
+    except (ValueError, KeyError, TypeError, zlib.error, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"checkpoint unreadable: {type(exc).__name__}: {exc}") from None
+    if symbol is not None and ck.symbol != symbol:
+        raise CheckpointError(f"checkpoint is for symbol {ck.symbol!r}, not {symbol!r}")
+    if kind is not None and ck.kind != kind:
+        raise CheckpointError(f"checkpoint is a {ck.kind!r} checkpoint, not {kind!r}")
+    return ck
+
+
+def state_digest(state: dict[str, Any]) -> bytes:
+    """A digest of a state's content (what "unchanged" is compared on)."""
+    return hashlib.sha256(encode_checkpoint("", "", 0, state, compress=False)).digest()
+
+
+# ---- files -------------------------------------------------------------------------------
+def default_state_dir(kind: str) -> Path:
+    """``$XDG_DATA_HOME/streamsig/<kind>`` (default ``~/.local/share/streamsig/<kind>``)."""
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base) / "streamsig" / kind
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that a crash leaves either the old or the new file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        half = len(data) // 2
+        os.write(fd, data[:half])
+        crash_point("file-write")
+        view = memoryview(data)[half:]
+        while len(view):
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    dfd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+def symbol_file(symbol: str) -> str:
+    """A file name for ``symbol``: a hash of its UTF-8 bytes (no two symbols share one).
+
+    >>> symbol_file("A/B") != symbol_file("A_B") != symbol_file("a\\0b")
+    True
+    """
+    return hashlib.sha256(symbol.encode("utf-8", "surrogatepass")).hexdigest()[:40] + ".ckpt"
+
+
+class LocalStore:
+    """Checkpoints of one kind in a folder, one file per symbol (a cache of the broker's)."""
+
+    def __init__(self, folder: str | Path, kind: str) -> None:
+        self.folder, self.kind = Path(folder), kind
+        self.folder.mkdir(parents=True, exist_ok=True)
+        for stale in self.folder.glob(".*.tmp"):  # left by a crash during a write
+            stale.unlink(missing_ok=True)
+
+    def path(self, symbol: str) -> Path:
+        return self.folder / symbol_file(symbol)
+
+    def load(self, symbol: str) -> Checkpoint | None:
+        """The symbol's checkpoint, None if there is none; :class:`CheckpointError` if it is damaged."""
+        p = self.path(symbol)
+        try:
+            blob = p.read_bytes()
+        except FileNotFoundError:
+            return None
+        return decode_checkpoint(blob, symbol, self.kind)
+
+    def save(self, symbol: str, blob: bytes) -> None:
+        atomic_write(self.path(symbol), blob)
+
+
+class Versions:
+    """Per-symbol checkpoint versions and the digest of the last state written (skip unchanged)."""
+
+    def __init__(self) -> None:
+        self.version: dict[str, int] = {}
+        self._digest: dict[str, bytes] = {}
+
+    def restored(self, symbol: str, ck: Checkpoint | None, extra: tuple[str, ...] = ()) -> None:
+        """Continue from ``ck``; ``extra`` names the keys written beside the content (not compared)."""
+        self.version[symbol] = ck.version if ck is not None else 0
+        self._digest.pop(symbol, None)
+        if ck is not None:
+            self._digest[symbol] = state_digest({k: v for k, v in ck.state.items() if k not in extra})
+
+    def forget(self, symbol: str) -> None:
+        self.version.pop(symbol, None)
+        self._digest.pop(symbol, None)
+
+    def next(self, symbol: str, content: dict[str, Any]) -> tuple[int, bytes] | None:
+        """(version, digest) to write for ``content``, or None when it equals the last one written."""
+        d = state_digest(content)
+        if self._digest.get(symbol) == d:
+            return None
+        return self.version.get(symbol, 0) + 1, d
+
+    def written(self, symbol: str, version: int, digest: bytes) -> None:
+        """Record that ``version`` (with content ``digest``) is saved."""
+        self.version[symbol], self._digest[symbol] = version, digest
+
+
+# ---- broker ------------------------------------------------------------------------------
+def partition_for(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner (murmur2, as aiokafka and Faust use) picks for ``key``."""
+    from aiokafka.partitioner import murmur2
+
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+def split_record(blob: bytes, version: int, limit: int = MAX_RECORD_BYTES) -> list[bytes]:
+    """``blob`` as one or more topic records, each under ``limit`` bytes."""
+    digest = hashlib.sha256(blob).digest()
+    chunks = [blob[i:i + limit] for i in range(0, len(blob), limit)] or [b""]
+    return [_PART_HEAD.pack(_PART_MAGIC, i, len(chunks), version, digest) + c for i, c in enumerate(chunks)]
+
+
+class _Assembler:
+    """Reassembles split records; keeps the newest complete blob per key."""
+
+    def __init__(self) -> None:
+        self.parts: dict[bytes, tuple[int, bytes, dict[int, bytes], int]] = {}
+        self.latest: dict[bytes, tuple[int, bytes]] = {}
+
+    def add(self, key: bytes, value: bytes) -> None:
+        if len(value) < _PART_HEAD.size or not value.startswith(_PART_MAGIC):
+            return
+        _, part, parts, version, digest = _PART_HEAD.unpack_from(value)
+        cur = self.parts.get(key)
+        if cur is None or cur[0] != version or cur[1] != digest:
+            cur = (version, digest, {}, parts)
+            self.parts[key] = cur
+        cur[2][part] = value[_PART_HEAD.size:]
+        if len(cur[2]) == cur[3]:
+            blob = b"".join(cur[2][i] for i in range(cur[3]))
+            del self.parts[key]
+            if hashlib.sha256(blob).digest() != digest:
+                log.error("checkpoint record of %r fails its checksum", key)
+                return
+            old = self.latest.get(key)
+            if old is None or version >= old[0]:
+                self.latest[key] = (version, blob)
+
+
+class BrokerStore:
+    """Checkpoints on a topic keyed by symbol, co-partitioned with ``book-events``.
+
+    Also reads back output topics (signals, fills, P&L) to find what was already
+    published. Start it on the event loop that uses it.
+    """
+
+    def __init__(self, bootstrap: str, topic: str, partitions: int, idle_s: float = 0.4) -> None:
+        self.bootstrap, self.topic, self.partitions, self.idle_s = bootstrap, topic, partitions, idle_s
+        self._producer: Any = None
+
+    async def start(self, extra_topics: Iterable[str] = (), co_partitioned: Iterable[str] = ()) -> None:
+        """Create the topics if needed and connect; ``co_partitioned`` topics must have as many partitions."""
+        from aiokafka import AIOKafkaProducer
+
+        from streamsig.wire.topics import ensure_topics, partition_counts
+
+        counts = await ensure_topics(self.bootstrap, [self.topic, *extra_topics], self.partitions)
+        others = list(co_partitioned)
+        if others:
+            counts.update(await partition_counts(self.bootstrap, others))
+        for name in [self.topic, *others]:
+            if counts[name] != self.partitions:
+                raise RuntimeError(f"{name} has {counts[name]} partitions, not {self.partitions}: state keyed by "
+                                   "symbol must be co-partitioned with book-events")
+        self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks=1, enable_idempotence=False,
+                                          max_request_size=1_000_000, linger_ms=0)
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
+
+    async def send(self, topic: str, key: bytes, value: bytes, partition: int | None = None) -> Any:
+        """Send one record and wait for the broker's acknowledgement (retried, then raised)."""
+        for attempt in range(4):
+            try:
+                return await self._producer.send_and_wait(topic, value, key=key, partition=partition)
+            except Exception as exc:  # noqa: BLE001 - any failure: retry, then raise
+                if attempt == 3:
+                    raise
+                log.warning("send to %s failed (%s); retrying", topic, exc)
+                await asyncio.sleep(0.2 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    async def publish(self, symbol: str, version: int, blob: bytes) -> None:
+        """Write one checkpoint (split if needed) and wait until the broker has all of it."""
+        key = symbol.encode("utf-8", "surrogatepass")
+        p = partition_for(key, self.partitions)
+        futs = [await self._producer.send(self.topic, rec, key=key, partition=p)
+                for rec in split_record(blob, version)]
+        try:
+            await asyncio.gather(*futs)
+        except Exception:  # noqa: BLE001 - retry the whole record once, acknowledged
+            for rec in split_record(blob, version):
+                await self.send(self.topic, key, rec, p)
+
+    async def load_partition(self, partition: int) -> dict[str, bytes]:
+        """The newest complete checkpoint blob of each symbol on ``partition`` (read up to a marker)."""
+        token = _MARKER + uuid.uuid4().bytes
+        await self.send(self.topic, b"", token, partition)
+        asm = _Assembler()
+        seen = False
+
+        def on(key: bytes | None, value: bytes | None) -> bool:
+            nonlocal seen
+            if value == token:
+                seen = True
+                return True
+            if key and value:
+                asm.add(key, value)
+            return False
+
+        await read_partition(self.bootstrap, self.topic, partition, 0, on, idle_s=None)
+        if not seen:
+            raise RuntimeError(f"marker not found on {self.topic}[{partition}]")
+        return {k.decode("utf-8", "surrogatepass"): blob for k, (_, blob) in asm.latest.items()}
+
+    async def read_tail(self, topic: str, partition: int, start: int,
+                        on: Callable[[bytes | None, bytes | None], bool | None]) -> None:
+        """Read ``topic[partition]`` from ``start`` until idle (nobody else writes it now)."""
+        await read_partition(self.bootstrap, topic, partition, max(0, start), on, idle_s=self.idle_s)
+
+
+async def read_partition(bootstrap: str, topic: str, partition: int, start: int,
+                         on: Callable[[bytes | None, bytes | None], bool | None],
+                         idle_s: float | None, timeout_s: float = 60.0) -> None:
+    """Feed ``on(key, value)`` the records of one partition from ``start``.
+
+    Stops when ``on`` returns True (a marker), or, with ``idle_s``, once the end
+    offset is reached and nothing more arrived for ``idle_s`` seconds.
+    """
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    tp = TopicPartition(topic, partition)
+    c = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
+                         fetch_max_wait_ms=50, max_partition_fetch_bytes=4 * 1024 * 1024)
+    await c.start()
+    try:
+        c.assign([tp])
+        c.seek(tp, start)
+        end = (await c.end_offsets([tp]))[tp]
+        deadline = time.monotonic() + timeout_s
+        quiet_since: float | None = None
+        while time.monotonic() < deadline:
+            got = await c.getmany(tp, timeout_ms=100, max_records=5000)
+            recs = got.get(tp, [])
+            for r in recs:
+                if on(r.key, r.value):
+                    return
+            if recs:
+                quiet_since = None
+                continue
+            if idle_s is None:
+                continue
+            if await c.position(tp) >= end:
+                now = time.monotonic()
+                quiet_since = quiet_since or now
+                if now - quiet_since >= idle_s:
+                    return
+        raise TimeoutError(f"reading {topic}[{partition}] did not finish within {timeout_s:g} s")
+    finally:
+        await c.stop()
+
+
+async def request_snapshot(store: BrokerStore, topic: str, symbol: str, after_seq: int, reason: str) -> None:
+    """Ask the producer for a book snapshot of ``symbol`` (see :mod:`streamsig.live.producer`)."""
+    body = {"type": "snapshot-request", "symbol": symbol, "after_seq": int(after_seq), "reason": reason,
+            "ts_ns": time.time_ns()}
+    await store.send(topic, symbol.encode("utf-8", "surrogatepass"), json.dumps(body).encode())

@@ -1,0 +1,68 @@
+"""Acknowledged output: send records, wait for the broker's ack, retry, then dead-letter.
+
+Faust's ``topic.send`` returns once a record is queued in its buffer; the
+future it returns resolves when the broker has it. Watermarks (what was
+published) may only move after that, so every output goes through
+:func:`send_acked`.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from streamsig import telemetry as M
+from streamsig.live.checkpoint import crash_point
+from streamsig.wire.frames import dead_letter_record
+
+log = logging.getLogger(__name__)
+
+RETRIES = 3
+
+
+async def send_acked(items: Sequence[tuple[Any, bytes, bytes]], dead: Any = None,
+                     symbols: Sequence[str] | None = None) -> list[Any]:
+    """Send ``(faust topic, key, value)`` records; return each one's ``RecordMetadata`` once acknowledged.
+
+    All records are queued first and then awaited. A failed record is sent
+    again up to :data:`RETRIES` times; after that it goes to ``dead`` (reason
+    ``PUBLISH_FAILED``, the payload kept) and its slot is None. If even the
+    dead letter cannot be delivered, the error is raised: output is never
+    dropped silently.
+    """
+    futs = []
+    for topic, key, value in items:
+        try:
+            futs.append(await topic.send(key=key, value=value))
+        except Exception as exc:  # noqa: BLE001 - retried below
+            futs.append(exc)
+    crash_point("output-sent")
+    out: list[Any] = []
+    for i, ((topic, key, value), fut) in enumerate(zip(items, futs)):
+        md, err = None, fut if isinstance(fut, BaseException) else None
+        if err is None:
+            try:
+                md = await fut
+            except Exception as exc:  # noqa: BLE001
+                err = exc
+        attempt = 0
+        while md is None and attempt < RETRIES:
+            attempt += 1
+            name = getattr(topic, "get_topic_name", lambda: "?")()
+            M.SEND_RETRIES.labels(name).inc()
+            log.warning("send to %s failed (%s); retry %d/%d", name, err, attempt, RETRIES)
+            await asyncio.sleep(0.1 * attempt)
+            try:
+                md = await (await topic.send(key=key, value=value))
+            except Exception as exc:  # noqa: BLE001
+                err = exc
+        if md is None:
+            if dead is None:
+                raise RuntimeError(f"output could not be published: {err}")
+            sym = symbols[i] if symbols else key.decode("utf-8", "replace")
+            M.DEAD_LETTERS.labels("PUBLISH_FAILED").inc()
+            rec = dead_letter_record(sym, "PUBLISH_FAILED", None, f"{type(err).__name__}: {err}", value)
+            await (await dead.send(key=key, value=rec))  # raises if the dead-letter topic fails too
+        out.append(md)
+    return out
