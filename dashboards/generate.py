@@ -178,6 +178,24 @@ def ops_board() -> Board:
                   "{{stage}}")], unit="s", w=8)
     b.panel("timeseries", "Stage throughput", "Observations per second by stage.",
             [(f"sum by (stage) (rate(streamsig_stage_latency_seconds_count[{RATE}]))", "{{stage}}")], unit="ops", w=8)
+    b.row("State and delivery")
+    b.panel("timeseries", "Checkpoints written", "Per-symbol checkpoints written per second, by process kind "
+            "(only symbols whose state changed are written).",
+            [(f"sum by (kind) (rate(streamsig_checkpoint_writes_total[{RATE}]))", "{{kind}}")], unit="ops", w=6)
+    b.panel("timeseries", "Checkpoint restores and damage", "Symbols restored from a checkpoint, by source, and "
+            "checkpoints found damaged (that symbol resyncs from a snapshot); 0 when nothing restarted.",
+            [("sum by (source) (streamsig_checkpoint_restores_total) or vector(0)", "restored {{source}}"),
+             ("sum(streamsig_checkpoint_corrupt_total) or vector(0)", "damaged")], w=6)
+    b.panel("timeseries", "Snapshot requests and waits", "Snapshots asked of the producer, and seconds symbols "
+            "spent waiting for one; 0 in a run without gaps.",
+            [("sum(streamsig_snapshot_requests_total) or vector(0)", "requests"),
+             ("sum(streamsig_snapshot_wait_seconds_total) or vector(0)", "seconds waited")], w=6)
+    b.panel("timeseries", "Output retries, suppressed and benign deletes", "Sends retried after a failure, "
+            "output records not republished after a restart (already on the topic), and deletes of levels the "
+            "book did not hold (counted no-ops).",
+            [("sum by (topic) (streamsig_send_retries_total) or vector(0)", "retried {{topic}}"),
+             ("sum by (topic) (streamsig_output_suppressed_total) or vector(0)", "suppressed {{topic}}"),
+             ("sum(streamsig_benign_deletes_total) or vector(0)", "benign deletes")], w=6)
     b.row("Processes")
     b.panel("timeseries", "CPU", "CPU time per second of each process (1 = one core).",
             [(f"rate(process_cpu_seconds_total[{RATE}])", "{{job}} {{instance}}")], unit="percentunit", w=8)

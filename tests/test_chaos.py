@@ -70,9 +70,17 @@ class Proc:
         self.started = time.monotonic()
 
     def ready(self) -> bool:
-        """The Faust worker has joined its group and started its agents."""
-        log = self.logdir / f"{self.name}.{self.runs}.log"
-        return b"[^Worker]: Ready" in log.read_bytes()
+        """The Faust worker has joined its group and started its agents (an exited process never will)."""
+        if self.p is not None and self.p.poll() is not None:
+            raise AssertionError(f"{self.name} exited with {self.p.returncode} before it was ready:\n{self.tail()}")
+        return b"[^Worker]: Ready" in self.log().read_bytes()
+
+    def log(self) -> Path:
+        return self.logdir / f"{self.name}.{self.runs}.log"
+
+    def tail(self, n: int = 4000) -> str:
+        """The end of the current run's log (what a failed wait shows)."""
+        return self.log().read_bytes()[-n:].decode("utf-8", "replace")
 
     def alive(self) -> bool:
         return self.p is not None and self.p.poll() is None
@@ -195,13 +203,17 @@ def reference(syms: list[str], n_updates: int, with_trades: bool) -> tuple[Any, 
     return run_backtest(feeds, spec, strategy=strat, exec_cfg=ex, policy_cfg=policy, baselines=[]), ends
 
 
-async def wait_for(cond: Callable[[], bool], timeout: float, what: str, show: Any = None) -> None:
+async def wait_for(cond: Callable[[], bool], timeout: float, what: str, show: Any = None,
+                   logs: tuple[Proc, ...] = ()) -> None:
+    """Poll ``cond`` until true; on timeout fail with ``show()`` and the log tails of ``logs``."""
     t0 = time.monotonic()
     end = t0 + timeout
     n = 0
     while not cond():
         if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
+            extra = "" if show is None else f" ({show()})"
+            tails = "".join(f"\n--- {p.name} (run {p.runs}) ---\n{p.tail()}" for p in logs)
+            raise AssertionError(f"timed out waiting for {what}{extra}{tails}")
         await asyncio.sleep(0.2)
         n += 1
         if show is not None and n % 25 == 0 and os.environ.get("STREAMSIG_CHAOS_VERBOSE"):
@@ -303,7 +315,7 @@ async def kill_schedule(proc: Proc, rng: random.Random, hook: str, hook_n: tuple
             log.append((proc.name, "hook " + spec, round(time.monotonic() - t0, 1), proc.p.returncode))
         else:
             proc.start()
-            await wait_for(proc.ready, 90, f"{proc.name} to be ready")
+            await wait_for(proc.ready, 120, f"{proc.name} to be ready", logs=(proc,))
             await asyncio.sleep(rng.uniform(1.0, 4.0))
             proc.kill9()
             log.append((proc.name, "kill -9", round(time.monotonic() - t0, 1)))
@@ -343,10 +355,10 @@ async def test_worker_and_trader_survive_kill_9(seed: int, tmp_path: Path) -> No
                 kill_schedule(trader, rng, "output-sent", (2, 20), 3, log, t0))
             await wait_for(lambda: not producer.alive(), 120, "the producer")
             assert producer.p.returncode == 0
-            await wait_for(lambda: all(mon.last_sig.get(s, -1) >= e for s, e in ends.items()), 120, "signals",
-                           lambda: mon.last_sig)
-            await wait_for(lambda: all(mon.last_pnl.get(s, -1) >= e for s, e in ends.items()), 120, "P&L",
-                           lambda: mon.last_pnl)
+            await wait_for(lambda: all(mon.last_sig.get(s, -1) >= e for s, e in ends.items()), 180, "signals",
+                           lambda: mon.last_sig, (worker, trader))
+            await wait_for(lambda: all(mon.last_pnl.get(s, -1) >= e for s, e in ends.items()), 180, "P&L",
+                           lambda: mon.last_pnl, (worker, trader))
             assert worker.stop() == 0 and trader.stop() == 0
             t_run = time.monotonic() - t0
         finally:
@@ -406,8 +418,9 @@ async def test_scale_out_kill_and_restart_a_worker(n_workers: int, when: str, se
             await asyncio.sleep(rng.uniform(9.0, 12.0))  # the survivors take over, then it comes back
             victim.start()
             await wait_for(lambda: not producer.alive(), 120, "the producer")
-            await wait_for(lambda: all(mon.last_sig.get(s, -1) >= e for s, e in ends.items()), 120, "signals")
-            await wait_for(victim.ready, 90, "the restarted worker to rejoin")  # partitions handed back
+            await wait_for(lambda: all(mon.last_sig.get(s, -1) >= e for s, e in ends.items()), 180, "signals",
+                           lambda: mon.last_sig, tuple(workers))
+            await wait_for(victim.ready, 180, "the restarted worker to rejoin", logs=(victim,))
             for w in workers:
                 assert w.stop() == 0
         finally:

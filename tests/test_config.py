@@ -151,6 +151,6 @@ def test_backtest_trade_and_demo_share_every_default() -> None:
     assert execs[0]["fee_bps"] == 1.0 and execs[0]["signal_latency_events"] == 1
     assert execs[0]["max_drawdown"] == 0.2
     assert got["backtest"]["policy"] == got["demo"]["policy"] == resolved_here("worker")["policy"]
-    assert got["backtest"]["policy"]["kind"] == "edge" and got["backtest"]["policy"]["fee_bps"] == 1.0
+    assert got["backtest"]["policy"]["kind"] == "threshold" and got["backtest"]["policy"]["fee_bps"] == 1.0
     assert got["backtest"]["policy"]["unit"] is None  # all-in: the unit is --max-position
     assert got["trade"]["stream"]["topic_prefix"] == ""

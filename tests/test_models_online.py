@@ -119,3 +119,42 @@ def test_matured_labels_watch_the_champion_for_drift_and_score_the_challenger():
     assert 0 < ours["matured"] <= ch.learned and ours["predicted"].sum() == 3 * ours["matured"]
     assert ours["observed"].sum() == ours["matured"] and ours["drifts"] == len(ch.drifts)
     assert ch.take_tally()["challenger"]["matured"] == 0  # handed out once
+
+
+class _Shell:
+    """Pickles to a call of ``os.system``: what a crafted checkpoint would carry."""
+
+    def __init__(self, cmd: str) -> None:
+        self.cmd = cmd
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        import os
+
+        return (os.system, (self.cmd,))
+
+
+def test_a_crafted_checkpoint_cannot_run_code(tmp_path):
+    import pickle
+
+    from streamsig.models.online import _MAGIC
+
+    flag = tmp_path / "ran"
+    evil = _MAGIC + pickle.dumps({"features": ["x"], "model": _Shell(f"touch {flag}")})
+    with pytest.raises(ValueError, match="posix.system|os.system"):
+        OnlineChallenger.from_bytes(evil)
+    assert not flag.exists()
+
+
+def test_every_kind_of_challenger_checkpoint_reads_back():
+    """Smoothed labels, champion scores and drift detectors: all within the classes a checkpoint may hold."""
+    df = planted_table(300, seed=3)
+    rows, mids = df[["ofi_1", "qimb_1"]].to_numpy(), df["mid"].to_numpy()
+    for cfg in (LabelConfig(horizon=4, kind="smoothed"), LabelConfig(horizon=3)):
+        ch = OnlineChallenger(["ofi_1", "qimb_1"], cfg, reset_on_drift=True)
+        for i in range(200):
+            ch.process_one(rows[i], mid=mids[i], symbol="AB"[i % 2], champion=np.array([0.2, 0.5, 0.3]))
+        copy = OnlineChallenger.from_bytes(ch.state_bytes())
+        for i in range(200, 300):
+            assert np.array_equal(ch.process_one(rows[i], mid=mids[i], symbol="A"),
+                                  copy.process_one(rows[i], mid=mids[i], symbol="A"))
+        assert repr(copy.take_tally()) == repr(ch.take_tally())

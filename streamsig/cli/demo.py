@@ -37,9 +37,9 @@ def demo(
 ) -> None:
     """Run the whole live pipeline on one machine: broker, producer, worker, paper trader,
     websocket signals and Prometheus metrics, with a live status line. Ctrl-C stops it cleanly.
-    Without --model it runs models/default, else the OFI rule. The policy is the edge policy, as
-    in backtest and worker; on the synthetic source the default model's expected moves do not pay
-    the 1 bp fee, so it stays flat there: pass --policy threshold to watch it trade."""
+    Without --model it runs models/default, else the OFI rule. The policy is the threshold policy,
+    as in backtest and worker; --policy edge trades only when the expected move pays the costs
+    (on the synthetic source it stays flat at the 1 bp fee)."""
     import asyncio
 
     from streamsig.live.broker import resolve_kafka

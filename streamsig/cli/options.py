@@ -17,8 +17,8 @@ policy and execution options are turned into one :class:`~streamsig.trading.poli
   each market's fee (:func:`market_fee_bps`: the feed's instrument, or the
   ``--instruments`` table), else 1 bp; ``--max-drawdown`` defaults to a kill
   switch at 20 % of a symbol's capital (0: off).
-* ``--policy`` defaults to ``edge`` (the cost-aware policy; it reads the fee and
-  slippage options too), ``threshold`` is the ``--enter/--exit`` hysteresis.
+* ``--policy`` defaults to ``threshold`` (the ``--enter/--exit`` hysteresis);
+  ``edge`` is the cost-aware policy (it reads the fee and slippage options too).
 """
 from __future__ import annotations
 
@@ -124,7 +124,7 @@ Passive = Annotated[bool, _opt("--passive/--aggressive", "Rest orders at our tou
                                "crossing the spread.")]
 
 # the defaults, once
-POLICY, MARGIN_BPS = "edge", 0.0  # edge: better net of costs than threshold on every sample (docs/backtest.md)
+POLICY, MARGIN_BPS = "threshold", 0.0  # edge loses less net of costs (docs/backtest.md) but never trades synthetic data
 ENTER, EXIT, MAX_POSITION, MIN_HOLD = 0.2, 0.0, 1.0, 0
 FEE_BPS, LATENCY_EVENTS, MAX_DRAWDOWN = DEFAULT_FEE_BPS, DEFAULT_LATENCY_EVENTS, DEFAULT_MAX_DRAWDOWN
 

@@ -26,6 +26,10 @@ from streamsig.config import Config
 from streamsig.wire.frames import max_events_for
 from streamsig.wire.topics import Topics
 
+_MAX_REQUEST_BYTES = 1_000_000  # Faust's default producer_max_request_size
+#: most bytes one published message value may have under the default request limit
+#: (:attr:`StreamConfig.payload_limit` for the configured one)
+PAYLOAD_LIMIT = _MAX_REQUEST_BYTES - 4096
 _YIELD_EVERY = 100  # messages the fetch loop delivers between turns of the event loop
 #: GIL switch interval for processes running a Faust app. Faust's Kafka consumer runs in its own
 #: thread; with Python's default 5 ms the event loop, coming back from each poll, can wait that long
@@ -58,7 +62,7 @@ class StreamConfig(Config):
     frame_delay_ms: float = 5.0  #: max time an event waits in a producer's framer
     web_port: int | None = None  #: Faust web server port; None disables it
     datadir: str | None = None  #: Faust data directory; None = a folder under the temp dir
-    max_message_bytes: int = 1_000_000  #: producer request limit; no published message exceeds it
+    max_message_bytes: int = _MAX_REQUEST_BYTES  #: producer request limit; no published message exceeds it
     seq_window: int = 1_000_000  #: largest forward sequence jump a frame may make (else SEQUENCE_JUMP)
     max_symbols: int = 512  #: most symbols one worker or trader holds (the rest: UNKNOWN_SYMBOL)
     allow_symbols: str = ""  #: comma-separated allow-list of symbols; empty allows any

@@ -18,9 +18,12 @@ models' drift alarms, since the last call (the champion's hits and calibration
 come from :class:`~streamsig.models.outcomes.MaturedScores`, which needs no challenger).
 
 Checkpoints (:meth:`state_bytes` / :meth:`from_bytes`) pickle the river model,
-which has no other serialised form. Only load checkpoints this process family
-wrote itself: unpickling runs code. The champion model is never pickled; it is
-ONNX plus a card (:mod:`streamsig.models.scorer`).
+which has no other serialised form. Reading one resolves only the classes such
+a checkpoint holds (:data:`SAFE_GLOBALS`: river's pipeline, scaler, softmax
+regression, SGD and ADWIN, a few containers, numpy arrays); any other global,
+such as ``os.system``, is refused before it is called, so a crafted checkpoint
+cannot run code. The champion model is never pickled; it is ONNX plus a card
+(:mod:`streamsig.models.scorer`).
 
 >>> import numpy as np
 >>> from streamsig.labels import LabelConfig
@@ -32,6 +35,7 @@ ONNX plus a card (:mod:`streamsig.models.scorer`).
 """
 from __future__ import annotations
 
+import io
 import pickle
 from collections import deque
 from collections.abc import Sequence
@@ -44,6 +48,31 @@ from streamsig.labels import LabelConfig, mid_change, ternary
 from streamsig.models.outcomes import empty_tally, tally
 
 _MAGIC = b"streamsig-online-v1\n"
+
+#: every ``(module, name)`` a challenger checkpoint refers to; unpickling resolves no other
+SAFE_GLOBALS = frozenset({
+    ("builtins", "float"), ("builtins", "int"), ("builtins", "complex"), ("builtins", "set"),
+    ("builtins", "frozenset"), ("collections", "Counter"), ("collections", "OrderedDict"),
+    ("collections", "defaultdict"), ("collections", "deque"), ("copy", "deepcopy"), ("functools", "partial"),
+    ("numpy", "dtype"), ("numpy", "ndarray"), ("numpy._core.numeric", "_frombuffer"),
+    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.multiarray", "scalar"),
+    ("river._river_rust.drift", "AdaptiveWindowing"), ("river.compose.pipeline", "Pipeline"),
+    ("river.drift.adwin", "ADWIN"), ("river.linear_model.softmax", "SoftmaxRegression"),
+    ("river.optim.losses", "CrossEntropy"), ("river.optim.schedulers", "Constant"), ("river.optim.sgd", "SGD"),
+    ("river.preprocessing.scale", "StandardScaler"), ("streamsig.labels", "LabelConfig"),
+    ("streamsig.models.online", "_Stream"), ("streamsig.models.online", "_Waiting"),
+})
+
+
+class _CheckpointUnpickler(pickle.Unpickler):
+    """Resolves only :data:`SAFE_GLOBALS`."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in SAFE_GLOBALS:
+            raise pickle.UnpicklingError(f"refers to {module}.{name}, which no challenger checkpoint holds")
+        return super().find_class(module, name)
 
 
 @dataclass
@@ -185,12 +214,21 @@ class OnlineChallenger:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> OnlineChallenger:
-        """Restore a checkpoint written by :meth:`state_bytes` (trusted input only)."""
+        """Restore a checkpoint written by :meth:`state_bytes`; raise ValueError if it is not one.
+
+        Only :data:`SAFE_GLOBALS` are resolved, so no other code runs.
+        """
         if not data.startswith(_MAGIC):
             raise ValueError("not an online challenger checkpoint")
+        try:
+            state = _CheckpointUnpickler(io.BytesIO(memoryview(data)[len(_MAGIC):])).load()
+        except Exception as exc:  # noqa: BLE001 - any failure means: not a checkpoint we can use
+            raise ValueError(f"bad online challenger checkpoint: {exc}") from None
+        if not isinstance(state, dict) or "model" not in state or "features" not in state:
+            raise ValueError("bad online challenger checkpoint: not a challenger's state")
         obj = cls.__new__(cls)
         obj._init_scoring()  # checkpoints written before champion scoring existed lack these
-        obj.__dict__.update(pickle.loads(data[len(_MAGIC):]))
+        obj.__dict__.update(state)
         return obj
 
 

@@ -1,7 +1,8 @@
-"""Signal frames: one symbol's signal records for the book frames processed together, in one message.
+"""Signal frames: one symbol's signal records for the book frames processed together.
 
 The worker takes the frames waiting on a partition together and answers each
-symbol's with one signal frame (one book frame when there is no backlog).
+symbol's with one signal frame (one book frame when there is no backlog);
+:func:`split_signals` cuts a long answer into messages under a size limit.
 
 Layout (little-endian): a 104-byte header, then ``count`` raw ``SIGNAL_DTYPE`` rows::
 
@@ -38,8 +39,6 @@ signals to the book by sequence.
 ('BTC', 'lgbm-1', 6, [0.0, 1.0])
 >>> (f.producer_ts_ns, f.worker_received_ns, f.worker_ts_ns)
 (10, 15, 20)
-
-:func:`split_signals` cuts a long answer into messages under a size limit.
 """
 from __future__ import annotations
 
