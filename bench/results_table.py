@@ -280,8 +280,8 @@ def main() -> None:
         "positive net P&L):", trading_markdown(trade),
         "**Edge policy against the threshold policy and the best baseline, net of costs:**",
         verdict_markdown(trade, models),
-        f"**Classification, smoothed label** (mean of the next k mids vs the current mid, threshold 0, "
-        f"k in events; 3 expanding purged folds, pooled out-of-sample macro-F1):",
+        "**Classification, smoothed label** (mean of the next k mids vs the current mid, threshold 0, "
+        "k in events; 3 expanding purged folds, pooled out-of-sample macro-F1):",
         classification_markdown(cls, models, ks)])
     print(text)
     if args.doc is not None:

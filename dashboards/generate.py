@@ -155,12 +155,21 @@ def ops_board() -> Board:
     b.panel("timeseries", "Lag by consumer", "Total lag over all partitions a consumer holds.",
             [("sum by (consumer) (streamsig_consumer_lag_messages)", "{{consumer}}")], w=6)
     b.panel("stat", "Broker reachable", "1 if every process reached a bootstrap broker at its last probe (min over "
-            "processes and brokers of streamsig_broker_up).",
+            "processes and roles of streamsig_broker_up).",
             [("min(streamsig_broker_up)", "up")], w=6, instant=True,
             defaults={"mappings": [{"type": "value", "options": {"0": {"text": "DOWN", "color": "red"},
                                                                  "1": {"text": "UP", "color": "green"}}}]},
             options={"reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
                      "colorMode": "background", "graphMode": "none", "textMode": "value"})
+    b.panel("timeseries", "Broker outages and data losses",
+            "Outages each process role saw (streamsig_broker_outages_total) and returns of the broker without "
+            "its topics and offsets, topics recreated (streamsig_broker_data_losses_total).",
+            [("sum by (role) (streamsig_broker_outages_total)", "outages {{role}}"),
+             ("sum by (role) (streamsig_broker_data_losses_total)", "losses {{role}}")], w=12)
+    b.panel("timeseries", "Websocket refusals by reason",
+            "Connections or clients the websocket server refused (streamsig_websocket_refused_total): bad token, "
+            "foreign origin, rate-limited address, message rate.",
+            [("sum by (reason) (streamsig_websocket_refused_total)", "{{reason}}")], w=12)
     b.row("Per-stage latency (producer timestamp of a book frame to the stage)")
     for q in (0.5, 0.99):
         b.panel("timeseries", f"Stage latency p{int(q * 100)}",

@@ -66,6 +66,13 @@ SHARPE = Gauge("streamsig_sharpe_ratio", "Sharpe ratio of the paper portfolio's 
                "updates (one per processed frame batch; not annualised)", ["symbol", "model"], registry=REGISTRY)
 FILLS = Counter("streamsig_fills", "Paper fills", ["symbol", "model"], registry=REGISTRY)
 FEES = Counter("streamsig_fees_quote", "Fees paid in quote currency", ["symbol", "model"], registry=REGISTRY)
+BROKER_UP = Gauge("streamsig_broker_up", "1 while the Kafka broker (bootstrap servers ``broker``) answers this "
+                  "process's ``role``, 0 during an outage", ["role", "broker"], registry=REGISTRY)
+BROKER_OUTAGES = Counter("streamsig_broker_outages", "Kafka broker outages seen by this process", ["role"],
+                         registry=REGISTRY)
+BROKER_DATA_LOSSES = Counter("streamsig_broker_data_losses",
+                             "Times the broker came back without its topics and offsets (topics recreated)",
+                             ["role"], registry=REGISTRY)
 CHECKPOINT_WRITES = Counter("streamsig_checkpoint_writes", "Per-symbol checkpoints written (changed state only)",
                             ["kind"], registry=REGISTRY)
 CHECKPOINT_CORRUPT = Counter("streamsig_checkpoint_corrupt", "Checkpoints found damaged (the symbol resyncs)",
@@ -82,14 +89,14 @@ SUPPRESSED = Counter("streamsig_output_suppressed", "Output records not republis
                      ["symbol", "topic"], registry=REGISTRY)
 WS_CLIENTS = Gauge("streamsig_websocket_clients", "Connected websocket clients", registry=REGISTRY)
 WS_SENT = Counter("streamsig_websocket_messages_sent", "Messages sent to websocket clients", registry=REGISTRY)
+WS_REFUSED = Counter("streamsig_websocket_refused", "Websocket connections or clients refused, by reason "
+                     "(token, origin, rate_limited, message_rate)", ["reason"], registry=REGISTRY)
 WS_DROPPED = Counter("streamsig_websocket_clients_dropped", "Slow websocket clients disconnected",
                      registry=REGISTRY)
 
 CONSUMER_LAG = Gauge("streamsig_consumer_lag_messages",
                      "Messages in a partition not yet processed by this consumer (high watermark - next offset)",
                      ["consumer", "topic", "partition"], registry=REGISTRY)
-BROKER_UP = Gauge("streamsig_broker_up", "1 if a TCP connection to a bootstrap broker succeeded at the last probe",
-                  ["broker"], registry=REGISTRY)
 SCORES = Histogram("streamsig_signal_probability", "Class probabilities the models publish (one per class per row)",
                    ["model", "class"], registry=REGISTRY, buckets=tuple(round(0.1 * i, 1) for i in range(1, 11)))
 MATURED = Counter("streamsig_labels_matured", "Predictions whose label has matured (scored against the outcome)",

@@ -221,7 +221,10 @@ while True:  # every metric, every label, values that keep moving (so rates are 
     M.BENIGN_DELETES.labels("SYN0").inc(4)
     M.WS_SENT.inc(40)
     M.WS_DROPPED.inc(1)
-    M.BROKER_UP.labels("127.0.0.1:9092").set(1)
+    M.BROKER_UP.labels("worker", "127.0.0.1:9092").set(1)
+    M.BROKER_OUTAGES.labels("worker").inc(1)
+    M.BROKER_DATA_LOSSES.labels("worker").inc(1)
+    M.WS_REFUSED.labels("token").inc(1)
     for stage in M.STAGES:
         for lat in (0.0004, 0.002, 0.03):
             M.STAGE_LATENCY.labels(stage).observe(lat)
@@ -361,7 +364,8 @@ def test_every_dashboard_query_returns_data_from_prometheus(tmp_path: Path) -> N
 HEALTHY_ZERO = frozenset({
     "streamsig_duplicate_events_total", "streamsig_sequence_gaps_total", "streamsig_resync_dropped_events_total",
     "streamsig_websocket_clients_dropped_total", "streamsig_drift_alarms_total", "streamsig_consumer_lag_messages",
-    "streamsig_position", "streamsig_checkpoint_restores_total", "streamsig_checkpoint_corrupt_total",
+    "streamsig_position", "streamsig_broker_outages_total", "streamsig_broker_data_losses_total",
+    "streamsig_websocket_refused_total", "streamsig_checkpoint_restores_total", "streamsig_checkpoint_corrupt_total",
     "streamsig_snapshot_requests_total", "streamsig_snapshot_wait_seconds_total", "streamsig_send_retries_total",
     "streamsig_output_suppressed_total", "streamsig_benign_deletes_total"})
 
@@ -386,7 +390,7 @@ async def test_every_dashboard_query_returns_data_from_prometheus_scraping_the_d
             reader = asyncio.create_task(_drain(ws))
             # undecodable frames on the demo's broker (its address is on the broker gauge) -> dead letters
             text = urllib.request.urlopen(f"http://127.0.0.1:{demo.metrics_port}/metrics", timeout=5).read().decode()
-            (broker,) = re.findall(r'streamsig_broker_up\{broker="([^"]+)"\} 1\.0', text)
+            (broker,) = set(re.findall(r'streamsig_broker_up\{broker="([^"]+)",role="[^"]+"\} 1\.0', text))
             producer = AIOKafkaProducer(bootstrap_servers=broker)
             await producer.start()
             problems: dict[str, str] = {"": "not polled yet"}

@@ -38,7 +38,7 @@ def test_round_trip_is_exact_and_zero_copy(n: int) -> None:
     data = encode_frame("BTC-USD", ev, 1_700_000_000_123_456_789)
     assert len(data) == HEADER_SIZE + 64 * n
     f = decode_frame(data)
-    assert (f.version, f.symbol, f.count, f.first_seq) == (1, "BTC-USD", n, 100)
+    assert (f.version, f.symbol, f.count, f.first_seq, f.epoch) == (2, "BTC-USD", n, 100, 0)
     assert f.producer_ts_ns == 1_700_000_000_123_456_789
     assert f.events.tobytes() == ev.tobytes()
     assert np.shares_memory(f.events, np.frombuffer(data, np.uint8))
@@ -102,9 +102,13 @@ GOOD = encode_frame("SYM", make_events(4), 0)
         (GOOD + b"\x00" * 64, "length mismatch"),
         (_patched(GOOD, 32, "<I", 5), "length mismatch"),
         (_patched(GOOD, 24, "<q", 7), "first_seq"),
+        (_patched(GOOD, 4, "<B", 1), "unknown frame version 1"),
+        (_patched(GOOD, 12, "<B", ord("x")), "padding"),
+        (_patched(GOOD, 48, "<q", -1), "bad session fields"),
+        (_patched(GOOD, 56, "<q", 3), "bad session fields"),
     ],
     ids=["empty", "short", "magic", "version", "itemsize", "symlen0", "symlen17", "utf8",
-         "truncated", "trailing", "count", "first_seq"],
+         "truncated", "trailing", "count", "first_seq", "v1", "padding", "epoch", "reserved"],
 )
 def test_corrupt_frames_raise_with_reason(data: bytes, reason: str) -> None:
     with pytest.raises(FrameError) as info:

@@ -1,7 +1,6 @@
-"""What the live processes report about themselves: broker probes and the model-score counters."""
+"""What the live processes report about themselves: the broker gauge and the model-score counters."""
 from __future__ import annotations
 
-import asyncio
 
 import numpy as np
 
@@ -16,16 +15,15 @@ def value(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
-async def test_broker_probe_sets_up_for_a_listener_and_down_for_a_closed_port() -> None:
-    srv = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
-    up = f"127.0.0.1:{srv.sockets[0].getsockname()[1]}"
+async def test_broker_watch_sets_down_for_a_closed_port() -> None:
+    from streamsig.wire.health import BrokerWatch
+
     down = f"127.0.0.1:{free_port()}"
-    try:
-        assert await health.probe_brokers(f"{up}, {down}", timeout_s=2) == 1
-    finally:
-        srv.close()
-        await srv.wait_closed()
-    assert value("streamsig_broker_up", broker=up) == 1.0 and value("streamsig_broker_up", broker=down) == 0.0
+    watch = BrokerWatch(down, [], 1, "probe-test", timeout_s=2)
+    assert value("streamsig_broker_up", role="probe-test", broker=down) == 1.0  # up until a poll fails
+    await watch.check_once()
+    await watch._reset_admin()
+    assert value("streamsig_broker_up", role="probe-test", broker=down) == 0.0
 
 
 def test_tallies_reach_the_counters_when_flushed() -> None:

@@ -16,7 +16,7 @@ from streamsig.backtest.runner import run_backtest
 from streamsig.book import events as E
 from streamsig.book.sources import open_feeds
 from streamsig.features import FeatureSpec
-from streamsig.live.config import PAYLOAD_LIMIT, running
+from streamsig.live.config import running
 from streamsig.live.worker import build_worker
 from streamsig.trading.rules import OfiRule
 from streamsig.wire.frames import encode_frame, parse_dead_letter
@@ -32,7 +32,8 @@ async def test_large_answers_are_split_and_huge_input_is_dead_lettered_small(str
     from aiokafka import AIOKafkaProducer
 
     cfg = stream_config
-    limit = PAYLOAD_LIMIT + 4096  # the producer's request limit
+    limit = cfg.max_message_bytes
+    assert limit == 1_000_000
     await ensure_topics(cfg.bootstrap, cfg.topics.all(), cfg.partitions)
     feed = open_feeds("synthetic", symbols=["BIG"], n_updates=40_000, seed=1)[0]
     ev = feed.read_all()
@@ -45,7 +46,7 @@ async def test_large_answers_are_split_and_huge_input_is_dead_lettered_small(str
     for part in (ev[:cut], ev[cut:]):
         assert len(part) >= 20_000
         await p.send_and_wait(cfg.topics.book_events, encode_frame("BIG", np.ascontiguousarray(part), 1,
-                                                                   feed.tick_size), key=b"BIG")
+                                                                   feed.tick_size, 1), key=b"BIG")
     await p.send_and_wait(cfg.topics.book_events, garbage, key=b"BIG")
     await p.stop()
     last = int(ev["seq"][-1])

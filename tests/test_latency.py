@@ -38,21 +38,35 @@ def _records(n: int) -> np.ndarray:
 
 def test_signal_frame_carries_three_stamps() -> None:
     data = encode_signals("BTC", "m", _records(2), 100, 300, 11, worker_received_ns=200)
-    assert data[4] == VERSION == 3  # schema version
+    assert data[4] == VERSION == 4  # schema version
     f = decode_signals(data)
     assert (f.producer_ts_ns, f.worker_received_ns, f.worker_ts_ns, f.last_seq) == (100, 200, 300, 11)
     assert struct.unpack_from("<q", data, 84)[0] == 200  # offset 84, as the layout says
+    with_epoch = decode_signals(encode_signals("BTC", "m", _records(1), 1, 3, 10, 77, worker_received_ns=2))
+    assert (with_epoch.epoch, with_epoch.worker_received_ns) == (77, 2)
 
 
-def test_older_signal_frames_are_refused() -> None:
-    old = bytearray(encode_signals("BTC", "m", _records(1), 100, 300, 10))
-    old[4] = 2  # an older layout: its header and records mean something else
-    with pytest.raises(FrameError, match="version 2"):
-        decode_signals(bytes(old))
+def test_version_3_frames_decode_with_epoch_0_and_older_ones_are_refused() -> None:
+    rec = _records(2)
+    # version 3 as written before the epoch: the same fields in a 96-byte header
+    v3 = struct.pack("<4sBBBB16s32sqqqIqI", b"SSGS", 3, 3, 1, 0, b"BTC", b"m", 100, 300, 11, 2, 200, 0) + rec.tobytes()
+    f = decode_signals(v3)
+    assert (f.symbol, f.model_id, f.producer_ts_ns, f.worker_received_ns, f.worker_ts_ns, f.last_seq, f.epoch) == (
+        "BTC", "m", 100, 200, 300, 11, 0)
+    assert f.records["seq"].tolist() == [10, 11]
+    relabelled = bytearray(encode_signals("BTC", "m", rec, 100, 300, 11, 5))
+    relabelled[4] = 3  # a version 4 frame called 3: its records would start 8 bytes early
+    with pytest.raises(FrameError, match="does not match count"):
+        decode_signals(bytes(relabelled))
+    for ver in (1, 2):
+        old = bytearray(v3)
+        old[4] = ver  # older layouts: their header and records mean something else
+        with pytest.raises(FrameError, match=f"version {ver}"):
+            decode_signals(bytes(old))
 
 
 @pytest.mark.parametrize("offset,value,reason", [
-    (4, 4, "version 4"),
+    (4, 5, "version 5"),
     (92, 1, "non-zero reserved"),
     (7, 1, "non-zero reserved"),
 ])
@@ -61,7 +75,7 @@ def test_codec_stays_strict(offset: int, value: int, reason: str) -> None:
     data[offset] = value
     with pytest.raises(FrameError, match=reason):
         decode_signals(bytes(data))
-    assert HEADER_SIZE == 96
+    assert HEADER_SIZE == 104
 
 
 def _stage_counts() -> dict[str, float]:

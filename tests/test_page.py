@@ -35,7 +35,7 @@ def test_page_server_serves_the_packaged_files_and_the_websocket_port() -> None:
         assert "default-src 'self'" in headers["Content-Security-Policy"]
         code, headers, body = get(base + "/page.js")
         assert code == 200 and headers["Content-Type"].startswith("text/javascript") and b"4401" in body
-        assert get(base + "/config.json")[2] == json.dumps({"ws_port": 4321, "protocol": 1}).encode()
+        assert get(base + "/config.json")[2] == json.dumps({"ws_port": 4321, "protocol": 2}).encode()
         assert get(base + "/../pyproject.toml")[0] == 404 and get(base + "/nope.js")[0] == 404
         assert page.url("a/b") == f"{base}/?token=a%2Fb"
     finally:
@@ -122,6 +122,7 @@ async def test_page_caps_its_points_and_reconnects_after_the_server_returns(tmp_
     server = await SignalServer(None, port=0, tokens=["tk"], queue_size=20_000).start()
     port = server.port
     page = PageServer("127.0.0.1", 0, port).start()
+    server.allow_origins(page.origins())  # the page is served from its own port, another origin
     t0 = 1_700_000_000_000_000_000
     try:
         async with Browser(binary, tmp_path / "profile") as b:
@@ -146,7 +147,7 @@ async def test_page_caps_its_points_and_reconnects_after_the_server_returns(tmp_
             assert pts == {"price": 6000, "score": 3000, "target": 3000, "pnl": 3000, "fills": 1, "microprice": 3000}
             await server.stop()
             assert await b.poll("window.streamsigPage.state === 'reconnecting'", 20)
-            server = await SignalServer(None, port=port, tokens=["tk"]).start()
+            server = await SignalServer(None, port=port, tokens=["tk"], origins=page.origins()).start()
             assert await b.poll("window.streamsigPage.state === 'live'", 40), await b.js("window.streamsigPage.state")
             assert await b.js("window.streamsigPage.reconnects") >= 1
             assert await b.js("window.streamsigPage.points().pnl") == 3000  # what it held is kept

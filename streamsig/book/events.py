@@ -67,6 +67,12 @@ class Reason(enum.IntEnum):
     RESYNC = 8  #: dropped while waiting for a snapshot after an earlier reject
     DUPLICATE = 9  #: a snapshot event of an update already applied (skipped, not an error)
     BENIGN_DELETE = 10  #: a delete of a level the book does not hold: a counted no-op, not an error
+    SEQUENCE_JUMP = 11  #: a frame starts further ahead of the applied sequence than the window allows
+    UNKNOWN_SYMBOL = 12  #: a symbol beyond the worker's cap or outside its allow-list
+    BAD_SYMBOL = 13  #: a symbol name that is not printable text (controls, NUL, bidi, spaces)
+    BAD_PRICE = 14  #: a price too far from zero to be a real quote in ticks
+    BAD_TICK = 15  #: a tick size that differs from the symbol's or makes prices absurd
+    BAD_COUNT = 16  #: a frame with no events
 
 
 def empty(n: int) -> np.ndarray:

@@ -12,11 +12,11 @@ from streamsig.live.config import stream_config
 from streamsig.models.registry import default_model
 from streamsig.trading.strategies import load_strategy, online_factory
 from streamsig.cli.options import (
-    ENTER, EXIT, LATENCY_EVENTS, MARGIN_BPS, MAX_DRAWDOWN, MAX_POSITION, MIN_HOLD, POLICY, CheckpointS, Columns,
-    console, Data, Enter, Exit, FeeBps, Instruments, Kafka, LatencyEvents, LatencyNs, Levels, MakerFeeBps,
-    MarginBps, market_fee_bps, MaxDrawdown, MaxPosition, MetricsPort, MinHold, Model, open_data, parse_speed,
-    Partitions, Passive, Policy, Prefix, print_config, PrintConfig, progress, Seed, SlippageBps, Source,
-    StateDir, Symbols, TickSize, trading_configs, Unit, Updates,
+    ENTER, EXIT, LATENCY_EVENTS, MARGIN_BPS, MAX_DRAWDOWN, MAX_POSITION, MIN_HOLD, POLICY, AllowSymbols,
+    CheckpointS, Columns, console, Data, Enter, Exit, FeeBps, Instruments, Kafka, LatencyEvents, LatencyNs,
+    Levels, MakerFeeBps, MarginBps, market_fee_bps, MaxDrawdown, MaxPosition, MaxSymbols, MetricsPort, MinHold,
+    Model, open_data, parse_speed, Partitions, Passive, Policy, Prefix, print_config, PrintConfig, progress,
+    Seed, SeqWindow, SlippageBps, Source, StateDir, Symbols, TickSize, trading_configs, Unit, Updates,
 )
 
 
@@ -98,6 +98,7 @@ def register(app: typer.Typer) -> None:
         state_dir: StateDir = None, checkpoint_s: CheckpointS = 1.0,
         challenger: Annotated[bool, typer.Option("--challenger", help="Also run an online (river) model per symbol, learning each row once its label matures; its signals go to <signals>-challenger.")] = False,
         metrics_port: MetricsPort = 9101, show: PrintConfig = False,
+        max_symbols: MaxSymbols = 512, allow_symbols: AllowSymbols = "", seq_window: SeqWindow = 1_000_000,
     ) -> None:
         """Run the Faust worker: book frames -> features -> model -> signals (+ dead letters).
 
@@ -112,7 +113,9 @@ def register(app: typer.Typer) -> None:
                                     slippage_bps=slippage_bps, kind=policy_kind, margin_bps=margin_bps)
         model = model or default_model()
         if show:
-            print_config("worker", kafka=kafka, stream=stream_config(kafka or "embedded", prefix, partitions),
+            print_config("worker", kafka=kafka, stream=stream_config(kafka or "embedded", prefix, partitions,
+                                                             max_symbols=max_symbols, allow_symbols=allow_symbols,
+                                                             seq_window=seq_window),
                          policy=policy, model=model, strategy=strategy, metrics_port=metrics_port,
                          state_dir=state_dir or default_state_dir("worker"), checkpoint_s=checkpoint_s)
         strat, model_id, spec = load_strategy(model, strategy, policy)
@@ -120,7 +123,8 @@ def register(app: typer.Typer) -> None:
         make_ch = online_factory(model, spec) if challenger else None
         run_app(kafka, prefix, partitions, metrics_port, f"worker: model {model_id}",
                 lambda cfg: build_worker(cfg, spec, strat, model_id, state_dir or default_state_dir("worker"),
-                                         checkpoint_s=checkpoint_s, challenger=make_ch))
+                                         checkpoint_s=checkpoint_s, challenger=make_ch),
+                max_symbols=max_symbols, allow_symbols=allow_symbols, seq_window=seq_window)
 
     @app.command()
     def trade(
@@ -134,6 +138,7 @@ def register(app: typer.Typer) -> None:
             "--capital", help="Capital per symbol (default: the notional of --max-position at its first mid).")] = None,
         state_dir: StateDir = None, checkpoint_s: CheckpointS = 1.0,
         metrics_port: MetricsPort = 9102, show: PrintConfig = False,
+        max_symbols: MaxSymbols = 512, allow_symbols: AllowSymbols = "", seq_window: SeqWindow = 1_000_000,
     ) -> None:
         """Run the paper trader: signals + book -> fills and P&L (costs, latency, risk limits).
 
@@ -151,7 +156,9 @@ def register(app: typer.Typer) -> None:
                                      latency_events=latency_events, max_drawdown=max_drawdown, passive=passive)
         cap = FeatureSpec(levels=levels or 10).book_capacity
         if show:
-            print_config("trade", kafka=kafka, stream=stream_config(kafka or "embedded", prefix, partitions),
+            print_config("trade", kafka=kafka, stream=stream_config(kafka or "embedded", prefix, partitions,
+                                                             max_symbols=max_symbols, allow_symbols=allow_symbols,
+                                                             seq_window=seq_window),
                          policy=policy, exec=ex, capital=capital, book_capacity=cap, metrics_port=metrics_port,
                          instruments=str(instruments) if instruments else None,
                          state_dir=state_dir or default_state_dir("trader"), checkpoint_s=checkpoint_s)
@@ -164,11 +171,12 @@ def register(app: typer.Typer) -> None:
                 lambda cfg: build_trader(cfg, ex, policy, capital, book_capacity=cap, instrument_for=instrument_for,
                                          fee_for=lambda inst: market_fee_bps(fee_bps, inst),
                                          state_dir=str(state_dir or default_state_dir("trader")),
-                                         checkpoint_s=checkpoint_s))
+                                         checkpoint_s=checkpoint_s),
+                max_symbols=max_symbols, allow_symbols=allow_symbols, seq_window=seq_window)
 
 
 def run_app(kafka: str | None, prefix: str, partitions: int, metrics_port: int, what: str,
-            build: Any) -> None:
+            build: Any, **settings: Any) -> None:
     """Resolve the broker, create topics, serve metrics and run ``build(cfg)``'s Faust app until stopped."""
     from streamsig.telemetry import serve_metrics
     from streamsig.live.broker import resolve_kafka
@@ -178,7 +186,7 @@ def run_app(kafka: str | None, prefix: str, partitions: int, metrics_port: int, 
 
     bootstrap, brk = resolve_kafka(kafka)
     try:
-        cfg = stream_config(bootstrap, prefix, partitions)
+        cfg = stream_config(bootstrap, prefix, partitions, **settings)
         topics = cfg.topics.all() + (cfg.topics.signals + "-challenger",) + state_topics(cfg.topics)
         asyncio.run(ensure_topics(bootstrap, topics, cfg.partitions))
         serve_metrics(metrics_port)

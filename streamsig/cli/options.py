@@ -72,6 +72,11 @@ Partitions = Annotated[int, _opt("--partitions", "Partitions per topic when crea
 MetricsPort = Annotated[int, _opt("--metrics-port", "Port for Prometheus /metrics (0: off). Processes on one "
                                   "host need different ports; each command has its own default.",
                                   min=0, max=65535)]
+MaxSymbols = Annotated[int, _opt("--max-symbols", "Most symbols this process holds; frames of others are "
+                                 "dead-lettered as UNKNOWN_SYMBOL.", min=1)]
+AllowSymbols = Annotated[str, _opt("--allow-symbols", "Comma-separated symbols to accept (empty: any).")]
+SeqWindow = Annotated[int, _opt("--seq-window", "Largest forward sequence jump a frame may make (beyond it: "
+                                "SEQUENCE_JUMP dead letter).", min=1)]
 PagePort = Annotated[int, _opt("--page-port", "HTTP port of the live page (0 picks a free one).",
                                min=0, max=65535)]
 Model = Annotated[Optional[Path], _opt(

@@ -27,6 +27,12 @@ _Port = Annotated[int, typer.Option("--port", min=0, max=65535, help="Websocket 
 _Token = Annotated[Optional[list[str]], typer.Option(
     "--token", help=f"A token clients must pass as ws://HOST:PORT/?token=...; repeat to accept several. "
     f"Default: ${ENV_TOKEN} (comma-separated), else a random token is generated and printed.")]
+_TokenFile = Annotated[Optional[Path], typer.Option(
+    "--token-file", help="A file holding the accepted token(s), one per line (keeps them out of `ps`); "
+    f"used when no --token is given, before ${ENV_TOKEN}.")]
+_Origin = Annotated[Optional[list[str]], typer.Option(
+    "--origin", help="A browser origin (e.g. https://dash.example.com) allowed besides the server's own; "
+    "repeat for several.")]
 _Queue = Annotated[int, typer.Option(
     "--queue-size", min=1, help="Messages queued per client; a client whose queue fills is disconnected "
     "with close code 4408 (slow consumer).")]
@@ -36,8 +42,12 @@ _FromBeginning = Annotated[bool, typer.Option(
     "--from-beginning", help="Replay the topics from their first offset instead of starting at their end.")]
 
 
-def tokens_or_new(given: list[str] | None, env: dict[str, str] | None = None) -> tuple[list[str], bool]:
+def tokens_or_new(given: list[str] | None, env: dict[str, str] | None = None,
+                  token_file: Path | None = None) -> tuple[list[str], bool]:
     """The accepted tokens and whether one had to be generated.
+
+    Precedence: ``--token``, then ``--token-file`` (one token a line), then
+    ``$STREAMSIG_TOKEN`` (comma-separated), else a new random token.
 
     >>> tokens_or_new(None, {"STREAMSIG_TOKEN": "a, b"})
     (['a', 'b'], False)
@@ -46,6 +56,10 @@ def tokens_or_new(given: list[str] | None, env: dict[str, str] | None = None) ->
     """
     env = dict(os.environ) if env is None else env
     toks = [t.strip() for t in (given or []) if t.strip()]
+    if not toks and token_file is not None:
+        toks = [t.strip() for t in Path(token_file).read_text().splitlines() if t.strip()]
+        if not toks:
+            raise ValueError(f"{token_file}: no token in the file")
     if not toks:
         toks = [t.strip() for t in env.get(ENV_TOKEN, "").split(",") if t.strip()]
     if toks:
@@ -56,7 +70,8 @@ def tokens_or_new(given: list[str] | None, env: dict[str, str] | None = None) ->
 def serve(kafka: Kafka = None, host: _Host = "127.0.0.1", port: _Port = 8765, token: _Token = None,
           queue_size: _Queue = 1000, metrics_port: MetricsPort = 9108, metrics_addr: _MetricsAddr = "127.0.0.1",
           topic_prefix: Prefix = "", partitions: Partitions = 4, from_beginning: _FromBeginning = False,
-          page_port: PagePort = 8766, show: PrintConfig = False) -> None:
+          page_port: PagePort = 8766, show: PrintConfig = False, token_file: _TokenFile = None,
+          origin: _Origin = None) -> None:
     """Serve live signals, fills and P&L to websocket clients as JSON, and the live page over HTTP.
 
     Reads the signals, pnl and fills topics (no consumer group); protocol in
@@ -73,7 +88,10 @@ def serve(kafka: Kafka = None, host: _Host = "127.0.0.1", port: _Port = 8765, to
         print_config("serve", kafka=kafka, stream=StreamConfig.from_env(
             bootstrap=kafka or "embedded", topic_prefix=topic_prefix, partitions=partitions),
             host=host, port=port, page_port=page_port, metrics_port=metrics_port, metrics_addr=metrics_addr)
-    tokens, generated = tokens_or_new(token)
+    try:
+        tokens, generated = tokens_or_new(token, token_file=token_file)
+    except (OSError, ValueError) as exc:
+        _fail(str(exc))
     if generated:
         print(f"token: {tokens[0]}", flush=True)
     try:
@@ -89,6 +107,7 @@ def serve(kafka: Kafka = None, host: _Host = "127.0.0.1", port: _Port = 8765, to
         def ready(srv: SignalServer) -> None:
             page.ws_port = srv.port
             page.start()
+            srv.allow_origins(page.origins())
             console.print(f"serving {topics.signals}, {topics.pnl} and {topics.fills} from {bootstrap} on "
                           f"ws://{host}:{srv.port}/?token=..."
                           + (f" (metrics on {metrics_addr}:{metrics_port})" if metrics_port else ""))
@@ -102,7 +121,8 @@ def serve(kafka: Kafka = None, host: _Host = "127.0.0.1", port: _Port = 8765, to
                 loop.add_signal_handler(sig, stop.set)
             await run_server(bootstrap, topics, host, port, tokens, queue_size, from_beginning=from_beginning,
                              partitions=partitions, stop=stop, on_ready=ready,
-                             fetch_max_wait_ms=stream_cfg.fetch_max_wait_ms)
+                             fetch_max_wait_ms=stream_cfg.fetch_max_wait_ms,
+                             origins=origin or ())
 
         asyncio.run(main())
     except (TopicError, OSError, ValueError) as exc:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from streamsig.book.events import Reason
 from streamsig.book.sources import Feed
 from streamsig.features.spec import FeatureSpec
 from streamsig.features.state import FeatureState, FeatureTable, compute_features
@@ -68,7 +69,7 @@ def write_parquet(feeds: list[Feed], spec: FeatureSpec, out: str | Path,
                        + [(n, pa.float64()) for n in spec.names],
                        metadata={"streamsig.instruments": json.dumps(instruments_of(feeds))})
     rows = 0
-    rejects = np.zeros(16, np.int64)
+    rejects = np.zeros(len(Reason), np.int64)
     with pq.ParquetWriter(out, schema) as w:
         for feed in feeds:
             for t in iter_tables(feed, spec, on_chunk, reuse=True):

@@ -69,7 +69,13 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def _port_is_free(host: str, port: int) -> bool:
+    """True when a listener could bind ``host:port`` now.
+
+    SO_REUSEADDR as a listener sets it (Tansu does): connections of a broker
+    that just died linger in TIME_WAIT and must not keep its port from a restart.
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:

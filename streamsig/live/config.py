@@ -27,7 +27,8 @@ from streamsig.wire.frames import max_events_for
 from streamsig.wire.topics import Topics
 
 _MAX_REQUEST_BYTES = 1_000_000  # Faust's default producer_max_request_size
-#: most bytes one published message value may have: the request limit less room for key and overhead
+#: most bytes one published message value may have under the default request limit
+#: (:attr:`StreamConfig.payload_limit` for the configured one)
 PAYLOAD_LIMIT = _MAX_REQUEST_BYTES - 4096
 _YIELD_EVERY = 100  # messages the fetch loop delivers between turns of the event loop
 #: GIL switch interval for processes running a Faust app. Faust's Kafka consumer runs in its own
@@ -62,6 +63,20 @@ class StreamConfig(Config):
     web_port: int | None = None  #: Faust web server port; None disables it
     datadir: str | None = None  #: Faust data directory; None = a folder under the temp dir
     checkpoint_rotate_bytes: int = 64 * 1024 * 1024  #: bytes of a partition's checkpoint topic before it rotates
+    max_message_bytes: int = _MAX_REQUEST_BYTES  #: producer request limit; no published message exceeds it
+    seq_window: int = 1_000_000  #: largest forward sequence jump a frame may make (else SEQUENCE_JUMP)
+    max_symbols: int = 512  #: most symbols one worker or trader holds (the rest: UNKNOWN_SYMBOL)
+    allow_symbols: str = ""  #: comma-separated allow-list of symbols; empty allows any
+
+    @property
+    def allowed_symbols(self) -> tuple[str, ...]:
+        """:attr:`allow_symbols` as a tuple (empty: any symbol)."""
+        return tuple(s.strip() for s in self.allow_symbols.split(",") if s.strip())
+
+    @property
+    def payload_limit(self) -> int:
+        """Most bytes a message value may have, leaving room for the key and record overhead."""
+        return self.max_message_bytes - 4096
 
     def __post_init__(self) -> None:
         if not 0 < self.heartbeat_s < self.session_timeout_s:
@@ -70,7 +85,11 @@ class StreamConfig(Config):
             )
         if self.partitions < 1 or self.replication < 1:
             raise ValueError("partitions and replication must be >= 1")
-        limit = max_events_for(_MAX_REQUEST_BYTES)
+        if self.max_message_bytes < 64 * 1024:
+            raise ValueError(f"max_message_bytes must be >= 65536, got {self.max_message_bytes}")
+        if self.seq_window < 1 or self.max_symbols < 1:
+            raise ValueError("seq_window and max_symbols must be >= 1")
+        limit = max_events_for(self.payload_limit)
         if not 1 <= self.frame_size <= limit:
             raise ValueError(f"frame_size must be 1..{limit}, got {self.frame_size}")
         if self.checkpoint_rotate_bytes < 1:
@@ -121,6 +140,7 @@ def faust_settings(cfg: StreamConfig) -> dict[str, Any]:
         "web_port": cfg.web_port or 6066,
         "web_bind": "127.0.0.1",
         "datadir": datadir,
+        "producer_max_request_size": cfg.max_message_bytes,
     }
 
 
@@ -193,6 +213,14 @@ class _Consumer(_faust_kafka.Consumer):
                 raise
         finally:
             self.diag.unset_flag(_faust_consumer.CONSUMER_FETCHING)
+
+
+def forget_read_offsets(app: Any) -> None:
+    """Forget the offsets an app's agents have read: after the broker lost its topics, offsets start at 0 again
+    and the fetch loop would skip every new message as already delivered."""
+    read = getattr(app.consumer, "_read_offset", None)
+    if read is not None:
+        read.clear()
 
 
 class _Transport(_faust_kafka.Transport):

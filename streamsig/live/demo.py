@@ -62,6 +62,7 @@ async def run_demo(feeds: list[Feed], bootstrap: str, strategy: Any, model_id: s
         # the page and its websocket first: a client can connect while the apps join their groups
         server = await _start_ws(stack, bootstrap, cfg, ws_port, token)
         page = PageServer("127.0.0.1", page_port, server.port).start()
+        server.allow_origins(page.origins())
         stack.callback(page.stop)
         await stack.enter_async_context(running(worker, ready_timeout_s=60))
         await stack.enter_async_context(running(trader, ready_timeout_s=60))

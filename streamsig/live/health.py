@@ -1,10 +1,11 @@
-"""What the live processes report about themselves: consumer lag, broker reachability, model scores.
+"""What the live processes report about themselves: consumer lag and model scores.
 
-Every function here only sets metrics of :mod:`streamsig.telemetry`.
+Every function here only sets metrics of :mod:`streamsig.telemetry`. Broker
+reachability (``streamsig_broker_up``) is reported by
+:class:`~streamsig.wire.health.BrokerWatch`.
 """
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
 from typing import Any
@@ -45,30 +46,11 @@ def record_lag(app: Any, consumer: str) -> int:
     return total
 
 
-async def probe_brokers(bootstrap: str, timeout_s: float = 1.0) -> int:
-    """Open (and close) a TCP connection to each bootstrap server; set ``streamsig_broker_up``; return how many are up."""
-    up = 0
-    for server in [s.strip() for s in bootstrap.split(",") if s.strip()]:
-        host, _, port = server.rpartition(":")
-        ok = 0
-        with contextlib.suppress(OSError, asyncio.TimeoutError, ValueError):
-            _, w = await asyncio.wait_for(asyncio.open_connection(host.strip("[]") or "127.0.0.1", int(port)),
-                                          timeout_s)
-            w.close()
-            with contextlib.suppress(OSError):
-                await w.wait_closed()
-            ok = 1
-        M.BROKER_UP.labels(server).set(ok)
-        up += ok
-    return up
-
-
-def add_health_timer(app: Any, consumer: str, bootstrap: str, interval_s: float = 1.0) -> None:
-    """Register a Faust timer that records consumer lag and broker reachability every ``interval_s``."""
+def add_health_timer(app: Any, consumer: str, interval_s: float = 1.0) -> None:
+    """Register a Faust timer that records consumer lag every ``interval_s``."""
 
     @app.timer(interval_s)
     async def health() -> None:  # type: ignore[no-untyped-def]
-        await probe_brokers(bootstrap)
         with contextlib.suppress(Exception):  # the consumer may be between assignments
             record_lag(app, consumer)
 

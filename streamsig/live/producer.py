@@ -39,6 +39,8 @@ class ProduceStats:
     requested: int = 0  #: snapshots sent in answer to a request
     per_symbol: dict[str, int] = field(default_factory=dict)
     last_seq: dict[str, int] = field(default_factory=dict)  #: last sequence sent per symbol
+    epoch: int = 0  #: the producer session id written in every frame
+    resent: int = 0  #: frames sent again after the broker failed to take them
 
 
 def with_snapshots(ev: np.ndarray, book: Book, every: int, since: int) -> tuple[list[np.ndarray], int, int]:
@@ -75,8 +77,9 @@ def with_snapshots(ev: np.ndarray, book: Book, every: int, since: int) -> tuple[
 async def _replay_feed(feed: Feed, send: Callable[[str, bytes], "asyncio.Future"], speed: float | None,
                        frame_size: int, frame_delay_ns: int, snapshot_every: int, t0: float, ts0: int | None,
                        stats: ProduceStats, on_events: Callable[[int], None] | None,
-                       stop: asyncio.Event | None, wanted: set[str] | None = None) -> None:
-    framer = Framer(feed.symbol, frame_size, frame_delay_ns if speed else None, tick_size=feed.tick_size)
+                       stop: asyncio.Event | None, epoch: int = 0, wanted: set[str] | None = None) -> None:
+    framer = Framer(feed.symbol, frame_size, frame_delay_ns if speed else None, tick_size=feed.tick_size,
+                    epoch=epoch)
     book = Book(capacity=max(4 * feed.levels, 64), tick_size=feed.tick_size)
     since = 0
     for sub in _slices(feed.chunks(), 512 if wanted is not None else 0):
@@ -184,21 +187,70 @@ async def _paced(piece: np.ndarray, framer: Framer, send, speed: float, t0: floa
 async def produce(feeds: Sequence[Feed], bootstrap: str, topic: str, speed: float | None = None,
                   frame_size: int = 500, frame_delay_ms: float = 5.0, snapshot_every: int = 10_000,
                   on_events: Callable[[int], None] | None = None, stop: asyncio.Event | None = None,
-                  stats: ProduceStats | None = None, requests_topic: str | None = None) -> ProduceStats:
-    """Replay ``feeds`` onto ``topic`` (see module doc); returns counts (also filled in ``stats``)."""
+                  stats: ProduceStats | None = None, epoch: int | None = None,
+                  requests_topic: str | None = None) -> ProduceStats:
+    """Replay ``feeds`` onto ``topic`` (see module doc); returns counts (also filled in ``stats``).
+
+    Every frame carries ``epoch``, this run's producer session id (default: the
+    start time in ns, so a later run has a larger one).
+    """
     from aiokafka import AIOKafkaProducer
 
+    from aiokafka.errors import KafkaError
+
+    from streamsig.wire.health import Outage, quiet_client_logs
+
     stats = stats if stats is not None else ProduceStats()
+    epoch = time.time_ns() if epoch is None else epoch
+    stats.epoch = epoch
+
+    quiet_client_logs()
+    outage = Outage("producer", broker=bootstrap)
     prod = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0 if speed else 5, acks=1,
-                            max_request_size=4 * 1024 * 1024, enable_idempotence=False)
-    await prod.start()
-    pending: list[asyncio.Future] = []
+                            max_request_size=4 * 1024 * 1024, enable_idempotence=False,
+                            request_timeout_ms=5000, retry_backoff_ms=200)
+    while True:  # the broker may not be up yet: wait for it with backoff
+        try:
+            await prod.start()
+            break
+        except KafkaError as exc:
+            await asyncio.sleep(outage.failed(exc))
+    outage.recovered()
+    pending: list[tuple[asyncio.Future, str, bytes]] = []
+
+    async def send_now(symbol: str, frame: bytes) -> None:
+        """Send one frame, retrying through a broker outage with capped backoff."""
+        while True:
+            try:
+                await prod.send_and_wait(topic, frame, key=symbol.encode())
+                outage.recovered()
+                return
+            except KafkaError as exc:
+                await asyncio.sleep(outage.failed(exc))
+
+    async def settle() -> None:
+        """Wait for the queued sends; resend, in order, those the broker did not take."""
+        batch = list(pending)
+        pending.clear()  # other feeds' tasks go on queueing while this one waits
+        for fut, symbol, frame in batch:
+            try:
+                await fut
+            except KafkaError as exc:
+                stats.resent += 1
+                outage.failed(exc)
+                await send_now(symbol, frame)
+        if batch:
+            outage.recovered()
 
     async def send(symbol: str, frame: bytes) -> None:
-        pending.append(await prod.send(topic, frame, key=symbol.encode()))
+        while True:
+            try:
+                pending.append((await prod.send(topic, frame, key=symbol.encode()), symbol, frame))
+                break
+            except KafkaError as exc:
+                await asyncio.sleep(outage.failed(exc))
         if len(pending) >= 256:
-            await asyncio.gather(*pending)
-            pending.clear()
+            await settle()
 
     wanted: set[str] | None = None
     serving: asyncio.Task | None = None
@@ -214,9 +266,9 @@ async def produce(feeds: Sequence[Feed], bootstrap: str, topic: str, speed: floa
             ts0 = min(firsts)
         t0 = time.monotonic()
         await asyncio.gather(*(_replay_feed(f, send, speed, frame_size, int(frame_delay_ms * 1e6),
-                                            snapshot_every, t0, ts0, stats, on_events, stop, wanted)
+                                            snapshot_every, t0, ts0, stats, on_events, stop, epoch, wanted)
                                for f in feeds))
-        await asyncio.gather(*pending)
+        await settle()
         await prod.flush()
     finally:
         done.set()

@@ -35,6 +35,7 @@ from streamsig.book.sequence import fresh_start
 from streamsig.trading.cursor import BookCursor
 from streamsig.trading.account import Account, step_rows
 from streamsig import telemetry as M
+from streamsig.live.guard import SequenceGuard, SymbolGate, Verdict, check_values
 from streamsig.wire.signals import SignalFrame, to_json
 from streamsig.trading import ExecConfig, Fill, PolicyConfig
 from streamsig.trading.executor import fill_to_dict
@@ -98,6 +99,22 @@ class LiveTrader:
             if len(eob):
                 self._closed = max(self._closed, int(new["seq"][eob[-1]]))
         return len(events) - k
+
+    def new_session(self) -> None:
+        """Forget book and signal sequences: a restarted producer numbers its events afresh.
+
+        The book starts afresh (from the new session's snapshot); the account
+        (position, P&L) carries on.
+        """
+        self.cursor = BookCursor(self.cursor.capacity, self.cursor.tick_size)
+        ex = self.lane.ex
+        ex.last_seq = -1  # signal sequences start again too
+        ex._inflight.clear()  # orders timed on the old session's clock would never come due
+        self._events = []
+        self._closed = -1
+        self._sig = np.zeros(0, SIGNAL_DTYPE)
+        self._sig_seq = -1
+        self._answered = -1
 
     def on_signals(self, frame: SignalFrame) -> None:
         """Buffer a signal frame's records (records already seen are dropped)."""
@@ -260,11 +277,12 @@ def build_trader(cfg, exec_cfg: ExecConfig, policy: PolicyConfig = PolicyConfig(
                                            crash_point, decode_checkpoint, encode_checkpoint,
                                            request_snapshot, state_topics)
     from streamsig.live.batches import ready_batches
-    from streamsig.live.config import make_app, raw_topic
+    from streamsig.live.config import forget_read_offsets, make_app, raw_topic
     from streamsig.live.health import add_health_timer
     from streamsig.live.output import send_acked
     from streamsig.live.worker import choose_checkpoint
     from streamsig.wire.frames import FrameError, decode_frame
+    from streamsig.wire.health import BrokerWatch, quiet_client_logs
     from streamsig.wire.signals import decode_signals
 
     log = logging.getLogger(__name__)
@@ -280,6 +298,8 @@ def build_trader(cfg, exec_cfg: ExecConfig, policy: PolicyConfig = PolicyConfig(
     lock = asyncio.Lock()
     traders: dict[str, LiveTrader] = {}
     early: dict[str, list] = {}  # signal frames that arrived before the symbol's first book frame
+    guards: dict[str, SequenceGuard] = {}
+    gate = SymbolGate(cfg.max_symbols, cfg.allowed_symbols)
     part_of: dict[str, int] = {}
     fill_mark: dict[str, int] = {}  # highest fill_seq on the fills topic
     pnl_mark: dict[str, int] = {}  # highest P&L seq on the pnl topic
@@ -287,7 +307,46 @@ def build_trader(cfg, exec_cfg: ExecConfig, policy: PolicyConfig = PolicyConfig(
     loaded: dict[int, tuple[dict[str, Checkpoint], dict[str, str]]] = {}
     started = False
     app.streamsig_traders = traders
-    add_health_timer(app, "trader", cfg.bootstrap)
+    app.streamsig_guards = guards
+
+    def hold(sf: SignalFrame) -> None:
+        """Keep a signal frame the book side is not ready for (bounded: it is input too)."""
+        if sf.symbol in early or len(early) < cfg.max_symbols:
+            q = early.setdefault(sf.symbol, [])
+            if len(q) < 10_000:
+                q.append(sf)
+
+    # a producer that restarted its numbering: the old numbering's rows still wait for their signals,
+    # so the new session's book frames are parked until a signal of the new session shows that the
+    # worker (whose signals arrive in order) is past the old one
+    restart: dict[str, int] = {}
+    parked: dict[str, list] = {}
+
+    def take_signals(tr: LiveTrader, sf: SignalFrame) -> None:
+        sym = tr.symbol
+        at = restart.get(sym)
+        if at is not None and sf.epoch >= at:
+            tr.new_session()
+            del restart[sym]
+            for ev in parked.pop(sym, []):
+                tr.on_book(ev)
+        elif at is None and sf.epoch < guards[sym].numbered_since:
+            return  # answers a numbering that was restarted since
+        tr.on_signals(sf)
+
+    def release(tr: LiveTrader) -> None:
+        """Feed held signal frames the book side has caught up with."""
+        g = guards[tr.symbol]
+        keep = []
+        for sf in early.pop(tr.symbol, []):
+            if sf.epoch > (g.epoch or 0):
+                keep.append(sf)
+            else:
+                take_signals(tr, sf)
+        if keep:
+            early[tr.symbol] = keep
+
+    add_health_timer(app, "trader")
 
     async def ensure_started() -> None:
         nonlocal started
@@ -356,11 +415,13 @@ def build_trader(cfg, exec_cfg: ExecConfig, policy: PolicyConfig = PolicyConfig(
             await request_snapshot(store, req_topic, symbol, -1, "damaged trader checkpoint")
         versions.restored(symbol, best, ("fills_offset", "pnl_offset"))
         traders[symbol], part_of[symbol] = tr, p
+        guards[symbol] = SequenceGuard(cfg.seq_window)
+        guards[symbol].restore(best.state.get("guard") if best is not None else None,
+                               int(best.state.get("closed", -1)) if best is not None else -1)
         if best is not None:  # what was published up to the checkpoint; the tails read add what came after
             fill_mark[symbol] = max(fill_mark.get(symbol, -1), int(best.state.get("fill_mark", -1)))
             pnl_mark[symbol] = max(pnl_mark.get(symbol, -1), int(best.state.get("pnl_mark", -1)))
-        for sf in early.pop(symbol, []):
-            tr.on_signals(sf)
+            release(tr)  # held signal frames the restored book has caught up with
         return tr
 
     def records(tr: LiveTrader, fills: list[Fill], sends: list, kinds: list) -> None:
@@ -423,8 +484,23 @@ def build_trader(cfg, exec_cfg: ExecConfig, policy: PolicyConfig = PolicyConfig(
                         continue  # the worker dead-letters bad frames
                     if fr.tick_size <= 0:
                         continue
+                    known = traders.get(fr.symbol)
+                    if gate.check(fr.symbol, traders) or check_values(fr, known.cursor.tick_size if known else None):
+                        continue  # the worker dead-letters it
                     tr = await trader(fr.symbol, event.message.partition, fr.tick_size)
-                    tr.on_book(fr.events)
+                    g = guards[fr.symbol]
+                    before = g.epoch
+                    verdict, _, _ = g.check(fr)
+                    if verdict is Verdict.REJECT:
+                        continue  # the worker dead-letters it
+                    if verdict is Verdict.NEW_SESSION:
+                        restart[fr.symbol] = int(g.epoch or 0)
+                    if fr.symbol in restart:
+                        parked.setdefault(fr.symbol, []).append(np.array(fr.events))
+                    else:
+                        tr.on_book(fr.events)
+                    if known is None or g.epoch != before:
+                        release(tr)
                     batch.setdefault(fr.symbol, []).extend(tr.drain())
                 await publish(batch)
 
@@ -441,10 +517,11 @@ def build_trader(cfg, exec_cfg: ExecConfig, policy: PolicyConfig = PolicyConfig(
                         continue
                     M.observe_stage("worker_to_trader", sf.worker_ts_ns, received)
                     tr = await trader(sf.symbol, event.message.partition, None)
-                    if tr is None:  # the book side has not seen this symbol yet: keep the targets
-                        early.setdefault(sf.symbol, []).append(sf)
+                    g = guards.get(sf.symbol)
+                    if tr is None or g is None or sf.epoch > (g.epoch or 0):  # the book side is not there yet
+                        hold(sf)
                         continue
-                    tr.on_signals(sf)
+                    take_signals(tr, sf)
                     batch.setdefault(sf.symbol, []).extend(tr.drain())
                 await publish(batch)
                 M.observe_stage("trader", received, time.time_ns())
@@ -455,7 +532,8 @@ def build_trader(cfg, exec_cfg: ExecConfig, policy: PolicyConfig = PolicyConfig(
             return False
         jobs, done = [], []
         for sym, tr in list(traders.items()):
-            content = dict(tr.checkpoint(), fill_mark=fill_mark.get(sym, -1), pnl_mark=pnl_mark.get(sym, -1))
+            content = dict(tr.checkpoint(), fill_mark=fill_mark.get(sym, -1), pnl_mark=pnl_mark.get(sym, -1),
+                           guard=guards[sym].state())
             nv = versions.next(sym, content)
             if nv is None:
                 continue
@@ -496,6 +574,9 @@ def build_trader(cfg, exec_cfg: ExecConfig, policy: PolicyConfig = PolicyConfig(
             for sym in list(traders):
                 versions.forget(sym)
             traders.clear()
+            guards.clear()
+            restart.clear()
+            parked.clear()
             part_of.clear()
             loaded.clear()
             store.forget()
@@ -503,4 +584,23 @@ def build_trader(cfg, exec_cfg: ExecConfig, policy: PolicyConfig = PolicyConfig(
             fill_mark.clear()
             pnl_mark.clear()
 
+    def lost(missing: list[str]) -> None:
+        # the recreated topics number their messages from 0 again (no lock: a batch may be waiting
+        # on the broker with it held, and these resets do not yield)
+        forget_read_offsets(app)
+        out_off.clear()
+        loaded.clear()
+        for sym in list(traders):
+            versions.forget(sym)  # the checkpoints topic is new: write every symbol again
+
+    watch = BrokerWatch(cfg.bootstrap, cfg.topics.all() + state_topics(t), cfg.partitions, "trader",
+                        cfg.topic_prefix, on_loss=lost)
+    app.streamsig_watch = watch
+
+    @app.task
+    async def watch_broker() -> None:  # type: ignore[no-untyped-def]
+        quiet_client_logs()
+        await watch.run()
+
+    quiet_client_logs()
     return app

@@ -27,6 +27,13 @@ Delivery (see DESIGN.md, "Delivery semantics"):
 * A symbol that waits for a snapshot (a damaged checkpoint, a sequence gap)
   asks the producer for one on the ``snapshot-requests`` topic; the wait is
   logged and counted.
+
+Hostile input: symbols beyond the cap or outside the allow-list, absurd
+values and sequence jumps beyond the window are dead-lettered (see
+:mod:`streamsig.live.guard`); each symbol's sequence guard is checkpointed
+with its engine. A new producer session starts the symbol afresh. After the
+broker lost its topics the read offsets are forgotten and a ``BROKER_LOSS``
+dead letter is sent per symbol.
 """
 from __future__ import annotations
 
@@ -49,9 +56,11 @@ from streamsig.live.checkpoint import (BrokerStore, Checkpoint, CheckpointError,
                                        state_topics)
 from streamsig.live import health
 from streamsig.live.batches import ready_batches
-from streamsig.live.config import PAYLOAD_LIMIT, StreamConfig, make_app, raw_topic
+from streamsig.live.config import StreamConfig, forget_read_offsets, make_app, raw_topic
+from streamsig.live.guard import SequenceGuard, SymbolGate, Verdict, check_values
 from streamsig.live.output import send_acked
 from streamsig.wire.frames import FrameError, dead_letter_record, decode_frame, encode_frame, peek_symbol
+from streamsig.wire.health import BrokerWatch, quiet_client_logs
 from streamsig.wire.signals import decode_signals, split_signals
 
 log = logging.getLogger(__name__)
@@ -126,9 +135,14 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
     loaded: dict[int, tuple[dict[str, Checkpoint], dict[str, str], dict[str, int]]] = {}
     waiting: dict[str, float] = {}  # symbol -> when it started waiting for a snapshot
     last_request: dict[str, float] = {}
+    guards: dict[str, SequenceGuard] = {}
+    gate = SymbolGate(cfg.max_symbols, cfg.allowed_symbols)
+    given_up: dict[str, tuple[float, int]] = {}  # symbol -> (monotonic time, last seq) when a rebalance took it
+    lost_at = 0  # time.time_ns() of the last broker loss: book-events offsets saved before it are void
     started = False
     app.streamsig_engines = engines  # for tests and the status line
     app.streamsig_marks = marks
+    app.streamsig_guards = guards
 
     async def ensure_started() -> None:
         nonlocal started
@@ -143,7 +157,7 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
     for reason in [r.name for r in Reason if r not in (Reason.OK, Reason.RESYNC, Reason.DUPLICATE)] + [
             "BAD_FRAME", "GAP", "INTERNAL_ERROR"]:
         M.DEAD_LETTERS.labels(reason)  # every reason's series exists (at 0) from the start
-    health.add_health_timer(app, "worker", cfg.bootstrap)
+    health.add_health_timer(app, "worker")
 
     def new_series(symbol: str) -> None:
         """A new symbol's metric series (at 0) and its matured-score tally."""
@@ -207,10 +221,15 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
                 report_corrupt(sym, source, f"{type(exc).__name__}: {exc}")
                 eng = SignalEngine(sym, spec, tick, strategy, challenger() if challenger else None)
                 best, damaged = None, True
-        versions.restored(sym, best, ("signals_offset",))
+        versions.restored(sym, best, ("signals_offset", "saved_ns"))
         engines[sym], part_of[sym] = eng, p
+        guards[sym] = SequenceGuard(cfg.seq_window)
+        guards[sym].restore(best.state.get("guard") if best is not None else None, eng.last_seq)
         new_series(sym)
-        offsets[sym] = int(best.state.get("offset", -1)) if best is not None else -1
+        given_up.pop(sym, None)
+        # offsets saved before a broker loss name messages of the lost topic: the new one starts at 0
+        fresh = best is not None and int(best.state.get("saved_ns", 0)) >= lost_at
+        offsets[sym] = int(best.state.get("offset", -1)) if fresh else -1
         counts[sym] = dict(best.state.get("counts") or {}) if best is not None else {}
         mark = int(best.state.get("published", -1)) if best is not None else -1
         marks[sym] = max(mark, tail.get(sym, -1))
@@ -230,9 +249,10 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
             except Exception as exc:  # noqa: BLE001 - the periodic snapshot still heals it
                 log.error("snapshot request for %s failed: %s", sym, exc)
 
-    def decode(value: bytes, p: int, off: int, frames: dict[str, list], dead_out: list,
-               parts: dict[str, int]) -> None:
-        """Decode one message into its symbol's list of frames, or queue a dead letter."""
+    def decode(value: Any, dead_out: list) -> Any:
+        """One message's frame, or None with a dead letter queued."""
+        if not isinstance(value, (bytes, bytearray, memoryview)):
+            value = b"" if value is None else bytes(str(value), "utf-8")
         try:
             fr = decode_frame(value)
         except FrameError as exc:
@@ -241,14 +261,63 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
             except FrameError:
                 sym = "?"
             dead_out.append((sym, "BAD_FRAME", -1, exc.reason, value))
-            return
+            return None
         if fr.tick_size <= 0:
             dead_out.append((fr.symbol, "BAD_FRAME", fr.first_seq, "frame has no tick size", value))
-            return
-        frames.setdefault(fr.symbol, []).append((off, fr))
-        parts[fr.symbol] = p
+            return None
+        return fr
 
-    def apply(sym: str, frs: list, out: dict[str, list], dead_out: list) -> None:
+    async def admit(fr: Any, p: int, off: int, value: bytes, frames: dict[str, list], dead_out: list) -> None:
+        """Check one decoded frame (symbol gate, values, sequence guard) and queue it for its symbol."""
+        sym = fr.symbol
+        verdict = Verdict.ACCEPT
+        refused = gate.check(sym, engines) or check_values(fr, engines[sym].tick_size if sym in engines else None)
+        if refused is None:
+            if sym not in engines:
+                await open_symbol(sym, p, fr.tick_size)
+            seen = offsets[sym]
+            offsets[sym] = max(seen, off)
+            if off <= seen:  # its frames are in the restored state already
+                c = counts[sym]
+                c["redelivered"] = c.get("redelivered", 0) + len(fr.events)
+                return
+            verdict, reason, why = guards[sym].check(fr)
+            if verdict is Verdict.REJECT:
+                refused = (reason, why)
+        if refused is not None:
+            dead_out.append((sym, refused[0].name, fr.first_seq, refused[1], value))
+            return
+        if verdict is Verdict.NEW_SESSION:
+            frames.setdefault(sym, []).append(None)  # the producer restarted: its sequences start again
+        frames.setdefault(sym, []).append(fr)
+
+    def apply_all(sym: str, frs: list, out: list, dead_out: list) -> None:
+        """Apply a symbol's frames, forgetting its sequence where a new producer session begins."""
+        seg: list = []
+        end = object()
+        for f in [*frs, end]:
+            if f is not None and f is not end:
+                seg.append(f)
+                continue
+            if seg:
+                try:
+                    apply(sym, seg, out, dead_out)
+                except Exception as exc:  # noqa: BLE001 - input must never stop the stream
+                    log.exception("frames of %s failed", sym)
+                    counts[sym]["internal_error"] = (counts[sym].get("internal_error", 0)
+                                                     + sum(len(g.events) for g in seg))
+                    for g in seg:
+                        dead_out.append((sym, "INTERNAL_ERROR", g.first_seq, f"{type(exc).__name__}: {exc}",
+                                         encode_frame(sym, np.ascontiguousarray(g.events), g.producer_ts_ns,
+                                                      g.tick_size, g.epoch)))
+                seg = []
+            if f is None:  # a new stream: book, features and strategy start afresh
+                engines[sym] = SignalEngine(sym, spec, engines[sym].tick_size, strategy,
+                                            challenger() if challenger else None)
+                marks[sym] = -1
+                log.warning("%s: producer session %s began; its sequences start again", sym, guards[sym].epoch)
+
+    def apply(sym: str, frs: list, out: list, dead_out: list) -> None:
         """Run one symbol's waiting frames through its engine in one call; queue signals and dead letters."""
         eng = engines[sym]
         ev, skipped = fresh_events(frs, eng.last_seq)
@@ -283,11 +352,13 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
                 M.SUPPRESSED.labels(sym, "signals").inc(k)
             sig = sig[k:]
             marks[sym] = int(sig["seq"][-1])
-            out[sym] = (sig, pts, eng.last_seq)
+            epoch = frs[-1].epoch
+            out.append((sym, False, sig, pts, eng.last_seq, epoch))
             health.observe_scores(model_id, sym, sig)
             if res.challenger is not None:
-                out["\0ch:" + sym] = (res.challenger[fresh_start(res.challenger["seq"], mark):], pts, eng.last_seq)
-                health.observe_scores(roles["challenger"], sym, out["\0ch:" + sym][0])
+                ch_sig = res.challenger[fresh_start(res.challenger["seq"], mark):]
+                out.append((sym, True, ch_sig, pts, eng.last_seq, epoch))
+                health.observe_scores(roles["challenger"], sym, ch_sig)
         scorer = matured.get(sym)
         if scorer is not None and len(res.rows):
             probs = np.stack([res.signals["p_down"], res.signals["p_flat"], res.signals["p_up"]], axis=1)
@@ -307,34 +378,17 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
     async def handle(events: list, received: int) -> None:
         await ensure_started()
         frames: dict[str, list] = {}
-        parts: dict[str, int] = {}
-        out: dict[str, tuple] = {}
+        out: list[tuple] = []
         dead_out: list = []
         for e in events:
-            decode(e.value, e.message.partition, e.message.offset, frames, dead_out, parts)
-        for sym, offs_frs in frames.items():
-            for _, f in offs_frs:
-                M.observe_stage("produce_to_worker", f.producer_ts_ns, received)
-            if sym not in engines:
-                await open_symbol(sym, parts[sym], offs_frs[0][1].tick_size)
-            # frames at or below the checkpoint's offset are in the restored state already
-            seen = offsets[sym]
-            frs = [f for off, f in offs_frs if off > seen]
-            if len(frs) < len(offs_frs):
-                c = counts[sym]
-                c["redelivered"] = c.get("redelivered", 0) + sum(len(f.events) for o, f in offs_frs if o <= seen)
-            offsets[sym] = max(seen, max(off for off, _ in offs_frs))
-            if not frs:
-                continue
-            try:
-                apply(sym, frs, out, dead_out)
-            except Exception as exc:  # noqa: BLE001 - input must never stop the stream
-                log.exception("frames of %s failed", sym)
-                counts[sym]["internal_error"] = counts[sym].get("internal_error", 0) + sum(len(f.events) for f in frs)
-                for f in frs:
-                    dead_out.append((sym, "INTERNAL_ERROR", f.first_seq, f"{type(exc).__name__}: {exc}",
-                                     encode_frame(sym, np.ascontiguousarray(f.events), f.producer_ts_ns,
-                                                  f.tick_size)))
+            fr = decode(e.value, dead_out)
+            if fr is not None:
+                await admit(fr, e.message.partition, e.message.offset, e.value, frames, dead_out)
+        for sym, frs in frames.items():
+            for f in frs:
+                if f is not None:
+                    M.observe_stage("produce_to_worker", f.producer_ts_ns, received)
+            apply_all(sym, frs, out, dead_out)
             eng = engines[sym]
             if eng.state.needs_snapshot:
                 await ask_snapshot(sym, eng.last_seq, "sequence gap or lost state")
@@ -345,17 +399,16 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
         sends, syms = [], []
         for sym, reason, seq, detail, raw in dead_out:
             M.DEAD_LETTERS.labels(reason).inc()
-            sends.append((dead, sym.encode(), dead_letter_record(sym, reason, seq, detail, raw)))
+            sends.append((dead, sym.encode(errors="replace"), dead_letter_record(sym, reason, seq, detail, raw)))
             syms.append(sym)
         now = time.time_ns()
         sig_slots = []  # (index of the symbol's last message, symbol, records, producer times)
-        for key, (sig, pts, last) in out.items():
-            is_ch = key.startswith("\0ch:")
-            sym = key[4:] if is_ch else key
+        for sym, is_ch, sig, pts, last, epoch in out:
             topic, mid = (ch_topic, model_id + "+online") if is_ch else (signals, model_id)
             # split so that no message exceeds the producer's request limit
-            for msg in split_signals(sym, mid, sig, min(pts), now, last, PAYLOAD_LIMIT,
-                                     worker_received_ns=received):
+            msgs = split_signals(sym, mid, sig, min(pts), now, last, epoch, cfg.payload_limit,
+                                 worker_received_ns=received)
+            for msg in msgs:
                 sends.append((topic, sym.encode(), msg))
                 syms.append(sym)
             if not is_ch:
@@ -364,7 +417,7 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
             return
         mds = await send_acked(sends, dead, syms)
         for i, sym, sig, pts in sig_slots:
-            md = mds[i]  # the symbol's last message: its offset covers the parts before it
+            md = mds[i]  # the symbol's last message: the published offset covers all before it
             if md is not None:
                 p = part_of[sym]
                 pub_off[p] = max(pub_off.get(p, -1), int(md.offset))
@@ -380,12 +433,13 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
         jobs, done = [], []
         for sym, eng in list(engines.items()):
             content = {"seq": eng.last_seq, "engine": eng.checkpoint(), "published": marks.get(sym, -1),
-                       "offset": offsets.get(sym, -1), "counts": counts.get(sym, {})}
+                       "offset": offsets.get(sym, -1), "counts": counts.get(sym, {}),
+                       "guard": guards[sym].state()}
             nv = versions.next(sym, content)
             if nv is None:
                 continue
             version, digest = nv
-            state = dict(content, signals_offset=pub_off.get(part_of[sym], -1))
+            state = dict(content, signals_offset=pub_off.get(part_of[sym], -1), saved_ns=time.time_ns())
             blob = encode_checkpoint("worker", sym, version, state)
             if local is not None:
                 local.save(sym, blob)
@@ -409,9 +463,14 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
         await save_and_commit()
 
     def forget_all() -> None:
-        for sym in list(engines):
+        now = time.monotonic()
+        for sym in [s for s, (at, _) in given_up.items() if at < watch.last_ok]:
+            del given_up[sym]  # the broker was whole after it went
+        for sym, eng in list(engines.items()):
+            given_up[sym] = (now, eng.last_seq)  # a broker loss noticed later still concerns it
             versions.forget(sym)
         engines.clear()
+        guards.clear()
         marks.clear()
         part_of.clear()
         offsets.clear()
@@ -437,5 +496,50 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
                 await app.consumer.commit()
             forget_all()
 
+    async def lost(missing: list[str]) -> None:
+        # the broker came back empty: whatever was published and not yet consumed is gone, and the
+        # recreated topics number their messages from 0 again. No lock: a batch may be waiting on the
+        # broker with it held, and these resets do not yield.
+        nonlocal lost_at
+        lost_at = time.time_ns()
+
+        forget_read_offsets(app)
+        for sym in list(engines):
+            offsets[sym] = -1
+            versions.forget(sym)  # the checkpoints topic is new: write every symbol again
+        pub_off.clear()
+        loaded.clear()
+        # the symbols held when the broker went away: those held now, and those a rebalance took
+        # meanwhile (the consumer rejoins the empty broker before the watch sees it)
+        held = {sym: eng.last_seq for sym, eng in engines.items()}
+        for sym, (at, seq) in given_up.items():
+            if at >= watch.last_ok:
+                held.setdefault(sym, seq)
+        given_up.clear()
+        for sym, last_seq in sorted(held.items()):
+            M.DEAD_LETTERS.labels("BROKER_LOSS").inc()
+            rec = dead_letter_record(sym, "BROKER_LOSS", last_seq,
+                                     {"topics_recreated": missing,
+                                      "detail": "the broker lost its topics and offsets; events after seq "
+                                                "may be missing"}, None)
+            for attempt in range(20):  # the producer's metadata may still describe the lost topics
+                try:
+                    await (await dead.send(key=sym.encode(), value=rec))
+                    break
+                except Exception as exc:  # noqa: BLE001 - retried, then given up with a log line
+                    if attempt == 19:
+                        log.error("%s: could not publish the BROKER_LOSS dead letter: %s", sym, exc)
+                    await asyncio.sleep(min(2.0, 0.1 * 2 ** attempt))
+
+    watch = BrokerWatch(cfg.bootstrap, cfg.topics.all() + ((topics.signals + "-challenger",) if ch_topic else ())
+                        + state_topics(topics), cfg.partitions, "worker", cfg.topic_prefix, on_loss=lost)
+    app.streamsig_watch = watch
+
+    @app.task
+    async def watch_broker() -> None:  # type: ignore[no-untyped-def]
+        quiet_client_logs()
+        await watch.run()
+
+    quiet_client_logs()
     app.streamsig_save = save_and_commit
     return app

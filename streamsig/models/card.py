@@ -4,7 +4,10 @@ The card says what the model is (id, type, features in input order, label
 definition), what it was trained and tested on (data source and sha256, time
 range, folds), how well it did (metrics per fold and overall, baselines on
 the same folds), how to reproduce it (seed, parameters, library versions) and
-which bytes it is (sha256 of ``model.onnx``, checked by the scorer).
+which bytes it is (sha256 of ``model.onnx``, checked by the scorer). The
+model id is the model type and the first 12 hex digits of that sha256, so an
+id names one exact file: a swapped ``model.onnx`` cannot keep an old id, even
+with the card's sha256 edited to match.
 Cards written by ``train`` also record each symbol's instrument (tick and how
 it was found, contract, fees) under ``instruments``. Times are ns since the
 epoch (LOBSTER times include the date from the file name), so a backtest can
@@ -12,6 +15,8 @@ tell with :func:`training_overlap` whether it replays data the model saw.
 
 >>> sha256_bytes(b"abc")[:16]
 'ba7816bf8f01cfea'
+>>> model_id_for("lightgbm", b"abc")
+'lightgbm-ba7816bf8f01'
 >>> to_jsonable({"a": float("nan"), "b": np.int64(3), "c": (1.5,)})
 {'a': None, 'b': 3, 'c': [1.5]}
 """
@@ -40,6 +45,11 @@ _LIBRARIES = ("numpy", "pandas", "scikit-learn", "lightgbm", "onnx", "onnxruntim
 def sha256_bytes(data: bytes) -> str:
     """Hex sha256 of ``data``."""
     return hashlib.sha256(data).hexdigest()
+
+
+def model_id_for(model_type: str, onnx_bytes: bytes) -> str:
+    """The id of the model whose ONNX file is ``onnx_bytes``."""
+    return f"{model_type}-{sha256_bytes(onnx_bytes)[:12]}"
 
 
 def table_sha256(df: pd.DataFrame) -> str:

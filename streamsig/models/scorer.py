@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from streamsig.models.card import CARD_FILE, MODEL_FILE, read_card, sha256_bytes
+from streamsig.models.card import CARD_FILE, MODEL_FILE, model_id_for, read_card, sha256_bytes
 from streamsig.models.export import INPUT_NAME, OUTPUT_NAME, session
 
 
@@ -62,6 +62,10 @@ def load_verified(model_dir: Path | str, features: Sequence[str] | None = None
     if got != want:
         raise ModelLoadError(f"{path}: sha256 {got[:16]} does not match {CARD_FILE} "
                              f"({str(want)[:16]}); refusing to load")
+    mid = model_id_for(str(card["model_type"]), data)
+    if card["model_id"] != mid:
+        raise ModelLoadError(f"{path}: the card's model id {card['model_id']!r} does not name these bytes "
+                             f"(their id is {mid!r}); refusing to load")
     if features is not None:
         check_features(card, features)
     return card, data

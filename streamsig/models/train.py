@@ -13,7 +13,6 @@ thing writes the same folder.
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from collections.abc import Callable, Sequence
@@ -26,7 +25,7 @@ import pandas as pd
 
 from streamsig.labels import LabelConfig
 from streamsig.models.baselines import BASELINES, fit_baseline, ofi_columns, run_baselines
-from streamsig.models.card import (CARD_VERSION, MODEL_FILE, library_versions, sha256_bytes,
+from streamsig.models.card import (CARD_VERSION, MODEL_FILE, library_versions, model_id_for, sha256_bytes,
                                    table_sha256, write_card)
 from streamsig.models.dataset import build_dataset, time_ordered
 from streamsig.models.estimators import (SEQUENCE_TYPES, fit_native, native_importance, permutation_importance,
@@ -44,11 +43,6 @@ Progress = Callable[[str, int, int], None]
 
 def _iso(ns: int) -> str:
     return pd.Timestamp(int(ns), unit="ns", tz="UTC").isoformat()
-
-
-def _model_id(model_type: str, identity: dict[str, Any]) -> str:
-    blob = json.dumps(identity, sort_keys=True, default=str).encode()
-    return f"{model_type}-{sha256_bytes(blob)[:12]}"
 
 
 def train_model(df: pd.DataFrame, features: Sequence[str], label_cfg: LabelConfig | dict[str, Any],
@@ -115,9 +109,7 @@ def train_model(df: pd.DataFrame, features: Sequence[str], label_cfg: LabelConfi
     if importance is None:
         importance = permutation_importance(model, X[last.test], ds.y[last.test], features, seed)
     data_sha = table_sha256(df)
-    identity = {"data": data_sha, "features": features, "label": cfg.to_dict(), "type": model_type,
-                "params": p, "seed": seed, "folds": spec.to_dict(), "trials": trials, "final": final}
-    model_id = _model_id(model_type, identity)
+    model_id = model_id_for(model_type, onnx_bytes)
     symbols = sorted({str(s) for s in ds.symbol})
     card: dict[str, Any] = {
         "card_version": CARD_VERSION,

@@ -45,10 +45,15 @@ class PageServer:
         query = "?" + urlencode({"token": token}) if token else ""
         return f"http://{host or self.host}:{self.port}/{query}"
 
+    def origins(self) -> list[str]:
+        """The browser origins of this page (for the websocket server's Origin check)."""
+        hosts = {self.host, "127.0.0.1", "localhost"} if self.host in ("127.0.0.1", "localhost") else {self.host}
+        return [f"{scheme}://{h}:{self.port}" for h in sorted(hosts) for scheme in ("http", "https")]
+
     def start(self) -> "PageServer":
         """Bind and serve in a daemon thread; :attr:`port` is the bound port afterwards."""
         files = static_files()
-        config = json.dumps({"ws_port": self.ws_port, "protocol": 1}).encode()
+        config = json.dumps({"ws_port": self.ws_port, "protocol": 2}).encode()
 
         class Handler(BaseHTTPRequestHandler):
             server_version = "streamsig"

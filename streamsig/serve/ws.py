@@ -1,13 +1,20 @@
 """The websocket signal server: the ``signals`` and ``pnl`` topics, fanned out to clients as JSON.
 
-Protocol (version 1, details in ``docs/observability.md``):
+Protocol (version 2, details in ``docs/observability.md``):
 
-* connect to ``ws://HOST:PORT/?token=TOKEN``; a missing or unknown token is
-  answered with close code 4401;
-* the server greets with ``{"type": "hello", "protocol": 1}``;
+* connect to ``ws://HOST:PORT/?token=TOKEN``; the token is checked before the
+  upgrade completes: a missing or unknown token gets HTTP 401, a browser page
+  of a foreign origin HTTP 403, and an address with too many failed logins
+  HTTP 429;
+* the server greets with ``{"type": "hello", "protocol": 2}``;
 * ``{"op": "subscribe", "symbols": ["BTCUSDT"] | "*", "all": false}`` and
   ``{"op": "unsubscribe", "symbols": [...] | "*"}`` are acknowledged with
-  ``subscribed`` / ``unsubscribed``; a bad request gets ``{"type": "error"}``;
+  ``subscribed`` / ``unsubscribed`` and the number of subscriptions held (never
+  the list); a bad request gets ``{"type": "error"}``;
+* a client holds at most ``max_symbols`` subscriptions, sends messages of at
+  most ``max_message_bytes`` (larger ones close the connection with 1009) and
+  at most ``rate`` messages per second on average (bursts of ``burst``);
+  beyond that it is closed with 1008 ("policy violation");
 * ``{"type": "signal", ...}`` carries one signal record: by default only the
   records where the target position changes plus the last record of each
   frame; with ``"all": true`` every record. Its stamps (ns since epoch) follow
@@ -31,26 +38,31 @@ import hmac
 import json
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
+from http import HTTPStatus
 from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
 
 import numpy as np
 
-from streamsig.telemetry import WS_CLIENTS, WS_DROPPED, WS_SENT, observe_stage
+from streamsig.telemetry import WS_CLIENTS, WS_DROPPED, WS_REFUSED, WS_SENT, observe_stage
 from streamsig.wire.frames import FrameError
 from streamsig.wire.signals import SignalFrame, decode_signals, signal_dicts, to_json
 from streamsig.wire.topics import Topics
 
-PROTOCOL = 1
-CLOSE_UNAUTHORIZED = 4401
+PROTOCOL = 2
+CLOSE_UNAUTHORIZED = 4401  #: protocol 1 closed with this after the upgrade; now the upgrade gets HTTP 401
 CLOSE_SLOW_CONSUMER = 4408
+CLOSE_POLICY = 1008
 ALL_SYMBOLS = "*"
+MAX_SYMBOL_CHARS = 64
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +81,8 @@ class _Client:
     subs: dict[str, bool] = field(default_factory=dict)  # symbol or "*" -> wants every record
     writer: asyncio.Task[None] | None = None
     dropped: bool = False
+    allowance: float = 0.0  # token bucket of the message rate limit
+    stamp: float = 0.0
 
     def wants(self, symbol: str | None) -> bool | None:
         """None: not subscribed; else whether every record (not just changes) is wanted."""
@@ -88,43 +102,89 @@ def token_from_path(path: str) -> str | None:
     return values[0] if values else None
 
 
-def parse_command(raw: str | bytes, subs: dict[str, bool]) -> dict[str, Any]:
+def parse_command(raw: str | bytes, subs: dict[str, bool], max_symbols: int = 256) -> dict[str, Any]:
     """Apply one client message to ``subs`` (changed in place); return the reply.
+
+    The reply carries the number of subscriptions held, never the list, so its
+    size does not grow with what a client asks for; a client holds at most
+    ``max_symbols`` subscriptions.
 
     >>> subs = {}
     >>> parse_command('{"op": "subscribe", "symbols": ["B", "A"], "all": true}', subs)
-    {'type': 'subscribed', 'symbols': ['A', 'B'], 'all': True}
+    {'type': 'subscribed', 'count': 2, 'all': True}
+    >>> parse_command('{"op": "subscribe", "symbols": ["C", "D"]}', subs, max_symbols=3)["error"]
+    'at most 3 subscriptions per client'
     >>> parse_command('{"op": "unsubscribe", "symbols": "*"}', subs), subs
-    ({'type': 'unsubscribed', 'symbols': []}, {})
+    ({'type': 'unsubscribed', 'count': 0}, {})
     >>> parse_command('{"op": "buy"}', subs)["type"]
     'error'
     """
     try:
         msg = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return {"type": "error", "error": "message is not JSON"}
     if not isinstance(msg, dict):
         return {"type": "error", "error": "message must be a JSON object"}
     op = msg.get("op")
     if op not in ("subscribe", "unsubscribe"):
-        return {"type": "error", "error": f"unknown op {op!r}; use subscribe or unsubscribe"}
+        return {"type": "error", "error": "unknown op; use subscribe or unsubscribe"}
     symbols = msg.get("symbols")
     if symbols == ALL_SYMBOLS:
         symbols = [ALL_SYMBOLS]
-    if not (isinstance(symbols, list) and symbols and all(isinstance(s, str) and s for s in symbols)):
-        return {"type": "error", "error": 'symbols must be "*" or a non-empty list of symbol strings'}
+    if not (isinstance(symbols, list) and symbols
+            and all(isinstance(s, str) and 0 < len(s) <= MAX_SYMBOL_CHARS for s in symbols)):
+        return {"type": "error", "error": f'symbols must be "*" or a non-empty list of symbol strings '
+                                          f'(at most {MAX_SYMBOL_CHARS} characters each)'}
     if op == "subscribe":
         every = msg.get("all", False)
         if not isinstance(every, bool):
             return {"type": "error", "error": "all must be true or false"}
+        if len(subs.keys() | set(symbols)) > max_symbols:
+            return {"type": "error", "error": f"at most {max_symbols} subscriptions per client"}
         for s in symbols:
             subs[s] = every
-        return {"type": "subscribed", "symbols": sorted(subs), "all": every}
+        return {"type": "subscribed", "count": len(subs), "all": every}
     if ALL_SYMBOLS in symbols:
         subs.clear()
     for s in symbols:
         subs.pop(s, None)
-    return {"type": "unsubscribed", "symbols": sorted(subs)}
+    return {"type": "unsubscribed", "count": len(subs)}
+
+
+class LoginLimiter:
+    """Failed logins per client address: at most ``failures`` within ``window_s``, then refuse.
+
+    >>> lim = LoginLimiter(failures=2, window_s=10.0)
+    >>> lim.fail("1.2.3.4", now=0.0); lim.fail("1.2.3.4", now=1.0)
+    >>> lim.blocked("1.2.3.4", now=2.0), lim.blocked("1.2.3.4", now=11.5), lim.blocked("5.6.7.8", now=2.0)
+    (True, False, False)
+    """
+
+    def __init__(self, failures: int = 10, window_s: float = 60.0, max_addresses: int = 10_000) -> None:
+        self.failures, self.window_s, self.max_addresses = failures, window_s, max_addresses
+        self._seen: dict[str, deque[float]] = {}
+
+    def _recent(self, addr: str, now: float) -> deque[float] | None:
+        q = self._seen.get(addr)
+        while q and q[0] <= now - self.window_s:
+            q.popleft()
+        if q is not None and not q:
+            del self._seen[addr]
+            return None
+        return q
+
+    def blocked(self, addr: str, now: float | None = None) -> bool:
+        """True while ``addr`` has used up its failed logins."""
+        q = self._recent(addr, time.monotonic() if now is None else now)
+        return q is not None and len(q) >= self.failures
+
+    def fail(self, addr: str, now: float | None = None) -> None:
+        """Count one failed login of ``addr``."""
+        now = time.monotonic() if now is None else now
+        if addr not in self._seen and len(self._seen) >= self.max_addresses:
+            for old in list(self._seen)[: self.max_addresses // 10 or 1]:  # forget the oldest addresses
+                del self._seen[old]
+        self._seen.setdefault(addr, deque(maxlen=self.failures)).append(now)
 
 
 class SignalServer:
@@ -140,7 +200,9 @@ class SignalServer:
     def __init__(self, bootstrap: str | None, topics: Topics | None = None, host: str = "127.0.0.1",
                  port: int = 8765, tokens: Iterable[str] = (), queue_size: int = 1000, *,
                  from_beginning: bool = False, partitions: int = 4, close_timeout_s: float = 5.0,
-                 fetch_max_wait_ms: int = 2) -> None:
+                 fetch_max_wait_ms: int = 2, origins: Iterable[str] = (), max_symbols: int = 256,
+                 max_message_bytes: int = 4096, rate: float = 20.0, burst: int = 40,
+                 login_failures: int = 10, login_window_s: float = 60.0) -> None:
         self.tokens = [t for t in tokens if t]
         if not self.tokens:
             raise ValueError("at least one non-empty token is required")
@@ -156,6 +218,13 @@ class SignalServer:
         self._consumer: Any = None
         self._consume_task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
+        #: origins a browser page may connect from besides the server's own (``http://HOST:PORT``)
+        self.origins = frozenset(o.rstrip("/") for o in origins)
+        for reason in ("token", "origin", "rate_limited", "message_rate"):
+            WS_REFUSED.labels(reason)  # every reason's series exists (at 0) from the start
+        self.max_symbols, self.max_message_bytes = max_symbols, max_message_bytes
+        self.rate, self.burst = rate, burst
+        self.logins = LoginLimiter(login_failures, login_window_s)
 
     @property
     def n_clients(self) -> int:
@@ -169,7 +238,8 @@ class SignalServer:
             await self._start_consumer()
         try:
             self._server = await serve(self._handle, self.host, self.port, compression=None,
-                                       max_size=65536, close_timeout=self.close_timeout_s)
+                                       max_size=self.max_message_bytes, close_timeout=self.close_timeout_s,
+                                       process_request=self.check_request)
         except BaseException:
             await self._stop_consumer()
             raise
@@ -294,19 +364,66 @@ class SignalServer:
         token = token_from_path(path) or ""
         return any(hmac.compare_digest(token.encode(), t.encode()) for t in self.tokens)
 
+    def _origin_ok(self, origin: str, host: str | None) -> bool:
+        origin = origin.rstrip("/")
+        own = {f"http://{host}", f"https://{host}"} if host else set()
+        return origin in own or origin in self.origins
+
+    def allow_origins(self, origins: Iterable[str]) -> None:
+        """Also accept browser pages from ``origins`` (e.g. the live page on its own port)."""
+        self.origins = self.origins | {o.rstrip("/") for o in origins}
+
+    def check_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        """Refuse a websocket upgrade before it completes: rate-limited address, foreign origin, bad token.
+
+        Requests that are not websocket upgrades are left alone. Neither the
+        token nor the query string is ever logged.
+        """
+        if request.headers.get("Upgrade", "").lower() != "websocket":
+            return None
+        addr = str(connection.remote_address[0]) if connection.remote_address else "?"
+        if self.logins.blocked(addr):
+            WS_REFUSED.labels("rate_limited").inc()
+            return connection.respond(HTTPStatus.TOO_MANY_REQUESTS, "too many failed logins; try later\n")
+        origin = request.headers.get("Origin")
+        if origin is not None and not self._origin_ok(origin, request.headers.get("Host")):
+            WS_REFUSED.labels("origin").inc()
+            log.warning("refused websocket from %s: origin %.100r not allowed", addr, origin)
+            return connection.respond(HTTPStatus.FORBIDDEN, "origin not allowed\n")
+        if not self._authorized(request.path):
+            self.logins.fail(addr)
+            WS_REFUSED.labels("token").inc()
+            log.warning("refused websocket from %s: missing or wrong token", addr)
+            return connection.respond(HTTPStatus.UNAUTHORIZED, "unauthorized: missing or wrong token\n")
+        return None
+
+    def _within_rate(self, c: _Client) -> bool:
+        now = time.monotonic()
+        c.allowance = min(float(self.burst), c.allowance + (now - c.stamp) * self.rate)
+        c.stamp = now
+        if c.allowance < 1.0:
+            return False
+        c.allowance -= 1.0
+        return True
+
     async def _handle(self, ws: ServerConnection) -> None:
         path = ws.request.path if ws.request is not None else ""
-        if not self._authorized(path):
+        if not self._authorized(path):  # check_request refused it already; kept for direct callers
             await ws.close(CLOSE_UNAUTHORIZED, "unauthorized: missing or wrong token")
             return
-        c = _Client(ws, asyncio.Queue(self.queue_size))
+        c = _Client(ws, asyncio.Queue(self.queue_size), allowance=float(self.burst), stamp=time.monotonic())
         c.writer = asyncio.create_task(self._write(c))
         self._offer(c, to_json({"type": "hello", "protocol": PROTOCOL}))
         self._clients.add(c)
         WS_CLIENTS.inc()
         try:
             async for raw in ws:
-                if not self._offer(c, to_json(parse_command(raw, c.subs))):
+                if not self._within_rate(c):
+                    WS_REFUSED.labels("message_rate").inc()
+                    log.warning("closing websocket client %s: over %g messages/s", ws.remote_address, self.rate)
+                    await ws.close(CLOSE_POLICY, "message rate limit")
+                    break
+                if not self._offer(c, to_json(parse_command(raw, c.subs, self.max_symbols))):
                     break
         except ConnectionClosed:
             pass
@@ -368,17 +485,30 @@ class SignalServer:
             await consumer.stop()
 
     async def _consume(self) -> None:
-        while True:
-            try:
-                batch = await self._consumer.getmany(timeout_ms=500)
-            except Exception:  # noqa: BLE001 - keep serving; aiokafka reconnects on the next call
-                log.exception("Kafka fetch failed; retrying in 1 s")
-                await asyncio.sleep(1.0)
-                continue
-            now = time.time_ns()
-            for msgs in batch.values():
-                for m in msgs:
-                    self.on_record(m.topic, m.value, now)
+        from streamsig.wire.health import BrokerWatch, Outage, quiet_client_logs
+
+        quiet_client_logs()
+        assert self.bootstrap is not None
+        # the consumer itself reconnects quietly; the watch reports outages and lost topics
+        self.watch = BrokerWatch(self.bootstrap, (self.topics.signals, self.topics.pnl), self.partitions,
+                                 "server", self.topics.prefix)
+        watching = asyncio.create_task(self.watch.run())
+        outage = Outage("server-fetch", broker=self.bootstrap)
+        try:
+            while True:
+                try:
+                    batch = await self._consumer.getmany(timeout_ms=500)
+                except Exception as exc:  # noqa: BLE001 - keep serving; aiokafka reconnects on the next call
+                    await asyncio.sleep(outage.failed(exc))  # logged once per outage, retried with backoff
+                    continue
+                outage.recovered()
+                now = time.time_ns()
+                for msgs in batch.values():
+                    for m in msgs:
+                        self.on_record(m.topic, m.value, now)
+        finally:
+            watching.cancel()
+            await asyncio.gather(watching, return_exceptions=True)
 
     def on_record(self, topic: str, value: bytes, received_ns: int | None = None) -> int:
         """Fan out one Kafka record of the ``signals``, ``pnl`` or ``fills`` topic; return deliveries."""
@@ -399,14 +529,15 @@ class SignalServer:
 async def run_server(bootstrap: str | None, topics: Topics, host: str, port: int, tokens: Iterable[str],
                      queue_size: int = 1000, *, from_beginning: bool = False, partitions: int = 4,
                      stop: asyncio.Event | None = None,
-                     on_ready: Callable[[SignalServer], None] | None = None, fetch_max_wait_ms: int = 2) -> None:
+                     on_ready: Callable[[SignalServer], None] | None = None, **limits: Any) -> None:
     """Run a :class:`SignalServer` until ``stop`` is set (or the task is cancelled).
 
-    ``on_ready`` is called once the server is consuming and accepting connections.
+    ``on_ready`` is called once the server is consuming and accepting connections;
+    ``limits`` (origins, max_symbols, rate...) go to the server.
     """
     stop = stop or asyncio.Event()
     async with SignalServer(bootstrap, topics, host, port, tokens, queue_size, from_beginning=from_beginning,
-                            partitions=partitions, fetch_max_wait_ms=fetch_max_wait_ms) as server:
+                            partitions=partitions, **limits) as server:
         if on_ready is not None:
             on_ready(server)
         await stop.wait()

@@ -1,27 +1,30 @@
 """The frame codec: many book events of one symbol in one Kafka message.
 
-Layout (little-endian, 48-byte header, then ``count`` raw ``EVENT_DTYPE`` rows)::
+Layout (little-endian, 64-byte header, then ``count`` raw ``EVENT_DTYPE`` rows)::
 
     offset size field
          0    4 magic b"SSGF"
-         4    1 schema version (1)
+         4    1 schema version (2)
          5    1 symbol length in bytes (1..16)
          6    2 event itemsize (64)
          8   16 symbol, utf-8, NUL padded
         24    8 first sequence (seq of the first event; -1 when count is 0)
         32    4 count
         36    4 tick size in units of 1e-8 (0 = not given); tick = units / 1e8
-        40    8 producer timestamp, ns since epoch
+        40    8 producer timestamp, ns since epoch (non-decreasing within a session)
+        48    8 producer session id (epoch): a new one per producer run, larger than the last
+        56    8 reserved, zero
 
-The header length is a multiple of 16, so the events of a ``bytes`` payload
+The session id tells a restarted producer, whose sequences start again, from
+a redelivery of frames already applied. The header length is a multiple of 16, so the events of a ``bytes`` payload
 start 8-byte aligned and :func:`decode_frame` returns an aligned, zero-copy,
 read-only ``np.frombuffer`` view.
 
 >>> from streamsig.book.events import empty
 >>> ev = empty(3); ev["seq"] = [7, 7, 8]
->>> f = decode_frame(encode_frame("BTC-USD", ev, 123))
->>> (f.symbol, f.first_seq, f.count, f.producer_ts_ns, f.events["seq"].tolist())
-('BTC-USD', 7, 3, 123, [7, 7, 8])
+>>> f = decode_frame(encode_frame("BTC-USD", ev, 123, epoch=5))
+>>> (f.symbol, f.first_seq, f.count, f.producer_ts_ns, f.epoch, f.events["seq"].tolist())
+('BTC-USD', 7, 3, 123, 5, [7, 7, 8])
 """
 from __future__ import annotations
 
@@ -39,11 +42,11 @@ import numpy as np
 from streamsig.book.events import EVENT_DTYPE
 
 MAGIC = b"SSGF"
-VERSION = 1
+VERSION = 2
 SYMBOL_BYTES = 16
-_HEADER = struct.Struct("<4sBBH16sqIIq")
+_HEADER = struct.Struct("<4sBBH16sqIIqqq")
 HEADER_SIZE = _HEADER.size
-assert HEADER_SIZE == 48
+assert HEADER_SIZE == 64
 ITEMSIZE = EVENT_DTYPE.itemsize
 _SEQ = struct.Struct("<q")
 _SEQ_OFFSET = EVENT_DTYPE.fields["seq"][1]
@@ -68,6 +71,7 @@ class Frame:
     producer_ts_ns: int
     events: np.ndarray
     tick_size: float = 0.0
+    epoch: int = 0  #: producer session id
 
 
 def max_events_for(max_bytes: int) -> int:
@@ -91,8 +95,9 @@ def tick_units(tick_size: float) -> int:
     return int(units)
 
 
-def encode_frame(symbol: str, events: np.ndarray, producer_ts_ns: int, tick_size: float = 0.0) -> bytes:
-    """One frame holding ``events`` (an ``EVENT_DTYPE`` array, possibly empty)."""
+def encode_frame(symbol: str, events: np.ndarray, producer_ts_ns: int, tick_size: float = 0.0,
+                 epoch: int = 0) -> bytes:
+    """One frame holding ``events`` (an ``EVENT_DTYPE`` array, possibly empty) from session ``epoch``."""
     sym = symbol.encode("utf-8")
     if not 1 <= len(sym) <= SYMBOL_BYTES:
         raise ValueError(f"symbol must be 1..{SYMBOL_BYTES} utf-8 bytes, got {len(sym)}: {symbol!r}")
@@ -102,8 +107,10 @@ def encode_frame(symbol: str, events: np.ndarray, producer_ts_ns: int, tick_size
         raise ValueError(f"events must be 1-D, got shape {events.shape}")
     count = len(events)
     first_seq = int(events["seq"][0]) if count else -1
+    if epoch < 0:
+        raise ValueError(f"epoch must be >= 0, got {epoch}")
     header = _HEADER.pack(MAGIC, VERSION, len(sym), ITEMSIZE, sym, first_seq, count, tick_units(tick_size),
-                          producer_ts_ns)
+                          producer_ts_ns, epoch, 0)
     return b"".join((header, np.ascontiguousarray(events).data))
 
 
@@ -112,7 +119,7 @@ def decode_frame(data: bytes | bytearray | memoryview) -> Frame:
     n = len(data)
     if n < HEADER_SIZE:
         raise FrameError(f"short buffer: {n} bytes, a frame header needs {HEADER_SIZE}")
-    magic, version, sym_len, itemsize, sym, first_seq, count, tick, ts = _HEADER.unpack_from(data, 0)
+    magic, version, sym_len, itemsize, sym, first_seq, count, tick, ts, epoch, spare = _HEADER.unpack_from(data, 0)
     if magic != MAGIC:
         raise FrameError(f"bad magic {bytes(magic)!r}, expected {MAGIC!r}")
     if version != VERSION:
@@ -121,6 +128,10 @@ def decode_frame(data: bytes | bytearray | memoryview) -> Frame:
         raise FrameError(f"event itemsize {itemsize}, expected {ITEMSIZE}")
     if not 1 <= sym_len <= SYMBOL_BYTES:
         raise FrameError(f"symbol length {sym_len} outside 1..{SYMBOL_BYTES}")
+    if any(sym[sym_len:]):
+        raise FrameError("symbol padding is not NUL")
+    if epoch < 0 or spare:
+        raise FrameError(f"bad session fields: epoch {epoch}, reserved {spare}")
     try:
         symbol = bytes(sym[:sym_len]).decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -135,7 +146,7 @@ def decode_frame(data: bytes | bytearray | memoryview) -> Frame:
     events = np.frombuffer(data, dtype=EVENT_DTYPE, count=count, offset=HEADER_SIZE)
     if events.flags.writeable:
         events.flags.writeable = False
-    return Frame(VERSION, symbol, first_seq, count, ts, events, tick / 1e8)
+    return Frame(VERSION, symbol, first_seq, count, ts, events, tick / 1e8, epoch)
 
 
 def peek_symbol(data: bytes | bytearray | memoryview) -> str:
@@ -204,7 +215,8 @@ class Framer:
     pending event has waited ``max_delay_ns`` (checked in :meth:`add` and
     :meth:`poll`; call :meth:`poll` by :attr:`deadline_ns` when input is idle).
     ``max_delay_ns=None`` bounds by count only; ``0`` emits on every call.
-    ``clock`` (monotonic) drives the delay, ``wall_clock`` stamps frames.
+    ``clock`` (monotonic) drives the delay, ``wall_clock`` stamps frames (never
+    backwards); ``epoch`` is the producer session id written in every frame.
 
     >>> from streamsig.book.events import empty
     >>> fr = Framer("X", max_events=2)
@@ -221,6 +233,7 @@ class Framer:
         max_delay_ns: int | None = 5_000_000,
         *,
         tick_size: float = 0.0,
+        epoch: int = 0,
         clock: Callable[[], int] = time.monotonic_ns,
         wall_clock: Callable[[], int] = time.time_ns,
     ) -> None:
@@ -231,6 +244,7 @@ class Framer:
         encode_frame(symbol, np.empty(0, EVENT_DTYPE), 0)  # validates the symbol
         self.symbol = symbol
         self.tick_size = tick_size
+        self.epoch = epoch
         tick_units(tick_size)  # validates it
         self.max_events = max_events
         self.max_delay_ns = max_delay_ns
@@ -239,6 +253,7 @@ class Framer:
         self._buf = np.empty(max_events, dtype=EVENT_DTYPE)
         self._n = 0
         self._since: int | None = None  # clock value when the oldest pending event arrived
+        self._stamp = 0  # last producer timestamp: stamps never go backwards within a session
 
     @property
     def pending(self) -> int:
@@ -286,7 +301,8 @@ class Framer:
         return self._emit() if self._n else None
 
     def _emit(self) -> bytes:
-        frame = encode_frame(self.symbol, self._buf[: self._n], self._wall(), self.tick_size)
+        self._stamp = max(self._stamp, self._wall())
+        frame = encode_frame(self.symbol, self._buf[: self._n], self._stamp, self.tick_size, self.epoch)
         self._n = 0
         self._since = None
         return frame

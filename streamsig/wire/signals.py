@@ -4,12 +4,12 @@ The worker takes the frames waiting on a partition together and answers each
 symbol's with one signal frame (one book frame when there is no backlog);
 :func:`split_signals` cuts a long answer into messages under a size limit.
 
-Layout (little-endian): a 96-byte header, then ``count`` raw ``SIGNAL_DTYPE`` rows::
+Layout (little-endian): a 104-byte header, then ``count`` raw ``SIGNAL_DTYPE`` rows::
 
     offset size field
          0    4 magic b"SSGS"
-         4    1 schema version (3: records carry the mid and the touch, and the
-               header the worker-received stamp; other versions are refused)
+         4    1 schema version (4: the header carries the producer session id;
+               3, written before it, is read with epoch 0; others are refused)
          5    1 symbol length (1..16)
          6    1 model id length (0..32)
          7    1 reserved
@@ -22,6 +22,8 @@ Layout (little-endian): a 96-byte header, then ``count`` raw ``SIGNAL_DTYPE`` ro
         84    8 worker received timestamp (the book frames taken from the stream), ns
               since epoch
         92    4 reserved, zero
+        96    8 producer session id (epoch) of the book frames answered (not in version 3,
+              whose header ends at 96)
 
 The three stamps let every later hop split its latency by stage (see
 ``docs/latency.md``).
@@ -52,10 +54,12 @@ from streamsig.book.records import SIGNAL_DTYPE
 from streamsig.wire.frames import FrameError
 
 MAGIC = b"SSGS"
-VERSION = 3
-_HEADER = struct.Struct("<4sBBBB16s32sqqqIqI")
+VERSION = 4
+_HEADER = struct.Struct("<4sBBBB16s32sqqqIqIq")
 HEADER_SIZE = _HEADER.size
-assert HEADER_SIZE == 96
+assert HEADER_SIZE == 104
+_HEADER_V3 = struct.Struct("<4sBBBB16s32sqqqIqI")  #: version 3: the same fields without the epoch
+assert _HEADER_V3.size == 96
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,32 +73,51 @@ class SignalFrame:
     last_seq: int
     records: np.ndarray
     worker_received_ns: int = 0  #: when the worker took the book frames from the stream (0: unknown)
+    epoch: int = 0  #: producer session id of the book frames answered
 
 
 def encode_signals(symbol: str, model_id: str, records: np.ndarray, producer_ts_ns: int,
-                   worker_ts_ns: int, last_seq: int, *, worker_received_ns: int = 0) -> bytes:
-    """Encode one symbol's signal records (``SIGNAL_DTYPE``); ``worker_ts_ns`` is the published stamp."""
+                   worker_ts_ns: int, last_seq: int, epoch: int = 0, *, worker_received_ns: int = 0) -> bytes:
+    """Encode one symbol's signal records (``SIGNAL_DTYPE``) answering session ``epoch``.
+
+    ``worker_ts_ns`` is the published stamp.
+    """
     sym, mid = symbol.encode(), model_id.encode()[:32]
     if not 1 <= len(sym) <= 16:
         raise ValueError(f"symbol must be 1..16 utf-8 bytes: {symbol!r}")
     head = _HEADER.pack(MAGIC, VERSION, len(sym), len(mid), 0, sym, mid, producer_ts_ns, worker_ts_ns,
-                        last_seq, len(records), worker_received_ns, 0)
+                        last_seq, len(records), worker_received_ns, 0, epoch)
     return head + np.ascontiguousarray(records, SIGNAL_DTYPE).tobytes()
 
 
 def decode_signals(data: bytes) -> SignalFrame:
-    """Parse a signal frame; raise :class:`FrameError` with a reason if invalid."""
-    if len(data) < HEADER_SIZE:
+    """Parse a signal frame (version 4, or 3 with epoch 0); raise :class:`FrameError` with a reason if invalid.
+
+    >>> v3 = _HEADER_V3.pack(MAGIC, 3, 1, 1, 0, b"S", b"m", 10, 20, 7, 0, 15, 0)
+    >>> f = decode_signals(v3)
+    >>> (f.symbol, f.last_seq, f.worker_received_ns, f.epoch, len(f.records))
+    ('S', 7, 15, 0, 0)
+    """
+    ver = data[4] if len(data) > 4 else None
+    head = _HEADER_V3 if ver == 3 else _HEADER
+    if len(data) < head.size:
         raise FrameError(f"short signal frame: {len(data)} bytes")
-    magic, ver, ls, lm, res, sym, mid, pts, wts, last, count, rts, res2 = _HEADER.unpack_from(data, 0)
-    if magic != MAGIC or ver != VERSION:
+    fields = head.unpack_from(data, 0)
+    magic, ver, ls, lm, res, sym, mid, pts, wts, last, count, rts, res2 = fields[:13]
+    epoch = fields[13] if ver == VERSION else 0
+    if magic != MAGIC or ver not in (3, VERSION):
         raise FrameError(f"not a signal frame (magic {magic!r}, version {ver})")
     if res or res2:
         raise FrameError(f"signal frame version {ver} has non-zero reserved bytes")
-    if len(data) != HEADER_SIZE + count * SIGNAL_DTYPE.itemsize:
+    if len(data) != head.size + count * SIGNAL_DTYPE.itemsize:
         raise FrameError(f"signal frame length {len(data)} does not match count {count}")
-    rec = np.frombuffer(data, SIGNAL_DTYPE, count, HEADER_SIZE)
-    return SignalFrame(sym[:ls].decode(), mid[:lm].decode(), pts, wts, last, rec, rts)
+    if not 1 <= ls <= 16 or lm > 32:
+        raise FrameError(f"signal frame symbol/model length {ls}/{lm} out of range")
+    rec = np.frombuffer(data, SIGNAL_DTYPE, count, head.size)
+    try:
+        return SignalFrame(sym[:ls].decode(), mid[:lm].decode(), pts, wts, last, rec, rts, epoch)
+    except UnicodeDecodeError as exc:
+        raise FrameError("signal frame symbol or model id is not utf-8") from exc
 
 
 def max_signals_for(max_bytes: int) -> int:
@@ -107,7 +130,8 @@ def max_signals_for(max_bytes: int) -> int:
 
 
 def split_signals(symbol: str, model_id: str, records: np.ndarray, producer_ts_ns: int, worker_ts_ns: int,
-                  last_seq: int, max_bytes: int = 1_000_000, *, worker_received_ns: int = 0) -> list[bytes]:
+                  last_seq: int, epoch: int = 0, max_bytes: int = 1_000_000, *,
+                  worker_received_ns: int = 0) -> list[bytes]:
     """``records`` as signal messages of at most ``max_bytes`` each, in sequence order.
 
     Every message but the last answers up to its own last record; the last
@@ -115,7 +139,7 @@ def split_signals(symbol: str, model_id: str, records: np.ndarray, producer_ts_n
     later part of the same answer still holds.
 
     >>> rec = np.zeros(5, SIGNAL_DTYPE); rec["seq"] = [1, 2, 3, 4, 5]
-    >>> parts = [decode_signals(m) for m in split_signals("S", "m", rec, 0, 0, 9, HEADER_SIZE + 2 * 88)]
+    >>> parts = [decode_signals(m) for m in split_signals("S", "m", rec, 0, 0, 9, max_bytes=HEADER_SIZE + 2 * 88)]
     >>> [(p.records["seq"].tolist(), p.last_seq) for p in parts]
     [([1, 2], 2), ([3, 4], 4), ([5], 9)]
     """
@@ -124,7 +148,7 @@ def split_signals(symbol: str, model_id: str, records: np.ndarray, producer_ts_n
     for i in range(0, max(len(records), 1), per):
         part = records[i:i + per]
         last = last_seq if i + per >= len(records) else int(part["seq"][-1])
-        out.append(encode_signals(symbol, model_id, part, producer_ts_ns, worker_ts_ns, last,
+        out.append(encode_signals(symbol, model_id, part, producer_ts_ns, worker_ts_ns, last, epoch,
                                   worker_received_ns=worker_received_ns))
     return out
 

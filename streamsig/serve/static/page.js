@@ -1,5 +1,5 @@
 // streamsig live page: one websocket, per-symbol series kept in capped arrays, drawn on canvases.
-// Protocol: docs/observability.md (hello, subscribe, signal / pnl / fill records; close 4401 = bad token).
+// Protocol: docs/observability.md (protocol 2: hello, subscribe -> subscribed with a count, signal / pnl / fill records; a bad token is refused with HTTP 401).
 "use strict";
 (function () {
   const MAX_POINTS = 3000;          // per series and symbol; the oldest points are dropped
@@ -112,21 +112,27 @@
       try { msg = JSON.parse(ev.data); } catch (err) { return; }
       if (msg.type === "hello") {
         greeted = true;
+        page.everGreeted = true;
         backoff = BACKOFF_MIN_S;
         setState("live", "live");
         showMessage("");
         ws.send(JSON.stringify({ op: "subscribe", symbols: "*" }));
       } else if (msg.type === "error") {
         showMessage(`server: ${msg.error}`);
+      } else if (msg.type === "subscribed" || msg.type === "unsubscribed") {
+        page.subscriptions = msg.count;  // protocol 2 answers with the number of subscriptions held
       } else {
         onRecord(msg);
       }
     };
     ws.onclose = (ev) => {
       page.closeCode = ev.code;
-      if (ev.code === 4401) {
+      if (ev.code === 4401 || (!greeted && !page.everGreeted && ev.code === 1006)) {
+        // protocol 2 refuses a bad token with HTTP 401 before the upgrade (the browser reports 1006);
+        // protocol 1 closed with 4401 after it
         setState("unauthorized", "wrong token");
-        showMessage("Wrong or missing token: the server refused this connection (close code 4401). "
+        showMessage("Wrong or missing token: the server refused this connection (HTTP 401; close code "
+          + `${ev.code === 4401 ? 4401 : "1006"}, 4401 in protocol 1). `
           + "Open the page with ?token=<token> as printed by `streamsig serve` or `streamsig demo`.");
         return;  // a wrong token does not become right by retrying
       }
