@@ -15,7 +15,9 @@ cost exactly when it matters.
 
 Events are acknowledged only after the caller is done with their batch (the
 caller's next step of the loop), as ``take`` does, so an offset commit never
-covers a value that has not been processed.
+covers a value that has not been processed. A value whose partition was
+revoked while its batch was being gathered is dropped unacknowledged: its
+partition's next owner reads it again.
 """
 from __future__ import annotations
 
@@ -71,6 +73,14 @@ async def ready_batches(stream: Any, max_batch: int, events: bool = False) -> As
                 continue
         batch, values = values, []
         done, held = held, []
+        if consumer is not None:
+            assigned = consumer.assignment()
+            keep = [e is None or e.message.tp in assigned for e in done]
+            if not all(keep):
+                batch = [v for v, k in zip(batch, keep) if k]
+                done = [e for e, k in zip(done, keep) if k]
+                if not done:
+                    continue
         yield done if events else batch
         for event in done:
             if event is not None:

@@ -141,6 +141,12 @@ def faust_settings(cfg: StreamConfig) -> dict[str, Any]:
         "web_bind": "127.0.0.1",
         "datadir": datadir,
         "producer_max_request_size": cfg.max_message_bytes,
+        # A rebalance clears the agents' queues and would then wait for every event already taken to
+        # be acknowledged; a batch that took some values and waits for the next one (which the clear
+        # removed) never is, and the rebalance would hang. The apps do not need that wait: they commit
+        # only from their own revocation handlers, after their state is saved, and what was taken but
+        # not processed is not acknowledged, so the next owner reads it again.
+        "stream_wait_empty": False,
     }
 
 
