@@ -221,12 +221,21 @@ class _Consumer(_faust_kafka.Consumer):
             self.diag.unset_flag(_faust_consumer.CONSUMER_FETCHING)
 
 
-def forget_read_offsets(app: Any) -> None:
-    """Forget the offsets an app's agents have read: after the broker lost its topics, offsets start at 0 again
-    and the fetch loop would skip every new message as already delivered."""
-    read = getattr(app.consumer, "_read_offset", None)
-    if read is not None:
-        read.clear()
+async def reread_from_start(app: Any) -> None:
+    """After the broker lost its topics: forget the offsets read and fetch every assigned partition from 0.
+
+    The recreated topics number their messages from 0 again, so the fetch loop would skip them as
+    already delivered, and it may have done so for some before the loss was noticed; reading again
+    from the start delivers those (the consumers are idempotent by sequence)."""
+    consumer = app.consumer
+    # Faust's per-partition bookkeeping of read, acknowledged and committed offsets describes the
+    # lost topics; left as it is, the next commit would store an old, higher offset for the new ones
+    for name in ("_read_offset", "_acked", "_acked_index", "_committed_offset", "_gap"):
+        book = getattr(consumer, name, None)
+        if book is not None:
+            book.clear()
+    for tp in sorted(consumer.assignment()):
+        await consumer.seek(tp, 0)
 
 
 class _Transport(_faust_kafka.Transport):

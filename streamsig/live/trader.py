@@ -277,7 +277,7 @@ def build_trader(cfg, exec_cfg: ExecConfig, policy: PolicyConfig = PolicyConfig(
                                            crash_point, decode_checkpoint, encode_checkpoint,
                                            request_snapshot, state_topics)
     from streamsig.live.batches import ready_batches
-    from streamsig.live.config import forget_read_offsets, make_app, raw_topic
+    from streamsig.live.config import make_app, raw_topic, reread_from_start
     from streamsig.live.health import add_health_timer
     from streamsig.live.output import send_acked
     from streamsig.live.worker import choose_checkpoint
@@ -584,10 +584,10 @@ def build_trader(cfg, exec_cfg: ExecConfig, policy: PolicyConfig = PolicyConfig(
             fill_mark.clear()
             pnl_mark.clear()
 
-    def lost(missing: list[str]) -> None:
+    async def lost(missing: list[str]) -> None:
         # the recreated topics number their messages from 0 again (no lock: a batch may be waiting
-        # on the broker with it held, and these resets do not yield)
-        forget_read_offsets(app)
+        # on the broker with it held)
+        await reread_from_start(app)
         out_off.clear()
         loaded.clear()
         for sym in list(traders):

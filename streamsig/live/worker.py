@@ -56,7 +56,7 @@ from streamsig.live.checkpoint import (BrokerStore, Checkpoint, CheckpointError,
                                        state_topics)
 from streamsig.live import health
 from streamsig.live.batches import ready_batches
-from streamsig.live.config import StreamConfig, forget_read_offsets, make_app, raw_topic
+from streamsig.live.config import StreamConfig, make_app, raw_topic, reread_from_start
 from streamsig.live.guard import SequenceGuard, SymbolGate, Verdict, check_values
 from streamsig.live.output import send_acked
 from streamsig.wire.frames import FrameError, dead_letter_record, decode_frame, encode_frame, peek_symbol
@@ -499,11 +499,11 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
     async def lost(missing: list[str]) -> None:
         # the broker came back empty: whatever was published and not yet consumed is gone, and the
         # recreated topics number their messages from 0 again. No lock: a batch may be waiting on the
-        # broker with it held, and these resets do not yield.
+        # broker with it held.
         nonlocal lost_at
         lost_at = time.time_ns()
 
-        forget_read_offsets(app)
+        await reread_from_start(app)
         for sym in list(engines):
             offsets[sym] = -1
             versions.forget(sym)  # the checkpoints topic is new: write every symbol again
