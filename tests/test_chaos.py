@@ -372,7 +372,7 @@ async def test_worker_and_trader_survive_kill_9(seed: int, tmp_path: Path) -> No
                     p.kill9()
         res = await check_and_count(b.bootstrap, topics, parts, ref, syms, True)
     rotations = sum(p.log_text().count("rotated to generation") for p in (worker, trader))
-    assert rotations >= 2  # the state survived rotations as well as kills
+    assert rotations >= 1  # the state survived a rotation as well as the kills
     res.update(seed=seed, kills=log, rotations=rotations, reference_s=round(t_ref, 1), run_s=round(t_run, 1),
                wall_s=round(time.monotonic() - t0, 1))
     print("CHAOS", json.dumps(res))

@@ -283,6 +283,9 @@ class Prometheus:
                                       f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         self.api = f"http://127.0.0.1:{self.port}/api/v1"
+        # answers queries (and exits cleanly on SIGTERM) only once it is ready
+        wait_for("Prometheus to be ready", lambda: urllib.request.urlopen(
+            f"http://127.0.0.1:{self.port}/-/ready", timeout=2).status == 200, timeout=60)
 
     def query(self, q: str) -> list[dict[str, Any]]:
         r = http_json(f"{self.api}/query?" + urllib.parse.urlencode({"query": q}))

@@ -207,7 +207,8 @@ def test_backtest_on_the_models_training_data_warns(tmp_path):
     r = run_cli("backtest", "--model", str(DEFAULT_MODEL), "--updates", "1500", "--out", str(tmp_path),
                 "--run-id", "r")
     assert r.returncode == 0, r.stderr
-    want = ("model lightgbm-4feda7572a8b was trained on this data: SYNA, SYNB, SYNC overlap its training range "
+    model_id = json.loads((DEFAULT_MODEL / "card.json").read_text())["model_id"]
+    want = (f"model {model_id} was trained on this data: SYNA, SYNB, SYNC overlap its training range "
             "2024-01-01T00:00:00 to 2024-01-01T00:03:20; figures are in-sample")
     assert f"warning: {want}" in " ".join(r.stderr.split())
     html = (tmp_path / "r" / "report.html").read_text()

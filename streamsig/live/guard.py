@@ -36,7 +36,7 @@ symbol names, and prices, ticks and counts in range.
 (<Verdict.ACCEPT: 0>, None, '')
 >>> ev["seq"] = [10**15, 10**15]
 >>> g.check(decode_frame(encode_frame("S", ev, 11, 0.01, epoch=1)))[:2]
-(<Verdict.REJECT: 2>, <Reason.SEQUENCE_JUMP: 10>)
+(<Verdict.REJECT: 2>, <Reason.SEQUENCE_JUMP: 11>)
 >>> ev["seq"] = [0, 1]
 >>> g.check(decode_frame(encode_frame("S", ev, 12, 0.01, epoch=2)))[0]
 <Verdict.NEW_SESSION: 1>
