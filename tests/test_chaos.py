@@ -355,13 +355,18 @@ async def test_worker_and_trader_survive_kill_9(seed: int, tmp_path: Path) -> No
             log: list = []
             await asyncio.gather(
                 kill_schedule(worker, rng, "file-write", (3, 12), 3, log, t0),
-                kill_schedule(trader, rng, "output-sent", (2, 20), 3, log, t0))
+                # few enough sends that a trader taking large batches reaches the hook
+                kill_schedule(trader, rng, "output-sent", (1, 6), 3, log, t0))
             await wait_for(lambda: not producer.alive(), 120, "the producer")
             assert producer.p.returncode == 0
             await wait_for(lambda: all(mon.last_sig.get(s, -1) >= e for s, e in ends.items()), 180, "signals",
                            lambda: mon.last_sig, (worker, trader))
             await wait_for(lambda: all(mon.last_pnl.get(s, -1) >= e for s, e in ends.items()), 180, "P&L",
                            lambda: mon.last_pnl, (worker, trader))
+            # the last incarnations may still be starting (the output was complete before them): a
+            # SIGTERM before Faust installs its handlers ends a process without its graceful stop
+            await wait_for(worker.ready, 120, "the last worker to be ready", logs=(worker,))
+            await wait_for(trader.ready, 120, "the last trader to be ready", logs=(trader,))
             assert worker.stop() == 0 and trader.stop() == 0
             t_run = time.monotonic() - t0
         finally:
