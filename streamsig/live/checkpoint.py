@@ -617,6 +617,32 @@ async def read_partition(bootstrap: str, topic: str, partition: int, start: int,
         await c.stop()
 
 
+async def save_changed(kind: str, contents: Iterable[tuple[str, dict[str, Any]]],
+                       extra: Callable[[str], dict[str, Any]], versions: Versions, local: LocalStore | None,
+                       store: BrokerStore) -> int:
+    """Checkpoint each ``(symbol, content)`` whose content changed: local cache, then the broker, acknowledged.
+
+    ``extra(symbol)`` adds fields that do not count as a change (output offsets, the time).
+    Rotates the broker's checkpoint generations when due; returns how many were written.
+    """
+    jobs, done = [], []
+    for sym, content in contents:
+        nv = versions.next(sym, content)
+        if nv is None:
+            continue
+        version, digest = nv
+        blob = encode_checkpoint(kind, sym, version, dict(content, **extra(sym)))
+        if local is not None:
+            local.save(sym, blob)
+        jobs.append(store.publish(sym, version, blob))
+        done.append((sym, version, digest))
+    await asyncio.gather(*jobs)
+    for sym, version, digest in done:
+        versions.written(sym, version, digest)
+    await store.rotate_if_due()  # bounds the checkpoint topics, which the broker never compacts
+    return len(done)
+
+
 async def request_snapshot(store: BrokerStore, topic: str, symbol: str, after_seq: int, reason: str) -> None:
     """Ask the producer for a book snapshot of ``symbol`` (see :mod:`streamsig.live.producer`)."""
     body = {"type": "snapshot-request", "symbol": symbol, "after_seq": int(after_seq), "reason": reason,

@@ -274,7 +274,7 @@ def build_trader(cfg, exec_cfg: ExecConfig, policy: PolicyConfig = PolicyConfig(
     import asyncio
     import logging
     from streamsig.live.checkpoint import (BrokerStore, Checkpoint, CheckpointError, LocalStore, Versions,
-                                           crash_point, decode_checkpoint, encode_checkpoint,
+                                           crash_point, decode_checkpoint, save_changed,
                                            request_snapshot, state_topics)
     from streamsig.live.batches import ready_batches
     from streamsig.live.config import make_app, raw_topic, reread_from_start
@@ -530,27 +530,15 @@ def build_trader(cfg, exec_cfg: ExecConfig, policy: PolicyConfig = PolicyConfig(
         """Checkpoint changed symbols; False if some state (early targets) cannot be covered yet."""
         if not started:
             return False
-        jobs, done = [], []
-        for sym, tr in list(traders.items()):
-            content = dict(tr.checkpoint(), fill_mark=fill_mark.get(sym, -1), pnl_mark=pnl_mark.get(sym, -1),
-                           guard=guards[sym].state())
-            nv = versions.next(sym, content)
-            if nv is None:
-                continue
-            version, digest = nv
+        contents = ((sym, dict(tr.checkpoint(), fill_mark=fill_mark.get(sym, -1), pnl_mark=pnl_mark.get(sym, -1),
+                               guard=guards[sym].state())) for sym, tr in list(traders.items()))
+
+        def offsets(sym: str) -> dict[str, int]:
             p = part_of[sym]
-            state = dict(content, fills_offset=out_off.get((t.fills, p), -1),
-                         pnl_offset=out_off.get((t.pnl, p), -1))
-            blob = encode_checkpoint("trader", sym, version, state)
-            if local is not None:
-                local.save(sym, blob)
-            jobs.append(store.publish(sym, version, blob))
-            done.append((sym, version, digest))
-        await asyncio.gather(*jobs)
-        for sym, version, digest in done:
-            versions.written(sym, version, digest)
-        await store.rotate_if_due()  # bounds the checkpoint topics, which the broker never compacts
-        M.CHECKPOINT_WRITES.labels("trader").inc(len(done))
+            return {"fills_offset": out_off.get((t.fills, p), -1), "pnl_offset": out_off.get((t.pnl, p), -1)}
+
+        M.CHECKPOINT_WRITES.labels("trader").inc(await save_changed("trader", contents, offsets, versions, local,
+                                                                    store))
         return not early
 
     @app.timer(checkpoint_s)

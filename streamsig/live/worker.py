@@ -52,7 +52,7 @@ from streamsig.features import FeatureSpec
 from streamsig.models.outcomes import MaturedScores
 from streamsig import telemetry as M
 from streamsig.live.checkpoint import (BrokerStore, Checkpoint, CheckpointError, LocalStore, Versions,
-                                       crash_point, decode_checkpoint, encode_checkpoint, request_snapshot,
+                                       crash_point, decode_checkpoint, request_snapshot, save_changed,
                                        state_topics)
 from streamsig.live import health
 from streamsig.live.batches import ready_batches
@@ -430,27 +430,14 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
         """Checkpoint every symbol whose state changed (local cache, then the broker, acknowledged)."""
         if not started:
             return 0
-        jobs, done = [], []
-        for sym, eng in list(engines.items()):
-            content = {"seq": eng.last_seq, "engine": eng.checkpoint(), "published": marks.get(sym, -1),
-                       "offset": offsets.get(sym, -1), "counts": counts.get(sym, {}),
-                       "guard": guards[sym].state()}
-            nv = versions.next(sym, content)
-            if nv is None:
-                continue
-            version, digest = nv
-            state = dict(content, signals_offset=pub_off.get(part_of[sym], -1), saved_ns=time.time_ns())
-            blob = encode_checkpoint("worker", sym, version, state)
-            if local is not None:
-                local.save(sym, blob)
-            jobs.append(store.publish(sym, version, blob))
-            done.append((sym, version, digest))
-        await asyncio.gather(*jobs)
-        for sym, version, digest in done:
-            versions.written(sym, version, digest)
-        await store.rotate_if_due()  # bounds the checkpoint topics, which the broker never compacts
-        M.CHECKPOINT_WRITES.labels("worker").inc(len(done))
-        return len(done)
+        contents = ((sym, {"seq": eng.last_seq, "engine": eng.checkpoint(), "published": marks.get(sym, -1),
+                           "offset": offsets.get(sym, -1), "counts": counts.get(sym, {}),
+                           "guard": guards[sym].state()}) for sym, eng in list(engines.items()))
+        n = await save_changed("worker", contents, lambda sym: {"signals_offset": pub_off.get(part_of[sym], -1),
+                                                                "saved_ns": time.time_ns()},
+                               versions, local, store)
+        M.CHECKPOINT_WRITES.labels("worker").inc(n)
+        return n
 
     async def save_and_commit() -> None:
         async with lock:
