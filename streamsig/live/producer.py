@@ -30,6 +30,8 @@ from streamsig.wire.frames import Framer
 
 log = logging.getLogger(__name__)
 
+REQUESTS_READY_S = 10.0  #: longest wait for the snapshot-request consumer's partitions before the replay starts
+
 
 @dataclass
 class ProduceStats:
@@ -131,15 +133,27 @@ def _slices(chunks: Iterable[np.ndarray], size: int) -> Iterator[np.ndarray]:
 
 
 async def _serve_requests(bootstrap: str, topic: str, symbols: set[str], wanted: set[str],
-                          stop: asyncio.Event) -> None:
-    """Add the symbols named by new records on ``topic`` to ``wanted`` until ``stop`` is set."""
+                          stop: asyncio.Event, ready: asyncio.Event) -> None:
+    """Add the symbols named by new records on ``topic`` to ``wanted`` until ``stop`` is set.
+
+    ``ready`` is set once the consumer's position on every partition is fixed, so
+    a request sent after the replay starts is never skipped as "before latest".
+    """
     import json
 
     from aiokafka import AIOKafkaConsumer
 
     c = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
                          auto_offset_reset="latest", fetch_max_wait_ms=50)
-    await c.start()
+    try:
+        await c.start()
+        t_end = time.monotonic() + REQUESTS_READY_S
+        while not c.assignment() and time.monotonic() < t_end:
+            await asyncio.sleep(0.05)
+        for tp in c.assignment():
+            await c.position(tp)
+    finally:
+        ready.set()  # on failure the replay goes on; the periodic snapshots still heal a symbol
     try:
         while not stop.is_set():
             batch = await c.getmany(timeout_ms=100)
@@ -257,8 +271,10 @@ async def produce(feeds: Sequence[Feed], bootstrap: str, topic: str, speed: floa
     done = asyncio.Event()
     if requests_topic:
         wanted = set()
+        ready = asyncio.Event()
         serving = asyncio.create_task(_serve_requests(bootstrap, requests_topic, {f.symbol for f in feeds},
-                                                      wanted, done))
+                                                      wanted, done, ready))
+        await ready.wait()
     try:
         ts0 = None
         if speed:
