@@ -177,6 +177,43 @@ async def test_faust_agent_forwards_frame_counts(stream_config: StreamConfig) ->
     assert {r["symbol"] for r in results} == {"X"}
 
 
+async def test_partition_without_committed_offset_is_sought_to_the_beginning(stream_config: StreamConfig) -> None:
+    """Seeking to the committed offsets (as Faust does after a rebalance, or after dropping records it
+    fetched while its flow was suspended) rewinds a partition nobody has committed yet to offset 0:
+    left at its fetch position, the records fetched and dropped would never be delivered."""
+    from aiokafka import AIOKafkaProducer
+
+    cfg = stream_config
+    await ensure_topics(cfg.bootstrap, cfg.topics.all(), cfg.partitions)
+    app = make_app(cfg, broker_commit_interval=3600.0)  # nothing is committed during the test
+    book_events = raw_topic(app, cfg.topics.book_events)
+    seen: list[int] = []
+
+    @app.agent(book_events)
+    async def count(stream):  # type: ignore[no-untyped-def]
+        async for event in stream.events():
+            seen.append(event.message.offset)
+
+    producer = AIOKafkaProducer(bootstrap_servers=cfg.bootstrap)
+    await producer.start()
+    try:
+        for i in range(6):
+            await producer.send_and_wait(cfg.topics.book_events, encode_frame("X", _events(1, i), 0), key=b"X",
+                                         partition=0)
+    finally:
+        await producer.stop()
+    async with running(app, ready_timeout_s=20):
+        async with asyncio.timeout(15):
+            while len(seen) < 6:
+                await asyncio.sleep(0.05)
+        tp = next(tp for tp in app.consumer.assignment() if tp.topic == cfg.topics.book_events and tp.partition == 0)
+        assert await app.consumer.position(tp) == 6
+        committed = await app.consumer.seek_to_committed()
+        assert not committed.get(tp)
+        assert await app.consumer.position(tp) == 0
+    assert seen[:6] == list(range(6))
+
+
 WORKER_SCRIPT = """
 import sys
 from streamsig.live.config import StreamConfig, make_app, raw_topic, run_worker

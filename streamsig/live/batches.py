@@ -17,7 +17,8 @@ Events are acknowledged only after the caller is done with their batch (the
 caller's next step of the loop), as ``take`` does, so an offset commit never
 covers a value that has not been processed. A value whose partition was
 revoked while its batch was being gathered is dropped unacknowledged: its
-partition's next owner reads it again.
+partition's next owner reads it again. So is a batch of a topic the broker
+lost (see :func:`streamsig.live.config.incarnation`).
 """
 from __future__ import annotations
 
@@ -48,16 +49,19 @@ async def ready_batches(stream: Any, max_batch: int, events: bool = False) -> As
     and ``.message`` with its partition and offset)."""
     if max_batch < 1:
         raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+    from streamsig.live.config import incarnation
+
     manual = stream.noack()
     queue = manual.channel.queue
-    consumer = stream.app.consumer
+    app = stream.app
+    consumer = app.consumer
     clock = asyncio.get_running_loop().time
     values: list[Any] = []
     held: list[Any] = []
-    target, started = 1, 0.0
+    target, started, inc = 1, 0.0, 0
     async for value in manual:
         if not values:
-            target, started = min(max_batch, 1 + queue.qsize()), clock()
+            target, started, inc = min(max_batch, 1 + queue.qsize()), clock(), incarnation(app)
         values.append(value)
         event = manual.current_event
         held.append(event)
@@ -73,6 +77,8 @@ async def ready_batches(stream: Any, max_batch: int, events: bool = False) -> As
                 continue
         batch, values = values, []
         done, held = held, []
+        if incarnation(app) != inc:
+            continue  # events of topics the broker lost: dropped, unacknowledged
         if consumer is not None:
             assigned = consumer.assignment()
             keep = [e is None or e.message.tp in assigned for e in done]
@@ -82,6 +88,8 @@ async def ready_batches(stream: Any, max_batch: int, events: bool = False) -> As
                 if not done:
                     continue
         yield done if events else batch
+        if incarnation(app) != inc:
+            continue  # the topics were lost meanwhile: these offsets name nothing in the new ones
         for event in done:
             if event is not None:
                 await manual.ack(event)

@@ -171,6 +171,37 @@ class _Consumer(_faust_kafka.Consumer):
     def _new_consumer_thread(self) -> _ConsumerThread:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
+    async def seek_to_committed(self) -> Any:
+        """Seek every assigned partition to its committed offset, and those without one to the beginning.
+
+        aiokafka leaves a partition with no committed offset where its fetch
+        position happens to be. Faust seeks to the committed offsets after a
+        rebalance, and whenever it dropped fetched records because the flow was
+        suspended; a partition nobody has committed yet (a new topic, or one the
+        broker recreated after losing it) kept the position after the dropped
+        records, and those were never delivered. ``auto_offset_reset`` is
+        "earliest": no committed offset means from the beginning. So does an
+        offset committed for a topic the broker lost (see
+        :func:`reread_from_start`) until this consumer has committed one itself.
+        """
+        committed = await super().seek_to_committed()
+        rewind = getattr(self.app, "streamsig_rewind", {})
+        fresh = [tp for tp, off in committed.items()
+                 if not off or tp.partition not in rewind.get(tp.topic, (tp.partition,))]
+        if fresh:
+            await self._thread.seek_to_beginning(*fresh)
+        return committed
+
+    async def _commit(self, offsets: Any) -> bool:
+        """Commit; a partition of a lost topic trusts its committed offset again once it committed itself."""
+        done = await super()._commit(offsets)
+        rewind = getattr(self.app, "streamsig_rewind", None)
+        if done and rewind:
+            for tp in offsets:
+                if tp.topic in rewind:
+                    rewind[tp.topic].add(tp.partition)
+        return done
+
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - runs inside Faust
         """Faust's fetch loop, handing each fetched message straight to the conductor.
 
@@ -194,9 +225,12 @@ class _Consumer(_faust_kafka.Consumer):
                 await asyncio.sleep(0)
                 if self.should_stop:
                     break
+                inc = None
                 async for tp, message in batch:
-                    if suspended():
-                        break
+                    if inc is None:  # the records have just come back from the consumer thread
+                        inc = incarnation(self.app)
+                    if suspended() or incarnation(self.app) != inc:
+                        break  # a rebalance, or the topics were lost (and sought to 0) meanwhile
                     last = read[tp]
                     if last is not None and message.offset < last:
                         continue  # already delivered (a fetch overlapping a seek)
@@ -221,21 +255,47 @@ class _Consumer(_faust_kafka.Consumer):
             self.diag.unset_flag(_faust_consumer.CONSUMER_FETCHING)
 
 
+def incarnation(app: Any) -> int:
+    """How many times :func:`reread_from_start` ran on ``app``.
+
+    An event fetched under an older count comes from a topic the broker lost:
+    its offset means nothing in the recreated topic, so it must neither be
+    acknowledged nor move an offset watermark."""
+    return getattr(app, "streamsig_incarnation", 0)
+
+
 async def reread_from_start(app: Any) -> None:
     """After the broker lost its topics: forget the offsets read and fetch every assigned partition from 0.
 
     The recreated topics number their messages from 0 again, so the fetch loop would skip them as
     already delivered, and it may have done so for some before the loss was noticed; reading again
-    from the start delivers those (the consumers are idempotent by sequence)."""
+    from the start delivers those (the consumers are idempotent by sequence). Events of the lost
+    topics still on their way (in the fetch loop, the streams' queues or a batch being gathered) are
+    dropped: their offsets would otherwise be acknowledged, committed and sought to in the new topics,
+    skipping as many of their messages (see :func:`incarnation`)."""
     consumer = app.consumer
+    tps = sorted(consumer.assignment())
+    thread = getattr(consumer, "_thread", None)
+    if thread is not None:  # in the consumer's thread, ordered with its fetches: what it returns later is new
+        aio = thread._ensure_consumer()
+        await thread.call_thread(lambda: [aio.seek(tp, 0) for tp in tps if tp in aio.assignment()])
+        topics = set(aio.subscription() or ()) | {tp.topic for tp in tps}
+    else:
+        for tp in tps:
+            await consumer.seek(tp, 0)
+        topics = {tp.topic for tp in tps}
+    # no await from here on: the fetch loop sees the new count and the cleared books together
+    # offsets committed to the recreated topics before the loss was noticed (a rebalance commits
+    # what was acknowledged) are void: each partition starts from 0 until it is committed anew
+    app.streamsig_rewind = {t: set() for t in topics}
+    app.streamsig_incarnation = incarnation(app) + 1
+    app.flow_control.clear()  # what the streams hold but have not taken yet
     # Faust's per-partition bookkeeping of read, acknowledged and committed offsets describes the
     # lost topics; left as it is, the next commit would store an old, higher offset for the new ones
     for name in ("_read_offset", "_acked", "_acked_index", "_committed_offset", "_gap"):
         book = getattr(consumer, name, None)
         if book is not None:
             book.clear()
-    for tp in sorted(consumer.assignment()):
-        await consumer.seek(tp, 0)
 
 
 class _Transport(_faust_kafka.Transport):

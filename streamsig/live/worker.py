@@ -56,7 +56,7 @@ from streamsig.live.checkpoint import (BrokerStore, Checkpoint, CheckpointError,
                                        state_topics)
 from streamsig.live import health
 from streamsig.live.batches import ready_batches
-from streamsig.live.config import StreamConfig, make_app, raw_topic, reread_from_start
+from streamsig.live.config import StreamConfig, incarnation, make_app, raw_topic, reread_from_start
 from streamsig.live.guard import SequenceGuard, SymbolGate, Verdict, check_values
 from streamsig.live.output import send_acked
 from streamsig.wire.frames import FrameError, dead_letter_record, decode_frame, encode_frame, peek_symbol
@@ -380,10 +380,14 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
         frames: dict[str, list] = {}
         out: list[tuple] = []
         dead_out: list = []
+        inc = incarnation(app)
         for e in events:
             fr = decode(e.value, dead_out)
             if fr is not None:
                 await admit(fr, e.message.partition, e.message.offset, e.value, frames, dead_out)
+        if incarnation(app) != inc:  # the topics were lost while a symbol was opened: these offsets are void
+            for sym in frames:
+                offsets[sym] = -1
         for sym, frs in frames.items():
             for f in frs:
                 if f is not None:
