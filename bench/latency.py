@@ -42,6 +42,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -217,14 +218,21 @@ async def ws_listener(port: int, token: str, col: Collector) -> asyncio.Task:
     return asyncio.create_task(pump())
 
 
-async def run_case(case: Case, bootstrap: str, topic: str, seconds: float, col: Collector) -> dict:
-    """Produce one case from its own process, wait for its last signals, return its figures."""
+async def run_case(case: Case, bootstrap: str, topic: str, seconds: float, col: Collector,
+                   cpu: dict[str, int] | None = None) -> dict:
+    """Produce one case from its own process, wait for its last signals, return its figures.
+
+    ``cpu`` names processes (the broker, the relay or worker and server) whose CPU use while the case
+    is produced is reported, in percent of one core."""
     col.add(case)
+    cpu = {k: p for k, p in (cpu or {}).items() if p}
+    c0, t0 = {k: cpu_s(p) for k, p in cpu.items()}, time.monotonic()
     proc = await asyncio.create_subprocess_exec(
         sys.executable, __file__, "--role", "produce", "--bootstrap", bootstrap, "--topic", topic,
         "--symbols", ",".join(case.symbols), "--rate", str(case.rate), "--frame-ms", str(case.frame_ms),
         "--seconds", str(seconds), stdout=subprocess.PIPE, env=_env(), cwd=ROOT)
     out, _ = await proc.communicate()
+    busy = {k: round(100 * (cpu_s(p) - c0[k]) / max(time.monotonic() - t0, 1e-9), 1) for k, p in cpu.items()}
     if proc.returncode:
         raise RuntimeError(f"producer failed ({proc.returncode})")
     st = json.loads(out.decode().strip().splitlines()[-1])
@@ -247,7 +255,7 @@ async def run_case(case: Case, bootstrap: str, topic: str, seconds: float, col: 
     res = {"kind": case.kind, "rate": case.rate, "frame_ms": case.frame_ms,
            "offered_per_s": round(st["events"] / wall), "events": st["events"], "messages": int(len(rows)),
            "p50_ms": _pct(e2e, 50), "p99_ms": _pct(e2e, 99), "p999_ms": _pct(e2e, 99.9),
-           "lag_s": round(lag_s, 3), "kept_up": bool(drained and lag_s <= KEPT_UP_S)}
+           "lag_s": round(lag_s, 3), "kept_up": bool(drained and lag_s <= KEPT_UP_S), "cpu_pct": busy}
     if case.kind == "streamsig" and len(rows) and rows[:, 1:5].min() > 0:  # every stamp present
         stamps = [rows[:, i] for i in range(6)]
         res["stages"] = {name: {"p50_ms": _pct((stamps[i + 1] - stamps[i]) / 1e6, 50),
@@ -356,6 +364,7 @@ async def main_async(a: argparse.Namespace) -> dict:
 
     fetch = a.fetch_wait_ms or StreamConfig().fetch_max_wait_ms
     bootstrap, brk = resolve_kafka(a.kafka)
+    broker_pid = brk.pid if brk is not None else None  # an external broker's CPU is not seen
     kids = Children()
     tag = secrets.token_hex(3)
     results: list[dict] = []
@@ -363,7 +372,8 @@ async def main_async(a: argparse.Namespace) -> dict:
     plan = [(5_000, 1.0)] if a.quick else [(r, f) for r in RATES for f in FRAME_BOUNDS_MS]
     if a.cases:  # "RATE:FRAME_MS,..." instead of the plan (the 5k/1 ms floor is always run)
         plan = [(int(r), float(f)) for r, f in (c.split(":") for c in a.cases.split(","))]
-    floor_plan = [(5_000, 1.0)] if a.quick or a.cases else [(r, 1.0) for r in RATES]
+    # the floor runs at the same rates and frame bounds, so each case has its like-for-like floor
+    floor_plan = sorted({(5_000, 1.0), *plan})
     secs = a.seconds or (8.0 if a.quick else 10.0)
     n = 0
 
@@ -371,6 +381,14 @@ async def main_async(a: argparse.Namespace) -> dict:
         nonlocal n
         n += 1
         return Case(kind, rate, frame_ms, [f"C{n}S{i}" for i in range(SYMBOLS_PER_CASE)])
+
+    def renew(old: Any) -> tuple[str, Any, int | None]:
+        """A fresh embedded broker for the next kind (the embedded one slows down with all it stores)."""
+        if old is None:
+            return bootstrap, None, None
+        old.stop()
+        boot, new = resolve_kafka(a.kafka)
+        return boot, new, new.pid
 
     env = _env()
     env.update({"STREAMSIG_FETCH_MAX_WAIT_MS": str(fetch), "STREAMSIG_SESSION_TIMEOUT_S": "3",
@@ -386,11 +404,13 @@ async def main_async(a: argparse.Namespace) -> dict:
         task = await kafka_listener(bootstrap, fout, fetch, col)
         await run_case(case("floor", 1_000, 1.0), bootstrap, fin, 2.0, col)  # warm-up
         for rate, fm in floor_plan:
-            results.append(await run_case(case("floor", rate, fm), bootstrap, fin, secs, col))
+            results.append(await run_case(case("floor", rate, fm), bootstrap, fin, secs, col,
+                                          {"broker": broker_pid, "relay": relay.pid}))
             print(_row(results[-1]), flush=True)
         kids.stop(relay)
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+        bootstrap, brk, broker_pid = renew(brk)
         if a.faust:
             fin, fout = f"lat{tag}-faust-in", f"lat{tag}-faust-out"
             await ensure_topics(bootstrap, [fin, fout], PARTITIONS)
@@ -404,12 +424,13 @@ async def main_async(a: argparse.Namespace) -> dict:
             kids.stop(frelay)
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+            bootstrap, brk, broker_pid = renew(brk)
 
         # ---- streamsig: worker and websocket server as their own processes ----
         prefix = f"lat{tag}-"
         topics = Topics(prefix)
         await ensure_topics(bootstrap, topics.all(), PARTITIONS)
-        wport, sport, mport_w, mport_s = free_port(), free_port(), free_port(), free_port()
+        wport, mport_w, mport_s = free_port(), free_port(), free_port()
         shm = "/dev/shm" if os.path.isdir("/dev/shm") else None  # checkpoints on tmpfs: see docs/latency.md
         state = tempfile.mkdtemp(prefix="streamsig-latency-", dir=shm)
         cli = [sys.executable, "-m", "streamsig.cli"]
@@ -427,7 +448,8 @@ async def main_async(a: argparse.Namespace) -> dict:
         for rate, fm in plan:
             kids.check()
             before = scrape(mport_w) | scrape(mport_s)
-            results.append(await run_case(case("streamsig", rate, fm), bootstrap, topics.book_events, secs, col))
+            results.append(await run_case(case("streamsig", rate, fm), bootstrap, topics.book_events, secs, col,
+                                          {"broker": broker_pid, "worker": worker.pid, "server": server.pid}))
             after = scrape(mport_w) | scrape(mport_s)
             results[-1]["metrics_p99_ms"] = {s: hist_quantile(before, after, s, 0.99)
                                              for s in ("produce_to_worker", "worker", "worker_to_server",
@@ -447,11 +469,12 @@ def _row(r: dict) -> str:
     st = r.get("stages", {})
     cells = " ".join(f"{st[s]['p50_ms']:>6.2f}/{st[s]['p99_ms']:<7.2f}" if s in st else f"{'-':>14}" for s in STAGES)
     return (f"{r['kind']:<9} {r['rate']:>7} {r['frame_ms']:>4.0f} {r['offered_per_s']:>8} {r['p50_ms']:>8.2f} "
-            f"{r['p99_ms']:>8.2f} {r['p999_ms']:>8.2f} {cells} {r['lag_s']:>6.2f} {str(r['kept_up']):>5}")
+            f"{r['p99_ms']:>8.2f} {r['p999_ms']:>8.2f} {cells} {r['lag_s']:>6.2f} {str(r['kept_up']):>5}"
+            f" {r.get('cpu_pct', {}).get('broker', float('nan')):>6.1f}")
 
 
 HEADER = (f"{'kind':<9} {'rate':>7} {'fr':>4} {'offered':>8} {'p50':>8} {'p99':>8} {'p99.9':>8} "
-          + " ".join(f"{s[:14]:>14}" for s in STAGES) + f" {'lag_s':>6} {'kept':>5}")
+          + " ".join(f"{s[:14]:>14}" for s in STAGES) + f" {'lag_s':>6} {'kept':>5} {'brk%':>6}")
 
 
 def summarise(results: list[dict], extra: dict) -> dict:
@@ -475,7 +498,16 @@ def summarise(results: list[dict], extra: dict) -> dict:
         out["faust_relay_p50_ms"], out["faust_relay_p99_ms"] = faust[0]["p50_ms"], faust[0]["p99_ms"]
     out.update(extra)
     out["cases"] = [{k: r[k] for k in ("kind", "rate", "frame_ms", "offered_per_s", "p50_ms", "p99_ms",
-                                       "p999_ms", "lag_s", "kept_up")} for r in results]
+                                       "p999_ms", "lag_s", "kept_up", "cpu_pct")} for r in results]
+    for c in out["cases"]:  # against the floor of the same rate and frame bound
+        if c["kind"] == "streamsig":
+            try:
+                fl = pick("floor", c["rate"], c["frame_ms"])
+            except StopIteration:
+                continue
+            c["overhead_p50_ms"] = round(c["p50_ms"] - fl["p50_ms"], 3)
+            c["overhead_p99_ms"] = round(c["p99_ms"] - fl["p99_ms"], 3)
+            c["floor_kept_up"] = fl["kept_up"]
     return out
 
 

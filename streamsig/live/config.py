@@ -56,7 +56,7 @@ class StreamConfig(Config):
     replication: int = 1
     session_timeout_s: float = 6.0
     heartbeat_s: float = 1.0
-    fetch_max_wait_ms: int = 2  #: Tansu adds up to half of it per hop; 2 ms costs ~7% of a core idle (docs/latency.md)
+    fetch_max_wait_ms: int = 20  #: Tansu adds up to half of it per hop when idle; shorter overloads it (docs/latency.md)
     commit_interval_s: float = 1.0
     frame_size: int = 500  #: max events per frame
     frame_delay_ms: float = 5.0  #: max time an event waits in a producer's framer

@@ -200,7 +200,7 @@ class SignalServer:
     def __init__(self, bootstrap: str | None, topics: Topics | None = None, host: str = "127.0.0.1",
                  port: int = 8765, tokens: Iterable[str] = (), queue_size: int = 1000, *,
                  from_beginning: bool = False, partitions: int = 4, close_timeout_s: float = 5.0,
-                 fetch_max_wait_ms: int = 2, origins: Iterable[str] = (), max_symbols: int = 256,
+                 fetch_max_wait_ms: int = 20, origins: Iterable[str] = (), max_symbols: int = 256,
                  max_message_bytes: int = 4096, rate: float = 20.0, burst: int = 40,
                  login_failures: int = 10, login_window_s: float = 60.0) -> None:
         self.tokens = [t for t in tokens if t]
