@@ -41,12 +41,10 @@ import threading
 import time
 import urllib.request
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-ROOT = Path(__file__).resolve().parents[1]
+from _proc import ROOT, child_env, cpu_s
 SYMBOLS_PER_CASE = 5  # the synthetic feed runs at ~1,000 updates/s per symbol in real time
 RATES = (1_000, 5_000, 20_000, 100_000)
 FRAME_BOUNDS_MS = (1.0, 5.0)
@@ -55,12 +53,6 @@ _PTS = struct.Struct("<q")  # the producer stamp at offset 40 of a book frame
 PARTITIONS = 4
 KEPT_UP_S = 0.5
 DRAIN_S = 20.0  # how long a case waits for its last signals before it counts as not kept up  # the last event's signals arrive within this of the producer's end
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    return env
 
 
 def _pct(x: np.ndarray, q: float) -> float:
@@ -230,7 +222,7 @@ async def run_case(case: Case, bootstrap: str, topic: str, seconds: float, col: 
     proc = await asyncio.create_subprocess_exec(
         sys.executable, __file__, "--role", "produce", "--bootstrap", bootstrap, "--topic", topic,
         "--symbols", ",".join(case.symbols), "--rate", str(case.rate), "--frame-ms", str(case.frame_ms),
-        "--seconds", str(seconds), stdout=subprocess.PIPE, env=_env(), cwd=ROOT)
+        "--seconds", str(seconds), stdout=subprocess.PIPE, env=child_env(), cwd=ROOT)
     out, _ = await proc.communicate()
     busy = {k: round(100 * (cpu_s(p) - c0[k]) / max(time.monotonic() - t0, 1e-9), 1) for k, p in cpu.items()}
     if proc.returncode:
@@ -313,12 +305,6 @@ class Children:
             self.stop(p)
 
 
-def cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process so far."""
-    f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def idle_cpu(pids: dict[str, int], seconds: float = 3.0) -> dict[str, float]:
     """Percent of one core each process uses while no data flows."""
     c0 = {k: cpu_s(p) for k, p in pids.items()}
@@ -390,7 +376,7 @@ async def main_async(a: argparse.Namespace) -> dict:
         boot, new = resolve_kafka(a.kafka)
         return boot, new, new.pid
 
-    env = _env()
+    env = child_env()
     env.update({"STREAMSIG_FETCH_MAX_WAIT_MS": str(fetch), "STREAMSIG_SESSION_TIMEOUT_S": "3",
                 "STREAMSIG_HEARTBEAT_S": "0.5"})
     try:

@@ -35,6 +35,7 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
+from _proc import child_env, rss_mb
 
 from streamsig.book.book import Book
 from streamsig.book.sources import open_feeds
@@ -44,18 +45,6 @@ from streamsig.wire.frames import Framer
 from streamsig.wire.signals import decode_signals
 from streamsig.wire.topics import Topics, ensure_topics
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def rss_mb(pid: int) -> float:
-    """Resident set size of ``pid`` in MB (0 when it is gone)."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
 
 
 def scrape(port: int) -> dict[str, float]:
@@ -77,9 +66,8 @@ def scrape(port: int) -> dict[str, float]:
 
 
 def spawn(args: list[str], log: Path) -> subprocess.Popen:
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     return subprocess.Popen([sys.executable, "-m", "streamsig.cli", *args], stdout=log.open("wb"),
-                            stderr=subprocess.STDOUT, env=env, cwd=log.parent)
+                            stderr=subprocess.STDOUT, env=child_env(), cwd=log.parent)
 
 
 def updates_of(rate: float, seconds: float, symbols: list[str], seed: int = 1) -> list[tuple[str, float, np.ndarray]]:

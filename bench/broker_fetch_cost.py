@@ -1,0 +1,102 @@
+"""How the embedded broker's CPU grows with what it stores, with and without a consumer fetching.
+
+A fresh embedded broker gets ``--rate`` messages/s of 100 bytes (with a send timestamp) for a number of
+windows. In the ``fetching`` phase one consumer reads them with ``--fetch-wait-ms``; in the ``produce_only``
+phase (another fresh broker) nobody reads. Each window reports the broker's CPU (percent of one core) and,
+when fetching, the produce -> consume latency. If the broker's cost per fetch grows with what it holds,
+the fetching phase's CPU and latency climb window after window while the produce-only phase stays flat.
+
+    python bench/broker_fetch_cost.py            # 6 windows of 5 s per phase at 1,000 messages/s
+    python bench/broker_fetch_cost.py --quick    # 3 windows of 4 s per phase
+
+The last line is one JSON object: ``fetching`` and ``produce_only`` (per window: ``stored``,
+``broker_cpu_pct``, ``p50_ms``, ``p99_ms``), ``cpu_growth_pct`` (last minus first fetching window) and the
+settings.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+
+import numpy as np
+from _proc import ROOT, cpu_s
+
+sys.path.insert(0, str(ROOT))
+
+
+async def phase(rate: int, windows: int, window_s: float, fetch_wait_ms: int, fetching: bool) -> list[dict]:
+    """One fresh broker, ``windows`` windows of paced production; the figures of each window."""
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+    from streamsig.live.broker import EmbeddedBroker
+    from streamsig.wire.topics import ensure_topics
+
+    broker = EmbeddedBroker().start()
+    assert broker.pid is not None
+    out: list[dict] = []
+    lat: list[int] = []
+    try:
+        await ensure_topics(broker.bootstrap, ["cost"], 4)
+        prod = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=0)
+        await prod.start()
+        cons = None
+        reader = None
+        if fetching:
+            cons = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap, group_id=None,
+                                    fetch_max_wait_ms=fetch_wait_ms)
+            await cons.start()
+            cons.assign([TopicPartition("cost", p) for p in range(4)])
+
+            async def read() -> None:
+                while True:
+                    for msgs in (await cons.getmany(timeout_ms=500)).values():
+                        now = time.time_ns()
+                        lat.extend(now - int(m.value[:19]) for m in msgs)
+
+            reader = asyncio.create_task(read())
+        sent, per_tick = 0, max(1, rate // 100)
+        for _ in range(windows):
+            lat.clear()
+            c0, t0 = cpu_s(broker.pid), time.monotonic()
+            while time.monotonic() - t0 < window_s:
+                for _ in range(per_tick):
+                    body = str(time.time_ns()).encode() + b"x" * 81
+                    await prod.send("cost", body, key=str(sent % 5).encode())
+                    sent += 1
+                await asyncio.sleep(0.01)
+            ms = np.asarray(lat, dtype=np.float64) / 1e6
+            out.append({"stored": sent, "broker_cpu_pct": round(100 * (cpu_s(broker.pid) - c0)
+                                                                / (time.monotonic() - t0), 1),
+                        "p50_ms": round(float(np.percentile(ms, 50)), 2) if len(ms) else None,
+                        "p99_ms": round(float(np.percentile(ms, 99)), 2) if len(ms) else None})
+            print(("fetching     " if fetching else "produce only ") + json.dumps(out[-1]), flush=True)
+        if reader is not None:
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+        await prod.stop()
+        if cons is not None:
+            await cons.stop()
+    finally:
+        broker.stop()
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="3 windows of 4 s per phase (under a minute)")
+    ap.add_argument("--rate", type=int, default=1_000, help="messages per second")
+    ap.add_argument("--fetch-wait-ms", type=int, default=10, help="the consumer's fetch_max_wait_ms")
+    a = ap.parse_args()
+    windows, window_s = (3, 4.0) if a.quick else (6, 5.0)
+    fetching = asyncio.run(phase(a.rate, windows, window_s, a.fetch_wait_ms, True))
+    produce_only = asyncio.run(phase(a.rate, windows, window_s, a.fetch_wait_ms, False))
+    print(json.dumps({"rate": a.rate, "fetch_wait_ms": a.fetch_wait_ms, "window_s": window_s,
+                      "fetching": fetching, "produce_only": produce_only,
+                      "cpu_growth_pct": round(fetching[-1]["broker_cpu_pct"] - fetching[0]["broker_cpu_pct"], 1)}))
+
+
+if __name__ == "__main__":
+    main()
