@@ -29,7 +29,8 @@ import pytest
 
 from streamsig.book import events as E
 from streamsig.live.broker import EmbeddedBroker
-from streamsig.live.checkpoint import BrokerStore, decode_checkpoint, partition_for, state_topics
+from streamsig.live.checkpoint import (BrokerStore, CheckpointError, LocalStore, decode_checkpoint, partition_for,
+                                       state_topics)
 from streamsig.wire.frames import FrameError, decode_frame
 from streamsig.wire.signals import decode_signals
 from streamsig.wire.topics import Topics, ensure_topics
@@ -298,6 +299,21 @@ def common_args(bootstrap: str, prefix: str, partitions: int) -> list[str]:
     return ["--kafka", bootstrap, "--topic-prefix", prefix, "--partitions", str(partitions)]
 
 
+def saved_seq(folders: list[Path], syms: list[str]) -> dict[str, int]:
+    """The highest sequence a local worker checkpoint in ``folders`` holds, per symbol."""
+    out: dict[str, int] = {}
+    for folder in folders:
+        store = LocalStore(folder, "worker")
+        for sym in syms:
+            try:
+                ck = store.load(sym)
+            except CheckpointError:
+                continue
+            if ck is not None:
+                out[sym] = max(out.get(sym, -1), int(ck.state.get("seq", -1)))
+    return out
+
+
 async def kill_schedule(proc: Proc, rng: random.Random, hook: str, hook_n: tuple[int, int], kills: int,
                         log: list, t0: float) -> None:
     """Start ``proc`` and ``kill -9`` it ``kills`` times, restarting it after each.
@@ -367,6 +383,11 @@ async def test_worker_and_trader_survive_kill_9(seed: int, tmp_path: Path) -> No
             # SIGTERM before Faust installs its handlers ends a process without its graceful stop
             await wait_for(worker.ready, 120, "the last worker to be ready", logs=(worker,))
             await wait_for(trader.ready, 120, "the last trader to be ready", logs=(trader,))
+            # the output may be complete before the last worker has caught up with it (an earlier
+            # incarnation published it); stopped sooner, its final checkpoint would not count it all
+            await wait_for(lambda: all(saved_seq([tmp_path / "w"], syms).get(s, -1) >= e for s, e in ends.items()),
+                           120, "the last worker to checkpoint the end", lambda: saved_seq([tmp_path / "w"], syms),
+                           (worker,))
             assert worker.stop() == 0 and trader.stop() == 0
             t_run = time.monotonic() - t0
         finally:
@@ -431,6 +452,10 @@ async def test_scale_out_kill_and_restart_a_worker(n_workers: int, when: str, se
             await wait_for(lambda: all(mon.last_sig.get(s, -1) >= e for s, e in ends.items()), 180, "signals",
                            lambda: mon.last_sig, tuple(workers))
             await wait_for(victim.ready, 180, "the restarted worker to rejoin", logs=(victim,))
+            folders = [tmp_path / f"w{i}" for i in range(n_workers)]
+            await wait_for(lambda: all(saved_seq(folders, syms).get(s, -1) >= e for s, e in ends.items()), 120,
+                           "a checkpoint of the end of every symbol", lambda: saved_seq(folders, syms),
+                           tuple(workers))
             for w in workers:
                 assert w.stop() == 0
         finally:
