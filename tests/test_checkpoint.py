@@ -140,6 +140,21 @@ def test_a_kill_during_a_write_leaves_the_previous_checkpoint(tmp_path: Path) ->
     assert not list(tmp_path.glob(".*.tmp"))  # the half-written temp file is cleaned up on open
 
 
+def test_opening_a_folder_keeps_the_temp_file_a_live_process_is_writing(tmp_path: Path) -> None:
+    """Only a dead writer's temp file is stale: removing a live one made that writer's rename fail."""
+    writer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        live = tmp_path / f".{C.symbol_file('S')}.{writer.pid}.tmp"
+        live.write_bytes(b"half")
+        LocalStore(tmp_path, "worker")
+        assert live.exists()
+    finally:
+        writer.kill()
+        writer.wait()
+    LocalStore(tmp_path, "worker")
+    assert not live.exists()
+
+
 def test_records_stay_under_the_request_limit() -> None:
     blob = os.urandom(2_500_000)
     recs = split_record(blob, 3)

@@ -288,6 +288,23 @@ def symbol_file(symbol: str) -> str:
     return hashlib.sha256(symbol.encode("utf-8", "surrogatepass")).hexdigest()[:40] + ".ckpt"
 
 
+def _writer_alive(tmp: Path) -> bool:
+    """Whether the process that named ``tmp`` (see :func:`atomic_write`) is alive and not this one."""
+    try:
+        pid = int(tmp.name.rsplit(".", 2)[-2])
+    except (IndexError, ValueError):
+        return False
+    if pid == os.getpid() or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, someone else's
+        return True
+    return True
+
+
 class LocalStore:
     """Checkpoints of one kind in a folder, one file per symbol (a cache of the broker's)."""
 
@@ -295,7 +312,8 @@ class LocalStore:
         self.folder, self.kind = Path(folder), kind
         self.folder.mkdir(parents=True, exist_ok=True)
         for stale in self.folder.glob(".*.tmp"):  # left by a crash during a write
-            stale.unlink(missing_ok=True)
+            if not _writer_alive(stale):  # another live process may be writing it right now
+                stale.unlink(missing_ok=True)
 
     def path(self, symbol: str) -> Path:
         return self.folder / symbol_file(symbol)
