@@ -1,6 +1,8 @@
 """Bounded per-symbol cost and sane values: symbols capped and validated, prices, ticks, counts checked."""
 from __future__ import annotations
 
+import asyncio
+
 import numpy as np
 import pytest
 
@@ -93,7 +95,14 @@ async def test_worker_caps_symbols_and_dead_letters_bad_values(stream_config, tm
     async with running(worker, ready_timeout_s=30):
         p = AIOKafkaProducer(bootstrap_servers=cfg.bootstrap)
         await p.start()
-        for sym, value in sent:
+        for sym, value in sent[:2]:
+            await p.send_and_wait(cfg.topics.book_events, value, key=sym.encode())
+        # symbols sit on different partitions, so the cap admits whichever arrives first: hold AA and BB first
+        loop = asyncio.get_running_loop()
+        end = loop.time() + 30
+        while set(worker.streamsig_engines) != {"AA", "BB"} and loop.time() < end:
+            await asyncio.sleep(0.05)
+        for sym, value in sent[2:]:
             await p.send_and_wait(cfg.topics.book_events, value, key=sym.encode())
         await p.stop()
         last = int(a["seq"][-1])
@@ -101,8 +110,6 @@ async def test_worker_caps_symbols_and_dead_letters_bad_values(stream_config, tm
                             lambda m: any(decode_signals(v).symbol == "AA" and decode_signals(v).last_seq == last
                                           for _, v in m))
         dead = await collect(cfg.bootstrap, cfg.topics.dead_letter, lambda m: len(m) >= 4 + len(HOSTILE))
-        import asyncio
-
         await asyncio.sleep(0.5)  # a checkpoint
     recs = [parse_dead_letter(v) for _, v in dead]
     by_reason = sorted((r["reason"], r["symbol"]) for r in recs)
