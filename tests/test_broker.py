@@ -20,7 +20,7 @@ import pytest
 
 from streamsig.book import events as E
 from streamsig.live.broker import BrokerError, EmbeddedBroker, probe_metadata, resolve_kafka
-from streamsig.live.config import StreamConfig, make_app, raw_topic, running
+from streamsig.live.config import StreamConfig, make_app, raw_topic, reread_from_start, running
 from streamsig.wire.frames import decode_frame, encode_frame
 from streamsig.wire.topics import Topics, ensure_topics, partition_counts
 
@@ -208,10 +208,54 @@ async def test_partition_without_committed_offset_is_sought_to_the_beginning(str
                 await asyncio.sleep(0.05)
         tp = next(tp for tp in app.consumer.assignment() if tp.topic == cfg.topics.book_events and tp.partition == 0)
         assert await app.consumer.position(tp) == 6
+        app.consumer.pause_partitions([tp])  # no fetch moves the position while it is looked at
         committed = await app.consumer.seek_to_committed()
         assert not committed.get(tp)
         assert await app.consumer.position(tp) == 0
     assert seen[:6] == list(range(6))
+
+
+async def test_offset_committed_before_a_loss_was_noticed_does_not_hide_the_new_records(
+        stream_config: StreamConfig) -> None:
+    """A rebalance after the broker lost its topics: an offset committed to a recreated topic before the
+    loss was noticed is void, so the partition is read from 0 again, and none of its records is skipped
+    as already read (Faust takes the offsets the seek returns as the offsets read)."""
+    from aiokafka import AIOKafkaProducer
+
+    cfg = stream_config
+    await ensure_topics(cfg.bootstrap, cfg.topics.all(), cfg.partitions)
+    app = make_app(cfg, broker_commit_interval=3600.0)
+    book_events = raw_topic(app, cfg.topics.book_events)
+    seen: list[int] = []
+
+    @app.agent(book_events)
+    async def count(stream):  # type: ignore[no-untyped-def]
+        async for event in stream.events():
+            seen.append(event.message.offset)
+
+    async def until(n: int) -> None:
+        async with asyncio.timeout(15):
+            while len(seen) < n:
+                await asyncio.sleep(0.05)
+
+    producer = AIOKafkaProducer(bootstrap_servers=cfg.bootstrap)
+    await producer.start()
+    try:
+        for i in range(6):
+            await producer.send_and_wait(cfg.topics.book_events, encode_frame("X", _events(1, i), 0), key=b"X",
+                                         partition=0)
+    finally:
+        await producer.stop()
+    async with running(app, ready_timeout_s=20):
+        await until(6)
+        tp = next(tp for tp in app.consumer.assignment() if tp.topic == cfg.topics.book_events and tp.partition == 0)
+        assert await app.consumer._thread.commit({tp: 6})  # noqa: SLF001 - committed before the loss is noticed
+        await reread_from_start(app)  # the loss is noticed: everything is read again
+        await until(12)
+        await app.consumer.perform_seek()  # as after a rebalance: the commit of 6 is void, so from 0 again
+        await until(18)
+        assert app.consumer._read_offset[tp] == 5  # noqa: SLF001
+    assert seen == list(range(6)) * 3
 
 
 WORKER_SCRIPT = """

@@ -184,12 +184,15 @@ class _Consumer(_faust_kafka.Consumer):
         offset committed for a topic the broker lost (see
         :func:`reread_from_start`) until this consumer has committed one itself.
         """
-        committed = await super().seek_to_committed()
+        committed = dict(await super().seek_to_committed())
         rewind = getattr(self.app, "streamsig_rewind", {})
         fresh = [tp for tp, off in committed.items()
                  if not off or tp.partition not in rewind.get(tp.topic, (tp.partition,))]
         if fresh:
             await self._thread.seek_to_beginning(*fresh)
+        # Faust takes what this returns as the offsets read and committed: a void offset left in it
+        # would make the fetch loop skip every record below it as already delivered
+        committed.update({tp: None for tp in fresh})
         return committed
 
     async def _commit(self, offsets: Any) -> bool:
