@@ -163,7 +163,7 @@ class _ConsumerThread(_faust_kafka.AIOKafkaConsumerThread):
         return consumer
 
 
-if not all(hasattr(_faust_consumer.Consumer, a) for a in ("_drain_messages", "_add_gap", "getmany")):
+if not all(hasattr(_faust_consumer.Consumer, a) for a in ("_drain_messages", "_add_gap", "getmany", "_commit_offsets")):
     raise RuntimeError("faust changed: Consumer no longer has the fetch loop streamsig replaces")
 
 
@@ -196,13 +196,30 @@ class _Consumer(_faust_kafka.Consumer):
         return committed
 
     async def _commit(self, offsets: Any) -> bool:
-        """Commit; a partition of a lost topic trusts its committed offset again once it committed itself."""
+        """Commit; a partition of a lost topic trusts its committed offset again once it committed itself.
+
+        A commit still on its way when the loss was noticed carries offsets of the lost topics: it
+        does not count as this consumer's own (see :func:`reread_from_start`)."""
+        inc = incarnation(self.app)
         done = await super()._commit(offsets)
         rewind = getattr(self.app, "streamsig_rewind", None)
+        if incarnation(self.app) != inc:
+            return False
         if done and rewind:
             for tp in offsets:
                 if tp.topic in rewind:
                     rewind[tp.topic].add(tp.partition)
+        return done
+
+    async def _commit_offsets(self, offsets: Any, start_new_transaction: bool = True) -> bool:
+        """Faust's commit, which books the offsets as committed after it returns, also when the loss of
+        the topics was noticed meanwhile: those offsets are taken out of the book again."""
+        inc = incarnation(self.app)
+        done = await super()._commit_offsets(offsets, start_new_transaction=start_new_transaction)
+        if incarnation(self.app) != inc:
+            for tp in offsets:
+                self._committed_offset.pop(tp, None)
+            return False
         return done
 
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - runs inside Faust
