@@ -49,7 +49,7 @@ import struct
 import time
 import uuid
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -581,7 +581,8 @@ class BrokerStore:
                     written += len(value) if g == gens[-1] else 0
                 return False
 
-            await read_partition(self.bootstrap, topic, 0, 0, on, idle_s=None)
+            await read_partition(self.bootstrap, topic, 0, 0, on, idle_s=None,
+                                 resend=lambda topic=topic, token=token: self.send(topic, b"", token, 0))
             if not seen:
                 raise RuntimeError(f"marker not found on {topic}")
         self._gen[p], self._written[p] = gens[-1], written
@@ -596,11 +597,17 @@ class BrokerStore:
 
 async def read_partition(bootstrap: str, topic: str, partition: int, start: int,
                          on: Callable[[bytes | None, bytes | None], bool | None],
-                         idle_s: float | None, timeout_s: float = 60.0) -> None:
+                         idle_s: float | None, timeout_s: float = 60.0,
+                         resend: Callable[[], Awaitable[Any]] | None = None, quiet_s: float = 1.0) -> None:
     """Feed ``on(key, value)`` the records of one partition from ``start``.
 
     Stops when ``on`` returns True (a marker), or, with ``idle_s``, once the end
-    offset is reached and nothing more arrived for ``idle_s`` seconds.
+    is reached and nothing more arrived for ``idle_s`` seconds. The end is the high
+    watermark of the last fetch answer (Tansu's ListOffsets answers one batch short,
+    and a broker that came back without its data answers for the new partition): a
+    position above it means the broker lost the partition, and it is read again
+    from 0. With no ``idle_s``, ``resend`` writes the marker again whenever the end is
+    reached and nothing came for ``quiet_s`` (one written before a loss is gone).
     """
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -611,8 +618,8 @@ async def read_partition(bootstrap: str, topic: str, partition: int, start: int,
     try:
         c.assign([tp])
         c.seek(tp, start)
-        end = (await c.end_offsets([tp]))[tp]
         deadline = time.monotonic() + timeout_s
+        wait = quiet_s if idle_s is None else idle_s
         quiet_since: float | None = None
         while time.monotonic() < deadline:
             got = await c.getmany(tp, timeout_ms=100, max_records=5000)
@@ -620,17 +627,28 @@ async def read_partition(bootstrap: str, topic: str, partition: int, start: int,
             for r in recs:
                 if on(r.key, r.value):
                     return
-            if recs:
-                quiet_since = None
+            now = time.monotonic()
+            if recs or quiet_since is None:
+                quiet_since = None if recs else now
                 continue
-            if idle_s is None:
+            if now - quiet_since < wait:
                 continue
-            if await c.position(tp) >= end:
-                now = time.monotonic()
-                quiet_since = quiet_since or now
-                if now - quiet_since >= idle_s:
-                    return
-        raise TimeoutError(f"reading {topic}[{partition}] did not finish within {timeout_s:g} s")
+            quiet_since = now
+            end, pos = c.highwater(tp), await c.position(tp)
+            if end is None:
+                continue  # no fetch answer yet
+            if pos > end:
+                log.warning("%s[%d] ends at %d, below %d: the broker lost it; reading it from 0",
+                            topic, partition, end, pos)
+                c.seek(tp, 0)
+            elif pos < end:
+                continue
+            elif idle_s is not None:
+                return
+            if resend is not None:
+                await resend()
+        raise TimeoutError(f"reading {topic}[{partition}] from offset {start} did not finish within {timeout_s:g} s "
+                           f"(position {await c.position(tp)}, end {c.highwater(tp)})")
     finally:
         await c.stop()
 
