@@ -222,7 +222,9 @@ async def test_damaged_checkpoint_is_reported_and_resyncs_by_request(stream_conf
     before = M.CHECKPOINT_CORRUPT.labels("AAA")._value.get()
     reqs = M.SNAPSHOT_REQUESTS.labels("AAA")._value.get()
     async with running(build_worker(cfg, SPEC, OfiRule(), "ofi", tmp_path / "a"), ready_timeout_s=30):
-        stats = await produce(second, cfg.bootstrap, cfg.topics.book_events, speed=1.0, frame_size=128,
+        # paced over about 4 s: the producer answers a request at its next 512 events, so one that comes
+        # after the last of those began is not answered (at speed 1 the whole replay took 1 s)
+        stats = await produce(second, cfg.bootstrap, cfg.topics.book_events, speed=0.25, frame_size=128,
                               snapshot_every=0, requests_topic=req_topic)
         msgs = await collect(cfg.bootstrap, cfg.topics.signals, done_at(1999))
     assert M.CHECKPOINT_CORRUPT.labels("AAA")._value.get() >= before + 2  # broker and local copy

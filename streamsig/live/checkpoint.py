@@ -257,9 +257,22 @@ def default_state_dir(kind: str) -> Path:
     return Path(base) / "streamsig" / kind
 
 
+def _temp_path(path: Path) -> Path:
+    """The file :func:`atomic_write` writes ``path`` through: ``.<name>.<writer's pid>.tmp``."""
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def _temp_writer(tmp: Path) -> int | None:
+    """The writer's pid in a name made by :func:`_temp_path`, None if it is not such a name."""
+    parts = tmp.name.split(".")
+    if len(parts) < 4 or parts[0] or parts[-1] != "tmp" or not parts[-2].isdigit():
+        return None
+    return int(parts[-2])
+
+
 def atomic_write(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that a crash leaves either the old or the new file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = _temp_path(path)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         half = len(data) // 2
@@ -289,12 +302,9 @@ def symbol_file(symbol: str) -> str:
 
 
 def _writer_alive(tmp: Path) -> bool:
-    """Whether the process that named ``tmp`` (see :func:`atomic_write`) is alive and not this one."""
-    try:
-        pid = int(tmp.name.rsplit(".", 2)[-2])
-    except (IndexError, ValueError):
-        return False
-    if pid == os.getpid() or pid <= 0:
+    """Whether the process that named ``tmp`` (see :func:`_temp_path`) is alive and not this one."""
+    pid = _temp_writer(tmp)
+    if pid is None or pid == os.getpid() or pid <= 0:
         return False
     try:
         os.kill(pid, 0)
