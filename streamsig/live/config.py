@@ -163,8 +163,9 @@ class _ConsumerThread(_faust_kafka.AIOKafkaConsumerThread):
         return consumer
 
 
-if not all(hasattr(_faust_consumer.Consumer, a) for a in ("_drain_messages", "_add_gap", "getmany", "_commit_offsets")):
-    raise RuntimeError("faust changed: Consumer no longer has the fetch loop streamsig replaces")
+_OVERRIDDEN = ("_drain_messages", "_add_gap", "getmany", "_commit_offsets")
+if not all(hasattr(_faust_consumer.Consumer, a) for a in _OVERRIDDEN):
+    raise RuntimeError(f"faust changed: Consumer no longer has all of {_OVERRIDDEN}, which streamsig relies on")
 
 
 class _Consumer(_faust_kafka.Consumer):
