@@ -40,6 +40,7 @@ from _proc import child_env, rss_mb
 from streamsig.book.book import Book
 from streamsig.book.sources import open_feeds
 from streamsig.live.broker import EmbeddedBroker, free_port
+from streamsig.live.config import StreamConfig
 from streamsig.live.producer import with_snapshots
 from streamsig.wire.frames import Framer
 from streamsig.wire.signals import decode_signals
@@ -125,8 +126,9 @@ async def offer(bootstrap: str, topic: str, feeds, rate: float, seconds: float, 
 async def read_signals(bootstrap: str, topic: str, lat_ms: list[float], stop: asyncio.Event) -> None:
     from aiokafka import AIOKafkaConsumer
 
+    # the services' fetch wait: a shorter one costs the embedded broker more CPU the more it holds
     c = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                         enable_auto_commit=False, fetch_max_wait_ms=5)
+                         enable_auto_commit=False, fetch_max_wait_ms=StreamConfig.fetch_max_wait_ms)
     await c.start()
     try:
         while not stop.is_set():
