@@ -151,7 +151,8 @@ async def main_async(args: argparse.Namespace) -> dict:
     common = ["--kafka", broker.bootstrap, "--topic-prefix", prefix]
     worker = spawn(["worker", *common, "--metrics-port", str(wport), "--state-dir", str(work / "state")],
                    work / "worker.log")
-    trader = spawn(["trade", *common, "--metrics-port", str(tport)], work / "trader.log")
+    trader = spawn(["trade", *common, "--metrics-port", str(tport), "--state-dir", str(work / "trader-state")],
+                   work / "trader.log")  # not the user's folder: a trader resumes the checkpoints it finds
     procs = {"broker": broker.pid, "worker": worker.pid, "trader": trader.pid, "bench": os.getpid()}
     seconds = args.minutes * 60
     syms = [f"K{i}" for i in range(args.symbols)]
