@@ -14,6 +14,7 @@ import sys
 import time
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -177,15 +178,13 @@ async def test_faust_agent_forwards_frame_counts(stream_config: StreamConfig) ->
     assert {r["symbol"] for r in results} == {"X"}
 
 
-async def test_partition_without_committed_offset_is_sought_to_the_beginning(stream_config: StreamConfig) -> None:
-    """Seeking to the committed offsets (as Faust does after a rebalance, or after dropping records it
-    fetched while its flow was suspended) rewinds a partition nobody has committed yet to offset 0:
-    left at its fetch position, the records fetched and dropped would never be delivered."""
+async def _app_counting_offsets(cfg: StreamConfig) -> tuple[Any, list[int]]:
+    """A Faust app that commits nothing by itself during a test and records the offset of each
+    book-events record it takes in, and six records on that topic's partition 0."""
     from aiokafka import AIOKafkaProducer
 
-    cfg = stream_config
     await ensure_topics(cfg.bootstrap, cfg.topics.all(), cfg.partitions)
-    app = make_app(cfg, broker_commit_interval=3600.0)  # nothing is committed during the test
+    app = make_app(cfg, broker_commit_interval=3600.0)
     book_events = raw_topic(app, cfg.topics.book_events)
     seen: list[int] = []
 
@@ -202,11 +201,28 @@ async def test_partition_without_committed_offset_is_sought_to_the_beginning(str
                                          partition=0)
     finally:
         await producer.stop()
+    return app, seen
+
+
+async def _until_seen(seen: list[int], n: int) -> None:
+    async with asyncio.timeout(15):
+        while len(seen) < n:
+            await asyncio.sleep(0.05)
+
+
+def _partition_0(app: Any, cfg: StreamConfig) -> Any:
+    return next(tp for tp in app.consumer.assignment() if tp.topic == cfg.topics.book_events and tp.partition == 0)
+
+
+async def test_partition_without_committed_offset_is_sought_to_the_beginning(stream_config: StreamConfig) -> None:
+    """Seeking to the committed offsets (as Faust does after a rebalance, or after dropping records it
+    fetched while its flow was suspended) rewinds a partition nobody has committed yet to offset 0:
+    left at its fetch position, the records fetched and dropped would never be delivered."""
+    cfg = stream_config
+    app, seen = await _app_counting_offsets(cfg)
     async with running(app, ready_timeout_s=20):
-        async with asyncio.timeout(15):
-            while len(seen) < 6:
-                await asyncio.sleep(0.05)
-        tp = next(tp for tp in app.consumer.assignment() if tp.topic == cfg.topics.book_events and tp.partition == 0)
+        await _until_seen(seen, 6)
+        tp = _partition_0(app, cfg)
         assert await app.consumer.position(tp) == 6
         app.consumer.pause_partitions([tp])  # no fetch moves the position while it is looked at
         committed = await app.consumer.seek_to_committed()
@@ -220,40 +236,16 @@ async def test_offset_committed_before_a_loss_was_noticed_does_not_hide_the_new_
     """A rebalance after the broker lost its topics: an offset committed to a recreated topic before the
     loss was noticed is void, so the partition is read from 0 again, and none of its records is skipped
     as already read (Faust takes the offsets the seek returns as the offsets read)."""
-    from aiokafka import AIOKafkaProducer
-
     cfg = stream_config
-    await ensure_topics(cfg.bootstrap, cfg.topics.all(), cfg.partitions)
-    app = make_app(cfg, broker_commit_interval=3600.0)
-    book_events = raw_topic(app, cfg.topics.book_events)
-    seen: list[int] = []
-
-    @app.agent(book_events)
-    async def count(stream):  # type: ignore[no-untyped-def]
-        async for event in stream.events():
-            seen.append(event.message.offset)
-
-    async def until(n: int) -> None:
-        async with asyncio.timeout(15):
-            while len(seen) < n:
-                await asyncio.sleep(0.05)
-
-    producer = AIOKafkaProducer(bootstrap_servers=cfg.bootstrap)
-    await producer.start()
-    try:
-        for i in range(6):
-            await producer.send_and_wait(cfg.topics.book_events, encode_frame("X", _events(1, i), 0), key=b"X",
-                                         partition=0)
-    finally:
-        await producer.stop()
+    app, seen = await _app_counting_offsets(cfg)
     async with running(app, ready_timeout_s=20):
-        await until(6)
-        tp = next(tp for tp in app.consumer.assignment() if tp.topic == cfg.topics.book_events and tp.partition == 0)
+        await _until_seen(seen, 6)
+        tp = _partition_0(app, cfg)
         assert await app.consumer._thread.commit({tp: 6})  # noqa: SLF001 - committed before the loss is noticed
         await reread_from_start(app)  # the loss is noticed: everything is read again
-        await until(12)
+        await _until_seen(seen, 12)
         await app.consumer.perform_seek()  # as after a rebalance: the commit of 6 is void, so from 0 again
-        await until(18)
+        await _until_seen(seen, 18)
         assert app.consumer._read_offset[tp] == 5  # noqa: SLF001
         # a commit on its way while the loss is noticed (a rebalance commits what was acknowledged)
         thread, release = app.consumer._thread, asyncio.Event()  # noqa: SLF001
@@ -267,12 +259,12 @@ async def test_offset_committed_before_a_loss_was_noticed_does_not_hide_the_new_
         commit = asyncio.create_task(app.consumer._commit_offsets({tp: 6}))  # noqa: SLF001
         await asyncio.sleep(0.2)
         await reread_from_start(app)
-        await until(24)
+        await _until_seen(seen, 24)
         release.set()
         await commit
         assert app.consumer._committed_offset.get(tp) is None  # noqa: SLF001 - not booked as committed
         await app.consumer.perform_seek()  # the commit does not count as one made after the loss
-        await until(30)
+        await _until_seen(seen, 30)
     assert seen == list(range(6)) * 5
 
 
