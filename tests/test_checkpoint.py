@@ -144,7 +144,7 @@ def test_opening_a_folder_keeps_the_temp_file_a_live_process_is_writing(tmp_path
     """Only a dead writer's temp file is stale: removing a live one made that writer's rename fail."""
     writer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        live = tmp_path / f".{C.symbol_file('S')}.{writer.pid}.tmp"
+        live = C._temp_path(tmp_path / C.symbol_file("S"), writer.pid)  # noqa: SLF001 - the name a writer uses
         live.write_bytes(b"half")
         LocalStore(tmp_path, "worker")
         assert live.exists()

@@ -257,9 +257,10 @@ def default_state_dir(kind: str) -> Path:
     return Path(base) / "streamsig" / kind
 
 
-def _temp_path(path: Path) -> Path:
-    """The file :func:`atomic_write` writes ``path`` through: ``.<name>.<writer's pid>.tmp``."""
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+def _temp_path(path: Path, pid: int | None = None) -> Path:
+    """The file :func:`atomic_write` writes ``path`` through: ``.<name>.<writer's pid>.tmp``
+    (the writer is this process unless ``pid`` says otherwise)."""
+    return path.with_name(f".{path.name}.{os.getpid() if pid is None else pid}.tmp")
 
 
 def _temp_writer(tmp: Path) -> int | None:
