@@ -670,24 +670,46 @@ async def save_changed(kind: str, contents: Iterable[tuple[str, dict[str, Any]]]
     """Checkpoint each ``(symbol, content)`` whose content changed: local cache, then the broker, acknowledged.
 
     ``extra(symbol)`` adds fields that do not count as a change (output offsets, the time).
-    Rotates the broker's checkpoint generations when due; returns how many were written.
+    ``contents`` and ``extra`` are read (and copied: :func:`frozen`) at once, on the event loop;
+    comparing, encoding and the local files then run in a thread while the loop goes on. Rotates
+    the broker's checkpoint generations when due; returns how many were written.
     """
-    jobs, done = [], []
-    for sym, content in contents:
+    items = [(sym, frozen(content), extra(sym)) for sym, content in contents]
+    encoded = await asyncio.to_thread(_encode_changed, kind, items, versions, local)
+    await asyncio.gather(*(store.publish(sym, version, blob) for sym, version, _, blob in encoded))
+    for sym, version, digest, _ in encoded:
+        versions.written(sym, version, digest)
+    await store.rotate_if_due()  # bounds the checkpoint topics, which the broker never compacts
+    return len(encoded)
+
+
+def _encode_changed(kind: str, items: list[tuple[str, dict[str, Any], dict[str, Any]]], versions: Versions,
+                    local: LocalStore | None) -> list[tuple[str, int, bytes, bytes]]:
+    """(symbol, version, digest, checkpoint bytes) of each changed item, written to ``local`` first."""
+    out = []
+    for sym, content, more in items:
         nv = versions.next(sym, content)
         if nv is None:
             continue
         version, digest = nv
-        blob = encode_checkpoint(kind, sym, version, dict(content, **extra(sym)))
+        blob = encode_checkpoint(kind, sym, version, dict(content, **more))
         if local is not None:
             local.save(sym, blob)
-        jobs.append(store.publish(sym, version, blob))
-        done.append((sym, version, digest))
-    await asyncio.gather(*jobs)
-    for sym, version, digest in done:
-        versions.written(sym, version, digest)
-    await store.rotate_if_due()  # bounds the checkpoint topics, which the broker never compacts
-    return len(done)
+        out.append((sym, version, digest, blob))
+    return out
+
+
+def frozen(obj: Any) -> Any:
+    """A copy of a checkpoint content that later changes to the original do not reach (arrays copied)."""
+    if isinstance(obj, dict):
+        return {k: frozen(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [frozen(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return obj.copy()
+    if isinstance(obj, (bytearray, memoryview)):
+        return bytes(obj)
+    return obj
 
 
 async def request_snapshot(store: BrokerStore, topic: str, symbol: str, after_seq: int, reason: str) -> None:

@@ -163,7 +163,8 @@ class _ConsumerThread(_faust_kafka.AIOKafkaConsumerThread):
         return consumer
 
 
-_OVERRIDDEN = ("_drain_messages", "_add_gap", "getmany", "_commit_offsets")
+_OVERRIDDEN = ("_drain_messages", "_add_gap", "getmany", "_commit_offsets", "_filter_committable_offsets",
+               "_should_commit")
 if not all(hasattr(_faust_consumer.Consumer, a) for a in _OVERRIDDEN):
     raise RuntimeError(f"faust changed: Consumer no longer has all of {_OVERRIDDEN}, which streamsig relies on")
 
@@ -211,6 +212,18 @@ class _Consumer(_faust_kafka.Consumer):
                 if tp.topic in rewind:
                     rewind[tp.topic].add(tp.partition)
         return done
+
+    def committable(self) -> dict[Any, int]:
+        """The offsets a commit would store now, per assigned partition (what was acknowledged, gaps and all)."""
+        return self._filter_committable_offsets(self.assignment())
+
+    async def commit_offsets(self, offsets: dict[Any, int]) -> bool:
+        """Commit ``offsets`` taken earlier by :meth:`committable`, except those not ahead of what is committed.
+
+        Processing may have gone on since they were taken: this commits what a
+        checkpoint saved, not what was acknowledged meanwhile."""
+        offsets = {tp: off for tp, off in offsets.items() if self._should_commit(tp, off)}
+        return bool(offsets) and await self._commit_offsets(offsets)
 
     async def _commit_offsets(self, offsets: Any, start_new_transaction: bool = True) -> bool:
         """Faust's commit, which books the offsets as committed after it returns, also when the loss of

@@ -3,7 +3,8 @@
 Faust's ``topic.send`` returns once a record is queued in its buffer; the
 future it returns resolves when the broker has it. Watermarks (what was
 published) may only move after that, so every output goes through
-:func:`send_acked`.
+:func:`send_acked`, or through its two halves (:func:`queue_sends`, then
+:func:`acked`) where the wait for the broker may overlap other work.
 """
 from __future__ import annotations
 
@@ -25,19 +26,33 @@ async def send_acked(items: Sequence[tuple[Any, bytes, bytes]], dead: Any = None
                      symbols: Sequence[str] | None = None) -> list[Any]:
     """Send ``(faust topic, key, value)`` records; return each one's ``RecordMetadata`` once acknowledged.
 
-    All records are queued first and then awaited. A failed record is sent
-    again up to :data:`RETRIES` times; after that it goes to ``dead`` (reason
-    ``PUBLISH_FAILED``, the payload kept up to 64 KiB with its size and sha256) and its
-    slot is None. If even the dead letter cannot be delivered, the error is
-    raised: output is never dropped silently.
+    All records are queued first (:func:`queue_sends`) and then awaited
+    (:func:`acked`).
     """
-    futs = []
+    return await acked(items, await queue_sends(items), dead, symbols)
+
+
+async def queue_sends(items: Sequence[tuple[Any, bytes, bytes]]) -> list[Any]:
+    """Queue ``(faust topic, key, value)`` records in the producer, in order; a future (or the error) for each."""
+    futs: list[Any] = []
     for topic, key, value in items:
         try:
             futs.append(await topic.send(key=key, value=value))
-        except Exception as exc:  # noqa: BLE001 - retried below
+        except Exception as exc:  # noqa: BLE001 - retried by acked()
             futs.append(exc)
     crash_point("output-sent")
+    return futs
+
+
+async def acked(items: Sequence[tuple[Any, bytes, bytes]], futs: Sequence[Any], dead: Any = None,
+                symbols: Sequence[str] | None = None) -> list[Any]:
+    """Wait for the records :func:`queue_sends` queued; each one's ``RecordMetadata``.
+
+    A failed record is sent again up to :data:`RETRIES` times; after that it
+    goes to ``dead`` (reason ``PUBLISH_FAILED``, the payload kept up to 64 KiB
+    with its size and sha256) and its slot is None. If even the dead letter
+    cannot be delivered, the error is raised: output is never dropped silently.
+    """
     out: list[Any] = []
     for i, ((topic, key, value), fut) in enumerate(zip(items, futs)):
         md, err = None, fut if isinstance(fut, BaseException) else None

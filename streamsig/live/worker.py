@@ -7,14 +7,18 @@ together. Nothing here computes a feature or a probability.
 Delivery (see DESIGN.md, "Delivery semantics"):
 
 * Output is acknowledged: signals and dead letters are awaited until the
-  broker has them (:func:`~streamsig.live.output.send_acked`); a failed send
-  is retried, then dead-lettered.
+  broker has them (:func:`~streamsig.live.output.acked`); a failed send
+  is retried, then dead-lettered. The wait overlaps the next batches (at
+  most :data:`MAX_INFLIGHT` batches await their acks), and a checkpoint waits
+  for all of it before it saves the state that produced them.
 * Every ``checkpoint_s`` seconds each symbol whose state changed is
   checkpointed (:mod:`streamsig.live.checkpoint`: to the ``checkpoints``
   topic, keyed by symbol and co-partitioned with ``book-events``, and to the
   optional local folder, a cache), and only then are consumer offsets
-  committed (Faust's periodic commit is off). Processing pauses meanwhile,
-  so the committed offset never runs ahead of the saved state. On partition
+  committed (Faust's periodic commit is off). The state and the offsets
+  are taken together between two batches, and only those offsets are
+  committed, so the committed offset never runs ahead of the saved state;
+  batches go on while the checkpoint is encoded and written. On partition
   revocation and on shutdown the same save-then-commit runs after the
   streams have drained.
 * Whoever owns a partition next (this worker after a restart, or another
@@ -38,6 +42,7 @@ dead letter is sent per symbol.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
 from pathlib import Path
@@ -52,13 +57,13 @@ from streamsig.features import FeatureSpec
 from streamsig.models.outcomes import MaturedScores
 from streamsig import telemetry as M
 from streamsig.live.checkpoint import (BrokerStore, Checkpoint, CheckpointError, LocalStore, Versions,
-                                       crash_point, decode_checkpoint, request_snapshot, save_changed,
-                                       state_topics)
+                                       crash_point, decode_checkpoint, frozen, request_snapshot,
+                                       save_changed, state_topics)
 from streamsig.live import health
 from streamsig.live.batches import ready_batches
 from streamsig.live.config import StreamConfig, incarnation, make_app, raw_topic, reread_from_start
 from streamsig.live.guard import SequenceGuard, SymbolGate, Verdict, check_values
-from streamsig.live.output import send_acked
+from streamsig.live.output import acked, queue_sends
 from streamsig.wire.frames import FrameError, dead_letter_record, decode_frame, encode_frame, peek_symbol
 from streamsig.wire.health import BrokerWatch, quiet_client_logs
 from streamsig.wire.signals import decode_signals, split_signals
@@ -66,6 +71,8 @@ from streamsig.wire.signals import decode_signals, split_signals
 log = logging.getLogger(__name__)
 
 SNAPSHOT_REQUEST_EVERY_S = 2.0  #: a waiting symbol repeats its snapshot request at most this often
+#: batches whose output may await the broker's ack while the next ones are processed
+MAX_INFLIGHT = 64
 
 
 def choose_checkpoint(local: Checkpoint | None, broker: Checkpoint | None) -> tuple[Checkpoint | None, str]:
@@ -125,13 +132,15 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
     store = BrokerStore(cfg.bootstrap, ck_topic, cfg.partitions, rotate_bytes=cfg.checkpoint_rotate_bytes)
     local = LocalStore(state_dir, "worker") if state_dir else None
     versions = Versions()
-    lock = asyncio.Lock()
+    lock = asyncio.Lock()  # held by a batch, and while a checkpoint takes the state
+    saving = asyncio.Lock()  # one checkpoint at a time
     engines: dict[str, SignalEngine] = {}
     marks: dict[str, int] = {}  # published watermark per symbol
     part_of: dict[str, int] = {}
     offsets: dict[str, int] = {}  # highest book-events offset whose frames the symbol's state holds
     counts: dict[str, dict[str, int]] = {}  # per-symbol event accounting, checkpointed with the state
     pub_off: dict[int, int] = {}  # highest acknowledged signals offset per partition
+    inflight: collections.deque[asyncio.Future] = collections.deque()  # batches whose output awaits its ack
     loaded: dict[int, tuple[dict[str, Checkpoint], dict[str, str], dict[str, int]]] = {}
     waiting: dict[str, float] = {}  # symbol -> when it started waiting for a snapshot
     last_request: dict[str, float] = {}
@@ -419,35 +428,82 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
                 sig_slots.append((len(sends) - 1, sym, sig, pts))
         if not sends:
             return
-        mds = await send_acked(sends, dead, syms)
+        reap()
+        if len(inflight) >= MAX_INFLIGHT:
+            await inflight.popleft()
+        futs = await queue_sends(sends)
+        inflight.append(asyncio.ensure_future(published(sends, futs, syms, sig_slots, received, now)))
+
+    async def published(sends: list, futs: list, syms: list, sig_slots: list, received: int,
+                        now: int) -> dict[int, int]:
+        """Wait for a batch's output to be acknowledged, then move the published watermarks (returned)."""
+        inc = incarnation(app)
+        mds = await acked(sends, futs, dead, syms)
+        moved: dict[int, int] = {}
         for i, sym, sig, pts in sig_slots:
             md = mds[i]  # the symbol's last message: the published offset covers all before it
-            if md is not None:
+            if md is not None and sym in part_of and incarnation(app) == inc:
                 p = part_of[sym]
-                pub_off[p] = max(pub_off.get(p, -1), int(md.offset))
+                moved[p] = max(moved.get(p, -1), int(md.offset))
+                pub_off[p] = max(pub_off.get(p, -1), moved[p])
             M.SIGNALS.labels(sym, model_id).inc(len(sig))
             M.observe_stage("worker", received, now)
             for pt in pts:
                 M.LATENCY.labels(sym).observe(max(0.0, (now - pt) / 1e9))
+        return moved
 
-    async def save_all() -> int:
-        """Checkpoint every symbol whose state changed (local cache, then the broker, acknowledged)."""
-        if not started:
-            return 0
-        contents = ((sym, {"seq": eng.last_seq, "engine": eng.checkpoint(), "published": marks.get(sym, -1),
-                           "offset": offsets.get(sym, -1), "counts": counts.get(sym, {}),
-                           "guard": guards[sym].state()}) for sym, eng in list(engines.items()))
-        n = await save_changed("worker", contents, lambda sym: {"signals_offset": pub_off.get(part_of[sym], -1),
+    def reap() -> None:
+        """Take the batches whose output is acknowledged; a publication that failed raises here."""
+        while inflight and inflight[0].done():
+            inflight.popleft().result()
+
+    async def drain() -> None:
+        """Wait until every batch's output is acknowledged (before a checkpoint: it records them)."""
+        while inflight:
+            await inflight.popleft()
+
+    def capture() -> list[tuple[str, dict]]:
+        """Every symbol's checkpoint content as it is now."""
+        return [(sym, {"seq": eng.last_seq, "engine": eng.checkpoint(), "published": marks.get(sym, -1),
+                       "offset": offsets.get(sym, -1), "counts": counts.get(sym, {}),
+                       "guard": guards[sym].state()}) for sym, eng in engines.items()]
+
+    async def save(contents: list, published_off: dict[int, int]) -> int:
+        """Checkpoint the symbols of ``contents`` whose state changed (local cache, then the broker, acknowledged)."""
+        parts = {sym: part_of[sym] for sym, _ in contents}
+        n = await save_changed("worker", contents, lambda sym: {"signals_offset": published_off.get(parts[sym], -1),
                                                                 "saved_ns": time.time_ns()},
                                versions, local, store)
         M.CHECKPOINT_WRITES.labels("worker").inc(n)
         return n
 
+    async def save_all() -> int:
+        """With the lock held: checkpoint every changed symbol once all output so far is acknowledged."""
+        await drain()
+        return await save(capture(), dict(pub_off)) if started else 0
+
     async def save_and_commit() -> None:
-        async with lock:
-            await save_all()
+        """Checkpoint, then commit the offsets the checkpoint covers; batches go on meanwhile.
+
+        Between two batches the state, the batches still awaiting their acks and
+        the committable offsets are taken together; the state is saved once those
+        acks are in, and only the offsets taken with it are committed."""
+        async with saving:
+            async with lock:
+                if not started:
+                    return
+                contents = frozen(capture())
+                pending, published_off = list(inflight), dict(pub_off)
+                commit_at, inc = app.consumer.committable(), incarnation(app)
+            for fut in pending:
+                for p, off in (await fut).items():
+                    published_off[p] = max(published_off.get(p, -1), off)
+            if incarnation(app) != inc:
+                return  # the broker lost its topics meanwhile: these offsets and outputs are void
+            await save(contents, published_off)
             crash_point("checkpoint-saved")
-            await app.consumer.commit()
+            if incarnation(app) == inc:
+                await app.consumer.commit_offsets(commit_at)
 
     @app.timer(checkpoint_s)
     async def checkpoint() -> None:  # type: ignore[no-untyped-def]
@@ -473,7 +529,7 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
     @app.on_before_shutdown.connect
     async def _on_shutdown(sender: Any, **kw: Any) -> None:
         # streams are drained by now; the final offset commit comes after this
-        async with lock:
+        async with saving, lock:
             await save_all()
         tallies.flush()
         await store.stop()
@@ -481,7 +537,7 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
     @app.on_partitions_revoked.connect
     async def _on_revoked(sender: Any, revoked: Any, **kw: Any) -> None:
         # the next owner (maybe this worker again) restores from the broker
-        async with lock:
+        async with saving, lock:
             await save_all()
             if started:
                 await app.consumer.commit()
