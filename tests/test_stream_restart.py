@@ -263,3 +263,52 @@ async def test_unchanged_state_is_not_checkpointed_again(stream_config, tmp_path
         n2 = len(await read_all(cfg.bootstrap, ck_topic, idle_s=0.5))
     assert (st2.st_ino, st2.st_mtime_ns) == (st.st_ino, st.st_mtime_ns)
     assert n2 == n and n >= 1
+
+
+async def test_a_checkpoint_in_progress_holds_up_no_batch_and_commits_only_what_it_saved(
+        stream_config, tmp_path, monkeypatch) -> None:
+    """While a checkpoint's writes are held up, later frames still get their signals; the offsets it
+    commits are those taken with its state, not those acknowledged while it was writing."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    import streamsig.live.worker as W
+    from streamsig.live.checkpoint import partition_for
+
+    cfg = stream_config
+    await ensure_topics(cfg.bootstrap, cfg.topics.all(), cfg.partitions)
+    first, second = halves(feeds()[:1])
+    entered, release = asyncio.Event(), asyncio.Event()
+    real = W.save_changed
+
+    async def held_save(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        entered.set()
+        await release.wait()
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(W, "save_changed", held_save)
+    tp = TopicPartition(cfg.topics.book_events, partition_for(b"AAA", cfg.partitions))
+    group = AIOKafkaConsumer(bootstrap_servers=cfg.bootstrap, group_id=cfg.app_id, enable_auto_commit=False)
+    await group.start()
+    app = build_worker(cfg, SPEC, OfiRule(), "ofi", tmp_path / "a", checkpoint_s=3600)
+    try:
+        async with running(app, ready_timeout_s=30):
+            st1 = await produce(first, cfg.bootstrap, cfg.topics.book_events, frame_size=128, snapshot_every=0)
+            await collect(cfg.bootstrap, cfg.topics.signals, lambda m: any(decode_signals(v).last_seq >= 999
+                                                                           for _, v in m))
+            saving = asyncio.ensure_future(app.streamsig_save())
+            await asyncio.wait_for(entered.wait(), 10)
+            st2 = await produce(second, cfg.bootstrap, cfg.topics.book_events, frame_size=128, snapshot_every=0)
+            try:
+                msgs = await collect(cfg.bootstrap, cfg.topics.signals,
+                                     lambda m: any(decode_signals(v).last_seq == 1999 for _, v in m), timeout=20)
+            finally:
+                release.set()
+            assert max(decode_signals(v).last_seq for _, v in msgs) == 1999, "batches waited for the checkpoint"
+            await asyncio.wait_for(saving, 20)
+            taken = await group.committed(tp)
+            await app.streamsig_save()  # the next one commits what is acknowledged by then
+            later = await group.committed(tp)
+    finally:
+        await group.stop()
+    assert taken is not None and 0 < taken <= st1.frames, (taken, st1.frames)
+    assert st1.frames < later <= st1.frames + st2.frames, (later, st1.frames, st2.frames)
