@@ -89,21 +89,40 @@ def fresh_events(frames: list, last_closed: int) -> tuple[np.ndarray, int]:
 
     A frame's leading events at or below the last closed update (of the engine,
     or of the frames before it in this batch) were applied already; a frame
-    that continues an update split across frames keeps its events.
+    that continues an update split across frames keeps its events. A frame
+    that starts above every event kept before it is kept whole without looking
+    further (the usual case); the arrays are joined as bytes.
     """
     parts, skipped = [], 0
+    hi = last_closed  # the highest sequence kept so far (never below the last closed update)
     for f in frames:
         e = f.events
-        k = fresh_start(e["seq"], last_closed)
+        if not len(e):
+            continue
+        if f.first_seq > hi:
+            parts.append(e)
+            hi = int(e["seq"][-1])
+            continue
+        closed = _last_closed(parts, last_closed)
+        k = fresh_start(e["seq"], closed)
         skipped += k
         if k < len(e):
             parts.append(e[k:])
-            eob = np.flatnonzero(e["flags"][k:] & EOB)
-            if len(eob):
-                last_closed = max(last_closed, int(e["seq"][k + eob[-1]]))
+            hi = max(hi, int(e["seq"][-1]))
     if not parts:
         return frames[0].events[:0], skipped
-    return (parts[0] if len(parts) == 1 else np.concatenate(parts)), skipped
+    if len(parts) == 1:
+        return parts[0], skipped
+    return np.frombuffer(b"".join([p.data for p in parts]), dtype=parts[0].dtype), skipped
+
+
+def _last_closed(parts: list[np.ndarray], last_closed: int) -> int:
+    """The last closed update after ``parts`` (events in order) were applied on top of ``last_closed``."""
+    for e in reversed(parts):
+        eob = np.flatnonzero(e["flags"] & EOB)
+        if len(eob):
+            return max(last_closed, int(e["seq"][eob[-1]]))
+    return last_closed
 
 
 def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: str,
