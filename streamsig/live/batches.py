@@ -23,6 +23,7 @@ lost (see :func:`streamsig.live.config.incarnation`).
 from __future__ import annotations
 
 import asyncio
+import collections
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -93,3 +94,87 @@ async def ready_batches(stream: Any, max_batch: int, events: bool = False) -> As
         for event in done:
             if event is not None:
                 await manual.ack(event)
+
+
+class DirectFeed:
+    """One topic's messages handed from the consumer's fetch loop to one agent, a fetched batch at a time.
+
+    Faust delivers every message through its conductor, a channel, an event
+    and a stream: tens of microseconds per message, which at one message per
+    book frame is most of a worker's time (docs/latency.md). A topic with a
+    feed (:func:`direct_feed`) skips all of that: the fetch loop
+    (``streamsig.live.config._Consumer._drain_messages``) puts what it fetched
+    of the topic here, and the agent takes it with :meth:`batches`. The topic
+    stays an agent's topic, so Faust subscribes, assigns, seeks and commits it
+    as before; acknowledgements go straight to the consumer.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit  #: messages held before the fetch loop waits for the agent
+        self.epoch = 0  #: grows with every :meth:`clear`; what was fetched before one is dropped
+        self._lists: collections.deque[tuple[int, list[Any]]] = collections.deque()
+        self._held = 0
+        self._ready = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
+
+    async def put(self, messages: list[Any], inc: int, epoch: int) -> None:
+        """From the fetch loop: messages fetched under incarnation ``inc`` and feed ``epoch``; waits while
+        the feed is full."""
+        while self._held >= self.limit and epoch == self.epoch:
+            self._room.clear()
+            await self._room.wait()
+        if epoch != self.epoch:
+            return  # cleared since they were fetched
+        self._lists.append((inc, messages))
+        self._held += len(messages)
+        self._ready.set()
+
+    def clear(self) -> None:
+        """Drop what is held, unacknowledged (on a rebalance: Faust seeks to the committed offsets and
+        fetches it again)."""
+        self.epoch += 1
+        self._lists.clear()
+        self._held = 0
+        self._room.set()
+
+    async def batches(self, app: Any, max_batch: int) -> AsyncIterator[list[Any]]:
+        """Yield lists of the messages waiting (1..``max_batch``, never waiting for more), acking each batch
+        after use; messages of partitions no longer assigned, or of topics the broker lost, are dropped."""
+        from streamsig.live.config import incarnation
+
+        consumer = app.consumer
+        while True:
+            while not self._lists:
+                self._ready.clear()
+                await self._ready.wait()
+            inc, batch = self._lists.popleft()
+            while self._lists and self._lists[0][0] == inc and len(batch) < max_batch:
+                batch = batch + self._lists.popleft()[1]
+            if len(batch) > max_batch:
+                self._lists.appendleft((inc, batch[max_batch:]))
+                batch = batch[:max_batch]
+            self._held -= len(batch)
+            self._room.set()
+            if incarnation(app) != inc:
+                continue  # messages of topics the broker lost: dropped, unacknowledged
+            assigned = consumer.assignment()
+            batch = [m for m in batch if m.tp in assigned]
+            if not batch:
+                continue
+            yield batch
+            if incarnation(app) != inc:
+                continue  # the topics were lost meanwhile: these offsets name nothing in the new ones
+            for m in batch:
+                consumer.ack(m)
+
+
+def direct_feed(app: Any, topic: str, limit: int = 4096) -> DirectFeed:
+    """Route ``topic``'s messages past Faust's streams to a new :class:`DirectFeed` (before the app starts)."""
+    feeds = getattr(app, "streamsig_direct", None)
+    if feeds is None:
+        feeds = app.streamsig_direct = {}
+    if topic in feeds:
+        raise ValueError(f"topic {topic!r} already has a direct feed")
+    feeds[topic] = DirectFeed(limit)
+    return feeds[topic]

@@ -245,9 +245,12 @@ class _Consumer(_faust_kafka.Consumer):
         Here a fetched batch is delivered in one go (yielding every
         ``_YIELD_EVERY`` messages), the suspension is checked before each
         message, and read offsets, gaps and ``broker_commit_every`` are kept as
-        Faust keeps them.
+        Faust keeps them. Messages of a topic with a direct feed
+        (:func:`streamsig.live.batches.direct_feed`) go to it instead, a list
+        per fetched batch.
         """
         deliver, read = self.callback, self._read_offset
+        direct = getattr(self.app, "streamsig_direct", {})
         acks_on = self.app.topics.acks_enabled_for
         stopping = (self._stopped.is_set, fetcher._stopped.is_set)
         suspended = self.suspend_flow.is_set
@@ -260,6 +263,7 @@ class _Consumer(_faust_kafka.Consumer):
                 if self.should_stop:
                     break
                 inc = None
+                fed: dict[Any, tuple[int, list]] = {}  # direct feed -> (its epoch, messages for it)
                 async for tp, message in batch:
                     if inc is None:  # the records have just come back from the consumer thread
                         inc = incarnation(self.app)
@@ -273,11 +277,18 @@ class _Consumer(_faust_kafka.Consumer):
                     if self._commit_every is not None and self._n_acked >= self._commit_every:
                         self._n_acked = 0
                         await self.commit()
+                    feed = direct.get(message.topic)
+                    if feed is not None:
+                        fed.setdefault(feed, (feed.epoch, []))[1].append(message)
+                        read[tp] = message.offset
+                        continue
                     await deliver(message)
                     read[tp] = message.offset
                     n += 1
                     if n % _YIELD_EVERY == 0:
                         await asyncio.sleep(0)
+                for feed, (epoch, messages) in fed.items():
+                    await feed.put(messages, inc, epoch)
                 self.diag.unset_flag(_faust_consumer.CONSUMER_FETCHING)
         except self.consumer_stopped_errors:
             if not self.transport.app.should_stop:

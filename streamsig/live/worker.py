@@ -60,7 +60,7 @@ from streamsig.live.checkpoint import (BrokerStore, Checkpoint, CheckpointError,
                                        crash_point, decode_checkpoint, frozen, request_snapshot,
                                        save_changed, state_topics)
 from streamsig.live import health
-from streamsig.live.batches import ready_batches
+from streamsig.live.batches import direct_feed
 from streamsig.live.config import StreamConfig, incarnation, make_app, raw_topic, reread_from_start
 from streamsig.live.guard import SequenceGuard, SymbolGate, Verdict, check_values
 from streamsig.live.output import acked, queue_sends
@@ -131,7 +131,7 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
     """The worker's Faust app (agents registered); run it with ``run_worker`` or ``running``.
 
     Frames already waiting are taken together (up to ``max_batch``, never
-    waiting for more: :func:`~streamsig.live.batches.ready_batches`) and
+    waiting for more: :class:`~streamsig.live.batches.DirectFeed`) and
     answered with one signal message per symbol, which amortises the
     per-message cost of publishing as the backlog grows.
 
@@ -145,6 +145,7 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
     topics = cfg.topics
     ck_topic, _, req_topic = state_topics(topics)
     book = raw_topic(app, topics.book_events)
+    feed = direct_feed(app, topics.book_events, limit=4 * max_batch)
     signals = raw_topic(app, topics.signals)
     dead = raw_topic(app, topics.dead_letter)
     ch_topic = raw_topic(app, topics.signals + "-challenger") if challenger else None
@@ -397,22 +398,26 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
     @app.agent(book)
     async def process(stream):  # type: ignore[no-untyped-def]
         # frames waiting together are processed together: per symbol one engine call and one
-        # signal message, so the per-frame cost falls as the backlog grows
-        async for events in ready_batches(stream, max_batch, events=True):
+        # signal message, so the per-frame cost falls as the backlog grows. They come from the
+        # fetch loop as fetched, past Faust's per-message stream (the stream itself stays empty)
+        async for messages in feed.batches(app, max_batch):
             received = time.time_ns()
             async with lock:
-                await handle(events, received)
+                await handle(messages, received)
 
-    async def handle(events: list, received: int) -> None:
+    async def handle(messages: list, received: int) -> None:
         await ensure_started()
         frames: dict[str, list] = {}
         out: list[tuple] = []
         dead_out: list = []
         inc = incarnation(app)
-        for e in events:
-            fr = decode(e.value, dead_out)
+        assigned = app.consumer.assignment()
+        for m in messages:
+            if m.tp not in assigned:
+                continue  # revoked while the batch waited for the lock: its next owner reads it
+            fr = decode(m.value, dead_out)
             if fr is not None:
-                await admit(fr, e.message.partition, e.message.offset, e.value, frames, dead_out)
+                await admit(fr, m.partition, m.offset, m.value, frames, dead_out)
         if incarnation(app) != inc:  # the topics were lost while a symbol was opened: these offsets are void
             for sym in frames:
                 offsets[sym] = -1
@@ -555,7 +560,9 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
 
     @app.on_partitions_revoked.connect
     async def _on_revoked(sender: Any, revoked: Any, **kw: Any) -> None:
-        # the next owner (maybe this worker again) restores from the broker
+        # the next owner (maybe this worker again) restores from the broker; what was fetched and
+        # not yet taken is fetched again from the committed offsets
+        feed.clear()
         async with saving, lock:
             await save_all()
             if started:
