@@ -276,7 +276,7 @@ def build_trader(cfg, exec_cfg: ExecConfig, policy: PolicyConfig = PolicyConfig(
     from streamsig.live.checkpoint import (BrokerStore, Checkpoint, CheckpointError, LocalStore, Versions,
                                            crash_point, decode_checkpoint, save_changed,
                                            request_snapshot, state_topics)
-    from streamsig.live.batches import ready_batches
+    from streamsig.live.batches import direct_feed
     from streamsig.live.config import make_app, raw_topic, reread_from_start
     from streamsig.live.health import add_health_timer
     from streamsig.live.output import send_acked
@@ -291,6 +291,8 @@ def build_trader(cfg, exec_cfg: ExecConfig, policy: PolicyConfig = PolicyConfig(
     t = cfg.topics
     _, ck_topic, req_topic = state_topics(t)
     book, signals = raw_topic(app, t.book_events), raw_topic(app, t.signals)
+    # both come from the fetch loop as fetched, past Faust's per-message stream (docs/latency.md)
+    feeds = {name: direct_feed(app, name, limit=4 * max_batch) for name in (t.book_events, t.signals)}
     fills_t, pnl_t, dead = raw_topic(app, t.fills), raw_topic(app, t.pnl), raw_topic(app, t.dead_letter)
     store = BrokerStore(cfg.bootstrap, ck_topic, cfg.partitions, rotate_bytes=cfg.checkpoint_rotate_bytes)
     local = LocalStore(state_dir, "trader") if state_dir else None
@@ -474,12 +476,15 @@ def build_trader(cfg, exec_cfg: ExecConfig, policy: PolicyConfig = PolicyConfig(
     @app.agent(book)
     async def on_book(stream):  # type: ignore[no-untyped-def]
         # frames waiting together are traded one by one, their output published together
-        async for events in ready_batches(stream, max_batch, events=True):
+        async for messages in feeds[t.book_events].batches(app, max_batch):
             async with lock:
                 batch: dict[str, list[Fill]] = {}
-                for event in events:
+                assigned = app.consumer.assignment()
+                for m in messages:
+                    if m.tp not in assigned:
+                        continue  # revoked while the batch waited for the lock: its next owner reads it
                     try:
-                        fr = decode_frame(event.value)
+                        fr = decode_frame(m.value)
                     except FrameError:
                         continue  # the worker dead-letters bad frames
                     if fr.tick_size <= 0:
@@ -487,7 +492,7 @@ def build_trader(cfg, exec_cfg: ExecConfig, policy: PolicyConfig = PolicyConfig(
                     known = traders.get(fr.symbol)
                     if gate.check(fr.symbol, traders) or check_values(fr, known.cursor.tick_size if known else None):
                         continue  # the worker dead-letters it
-                    tr = await trader(fr.symbol, event.message.partition, fr.tick_size)
+                    tr = await trader(fr.symbol, m.partition, fr.tick_size)
                     g = guards[fr.symbol]
                     before = g.epoch
                     verdict, _, _ = g.check(fr)
@@ -506,17 +511,20 @@ def build_trader(cfg, exec_cfg: ExecConfig, policy: PolicyConfig = PolicyConfig(
 
     @app.agent(signals)
     async def on_signals(stream):  # type: ignore[no-untyped-def]
-        async for events in ready_batches(stream, max_batch, events=True):
+        async for messages in feeds[t.signals].batches(app, max_batch):
             received = time.time_ns()
             async with lock:
                 batch: dict[str, list[Fill]] = {}
-                for event in events:
+                assigned = app.consumer.assignment()
+                for m in messages:
+                    if m.tp not in assigned:
+                        continue
                     try:
-                        sf = decode_signals(event.value)
+                        sf = decode_signals(m.value)
                     except FrameError:
                         continue
                     M.observe_stage("worker_to_trader", sf.worker_ts_ns, received)
-                    tr = await trader(sf.symbol, event.message.partition, None)
+                    tr = await trader(sf.symbol, m.partition, None)
                     g = guards.get(sf.symbol)
                     if tr is None or g is None or sf.epoch > (g.epoch or 0):  # the book side is not there yet
                         hold(sf)
@@ -556,6 +564,8 @@ def build_trader(cfg, exec_cfg: ExecConfig, policy: PolicyConfig = PolicyConfig(
 
     @app.on_partitions_revoked.connect
     async def _on_revoked(sender: Any, revoked: Any, **kw: Any) -> None:
+        for feed in feeds.values():
+            feed.clear()  # fetched, not yet taken: fetched again from the committed offsets
         async with lock:
             if await save_all():
                 await app.consumer.commit()
