@@ -93,3 +93,26 @@ async def test_clearing_a_feed_drops_what_it_holds_and_unblocks_the_fetch_loop()
     assert feed._held == 0 and not feed._lists
     await feed.put([SimpleNamespace(tp=0)], 0, feed.epoch - 1)  # fetched before the clear: dropped
     assert not feed._lists
+
+
+async def test_a_batch_taken_before_a_rebalance_is_not_acknowledged_after_it() -> None:
+    """The caller skips what was revoked while it waited; acking the batch anyway would book those
+    offsets as done after Faust forgot the partition's acks, and a later commit could pass them."""
+    from types import SimpleNamespace
+
+    from streamsig.live.batches import DirectFeed
+
+    acked: list[int] = []
+    consumer = SimpleNamespace(assignment=lambda: {0}, ack=lambda m: acked.append(m.offset))
+    app = SimpleNamespace(consumer=consumer)
+    feed = DirectFeed(limit=100)
+    batches = feed.batches(app, 10)
+    await feed.put([SimpleNamespace(tp=0, offset=1), SimpleNamespace(tp=0, offset=2)], 0, feed.epoch)
+    assert [m.offset for m in await batches.__anext__()] == [1, 2]
+    feed.clear()  # the rebalance, while the batch was in use
+    await feed.put([SimpleNamespace(tp=0, offset=3)], 0, feed.epoch)
+    assert [m.offset for m in await batches.__anext__()] == [3]
+    await feed.put([SimpleNamespace(tp=0, offset=4)], 0, feed.epoch)
+    await batches.__anext__()
+    assert acked == [3]  # the batch of the old epoch was not acknowledged; the next one was
+    await batches.aclose()

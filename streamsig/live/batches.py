@@ -140,7 +140,9 @@ class DirectFeed:
 
     async def batches(self, app: Any, max_batch: int) -> AsyncIterator[list[Any]]:
         """Yield lists of the messages waiting (1..``max_batch``, never waiting for more), acking each batch
-        after use; messages of partitions no longer assigned, or of topics the broker lost, are dropped."""
+        after use; messages of partitions no longer assigned, or of topics the broker lost, are dropped.
+        A batch during whose use the feed was cleared is not acked (Faust has forgotten the revoked
+        partitions' acks by then, and an ack would book messages the caller skipped)."""
         from streamsig.live.config import incarnation
 
         consumer = app.consumer
@@ -162,9 +164,12 @@ class DirectFeed:
             batch = [m for m in batch if m.tp in assigned]
             if not batch:
                 continue
+            epoch = self.epoch
             yield batch
             if incarnation(app) != inc:
                 continue  # the topics were lost meanwhile: these offsets name nothing in the new ones
+            if self.epoch != epoch:
+                continue  # a rebalance came meanwhile: what the caller left out is read again, not acked
             for m in batch:
                 consumer.ack(m)
 
