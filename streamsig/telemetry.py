@@ -36,10 +36,11 @@ STAGE_LATENCY = Histogram(
     "streamsig_stage_latency_seconds",
     "Time between two stamps on a book frame's way to a websocket client, by stage (docs/latency.md)",
     ["stage"], registry=REGISTRY,
-    buckets=(0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02,
-             0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0))
+    buckets=(0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015,
+             0.02, 0.03, 0.04, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0))
 #: stage label -> (from stamp, to stamp); the histogram children are bound once here
 STAGES = {
+    "produce_to_fetch": "producer stamp -> the worker's fetch of the book frame came back",
     "produce_to_worker": "producer stamp -> worker took the book frame from its stream",
     "worker": "worker took the frame -> its signals handed to the producer",
     "worker_to_server": "signals handed to the producer -> websocket server fetched them",

@@ -116,3 +116,22 @@ async def test_a_batch_taken_before_a_rebalance_is_not_acknowledged_after_it() -
     await batches.__anext__()
     assert acked == [3]  # the batch of the old epoch was not acknowledged; the next one was
     await batches.aclose()
+
+
+async def test_each_message_of_a_batch_keeps_the_time_its_fetch_came_back() -> None:
+    """Batches join and split fetched lists and drop revoked partitions; the fetch times follow."""
+    from types import SimpleNamespace
+
+    from streamsig.live.batches import DirectFeed
+
+    consumer = SimpleNamespace(assignment=lambda: {0}, ack=lambda m: None)
+    feed = DirectFeed(limit=100)
+    batches = feed.batches(SimpleNamespace(consumer=consumer), 4)
+    await feed.put([SimpleNamespace(tp=0, offset=1), SimpleNamespace(tp=1, offset=1)], 0, feed.epoch, 100)
+    await feed.put([SimpleNamespace(tp=0, offset=i) for i in (2, 3, 4, 5)], 0, feed.epoch, 200)
+    got = await batches.__anext__()
+    assert [(m.tp, m.offset) for m in got] == [(0, 1), (0, 2), (0, 3)]  # four taken, partition 1 dropped
+    assert feed.fetched_ns == [100, 200, 200]
+    got = await batches.__anext__()
+    assert [m.offset for m in got] == [4, 5] and feed.fetched_ns == [200, 200]  # the rest of the split list
+    await batches.aclose()

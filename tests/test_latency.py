@@ -78,8 +78,8 @@ def test_codec_stays_strict(offset: int, value: int, reason: str) -> None:
     assert HEADER_SIZE == 104
 
 
-def _stage_counts() -> dict[str, float]:
-    return {s: REGISTRY.get_sample_value("streamsig_stage_latency_seconds_count", {"stage": s}) or 0.0
+def _stage_counts(what: str = "count") -> dict[str, float]:
+    return {s: REGISTRY.get_sample_value(f"streamsig_stage_latency_seconds_{what}", {"stage": s}) or 0.0
             for s in STAGES}
 
 
@@ -90,7 +90,7 @@ async def test_stage_histograms_of_worker_trader_and_server(stream_config, tmp_p
     spec = FeatureSpec(levels=10)
     feeds = open_feeds("synthetic", symbols=["STA", "STB"], n_updates=1500, seed=3)
     ends = {f.symbol: int(f.read_all()["seq"][-1]) for f in feeds}
-    before = _stage_counts()
+    before, before_sum = _stage_counts(), _stage_counts("sum")
     worker = build_worker(cfg, spec, OfiRule(size=1.0), "ofi-rule", state_dir=tmp_path / "state")
     trader = build_trader(cfg, ExecConfig(fee_bps=1.0), model="ofi-rule")
     got: list[tuple[dict, int]] = []
@@ -122,6 +122,9 @@ async def test_stage_histograms_of_worker_trader_and_server(stream_config, tmp_p
     grew = {s: after[s] - before[s] for s in STAGES}
     assert all(n > 0 for n in grew.values()), grew
     assert grew["server"] == grew["end_to_end"] == len(got)  # one client: one observation per message sent
+    assert grew["produce_to_fetch"] == grew["produce_to_worker"]  # every frame once, none redelivered
+    took = {s: _stage_counts("sum")[s] - before_sum[s] for s in ("produce_to_fetch", "produce_to_worker")}
+    assert 0 < took["produce_to_fetch"] <= took["produce_to_worker"], took  # fetched before the worker took it
     text = generate_latest(REGISTRY).decode()
     for s in STAGES:
         assert f'streamsig_stage_latency_seconds_bucket{{le="0.0001",stage="{s}"}}' in text

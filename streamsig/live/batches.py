@@ -106,27 +106,30 @@ class DirectFeed:
     (``streamsig.live.config._Consumer._drain_messages``) puts what it fetched
     of the topic here, and the agent takes it with :meth:`batches`. The topic
     stays an agent's topic, so Faust subscribes, assigns, seeks and commits it
-    as before; acknowledgements go straight to the consumer.
+    as before; acknowledgements go straight to the consumer. While a batch is
+    in use, :attr:`fetched_ns` holds, per message of it, when its fetch came
+    back to the fetch loop (the stage ``produce_to_fetch`` ends there).
     """
 
     def __init__(self, limit: int) -> None:
         self.limit = limit  #: messages held before the fetch loop waits for the agent
         self.epoch = 0  #: grows with every :meth:`clear`; what was fetched before one is dropped
-        self._lists: collections.deque[tuple[int, list[Any]]] = collections.deque()
+        self._lists: collections.deque[tuple[int, list[Any], int]] = collections.deque()
+        self.fetched_ns: list[int] = []  #: per message of the batch in use: its fetch's return (ns)
         self._held = 0
         self._ready = asyncio.Event()
         self._room = asyncio.Event()
         self._room.set()
 
-    async def put(self, messages: list[Any], inc: int, epoch: int) -> None:
-        """From the fetch loop: messages fetched under incarnation ``inc`` and feed ``epoch``; waits while
-        the feed is full."""
+    async def put(self, messages: list[Any], inc: int, epoch: int, fetched_ns: int = 0) -> None:
+        """From the fetch loop: messages fetched under incarnation ``inc`` and feed ``epoch``, their fetch
+        back at ``fetched_ns``; waits while the feed is full."""
         while self._held >= self.limit and epoch == self.epoch:
             self._room.clear()
             await self._room.wait()
         if epoch != self.epoch:
             return  # cleared since they were fetched
-        self._lists.append((inc, messages))
+        self._lists.append((inc, messages, fetched_ns))
         self._held += len(messages)
         self._ready.set()
 
@@ -150,21 +153,27 @@ class DirectFeed:
             while not self._lists:
                 self._ready.clear()
                 await self._ready.wait()
-            inc, batch = self._lists.popleft()
+            inc, batch, at = self._lists.popleft()
+            fetched = [at] * len(batch)
             while self._lists and self._lists[0][0] == inc and len(batch) < max_batch:
-                batch = batch + self._lists.popleft()[1]
+                _, more, at = self._lists.popleft()
+                batch = batch + more
+                fetched += [at] * len(more)
             if len(batch) > max_batch:
-                self._lists.appendleft((inc, batch[max_batch:]))
-                batch = batch[:max_batch]
+                self._lists.appendleft((inc, batch[max_batch:], fetched[max_batch]))
+                batch, fetched = batch[:max_batch], fetched[:max_batch]
             self._held -= len(batch)
             self._room.set()
             if incarnation(app) != inc:
                 continue  # messages of topics the broker lost: dropped, unacknowledged
             assigned = consumer.assignment()
-            batch = [m for m in batch if m.tp in assigned]
+            if any(m.tp not in assigned for m in batch):
+                kept = [i for i, m in enumerate(batch) if m.tp in assigned]
+                batch, fetched = [batch[i] for i in kept], [fetched[i] for i in kept]
             if not batch:
                 continue
             epoch = self.epoch
+            self.fetched_ns = fetched
             yield batch
             if incarnation(app) != inc:
                 continue  # the topics were lost meanwhile: these offsets name nothing in the new ones

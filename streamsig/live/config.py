@@ -14,6 +14,7 @@ import dataclasses
 import os
 import sys
 import tempfile
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -263,10 +264,12 @@ class _Consumer(_faust_kafka.Consumer):
                 if self.should_stop:
                     break
                 inc = None
+                fetched = 0
                 fed: dict[Any, tuple[int, list]] = {}  # direct feed -> (its epoch, messages for it)
                 async for tp, message in batch:
                     if inc is None:  # the records have just come back from the consumer thread
                         inc = incarnation(self.app)
+                        fetched = time.time_ns()
                     if suspended() or incarnation(self.app) != inc:
                         break  # a rebalance, or the topics were lost (and sought to 0) meanwhile
                     last = read[tp]
@@ -288,7 +291,7 @@ class _Consumer(_faust_kafka.Consumer):
                     if n % _YIELD_EVERY == 0:
                         await asyncio.sleep(0)
                 for feed, (epoch, messages) in fed.items():
-                    await feed.put(messages, inc, epoch)
+                    await feed.put(messages, inc, epoch, fetched)
                 self.diag.unset_flag(_faust_consumer.CONSUMER_FETCHING)
         except self.consumer_stopped_errors:
             if not self.transport.app.should_stop:

@@ -401,22 +401,23 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
         # signal message, so the per-frame cost falls as the backlog grows. They come from the
         # fetch loop as fetched, past Faust's per-message stream (the stream itself stays empty)
         async for messages in feed.batches(app, max_batch):
-            received = time.time_ns()
+            received, fetched = time.time_ns(), feed.fetched_ns
             async with lock:
-                await handle(messages, received)
+                await handle(messages, received, fetched)
 
-    async def handle(messages: list, received: int) -> None:
+    async def handle(messages: list, received: int, fetched: list[int]) -> None:
         await ensure_started()
         frames: dict[str, list] = {}
         out: list[tuple] = []
         dead_out: list = []
         inc = incarnation(app)
         assigned = app.consumer.assignment()
-        for m in messages:
+        for m, at in zip(messages, fetched):
             if m.tp not in assigned:
                 continue  # revoked while the batch waited for the lock: its next owner reads it
             fr = decode(m.value, dead_out)
             if fr is not None:
+                M.observe_stage("produce_to_fetch", fr.producer_ts_ns, at)
                 await admit(fr, m.partition, m.offset, m.value, frames, dead_out)
         if incarnation(app) != inc:  # the topics were lost while a symbol was opened: these offsets are void
             for sym in frames:
