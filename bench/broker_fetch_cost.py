@@ -6,12 +6,18 @@ phase (another fresh broker) nobody reads. Each window reports the broker's CPU 
 when fetching, the produce -> consume latency. If the broker's cost per fetch grows with what it holds,
 the fetching phase's CPU and latency climb window after window while the produce-only phase stays flat.
 
+Then ``preloaded`` finds what the cost grows with. Each case is a fresh broker given ``--preload``
+stored batches before a consumer at the end of the ``cost`` topic times a live stream at ``--rate``
+for one window: none; single-message batches in another topic; single-message batches in the
+consumed topic; the same messages in the consumed topic in batches of 100.
+
     python bench/broker_fetch_cost.py            # 6 windows of 5 s per phase at 1,000 messages/s
-    python bench/broker_fetch_cost.py --quick    # 3 windows of 4 s per phase
+    python bench/broker_fetch_cost.py --quick    # 3 windows of 2.5 s per phase
 
 The last line is one JSON object: ``fetching`` and ``produce_only`` (per window: ``stored``,
-``broker_cpu_pct``, ``p50_ms``, ``p99_ms``), ``cpu_growth_pct`` (last minus first fetching window) and the
-settings.
+``broker_cpu_pct``, ``p50_ms``, ``p99_ms``), ``cpu_growth_pct`` (last minus first fetching window),
+``preloaded`` (per case: ``where``, ``batches``, ``per_batch``, ``broker_cpu_pct``, ``p50_ms``,
+``p99_ms``) and the settings.
 """
 from __future__ import annotations
 
@@ -84,16 +90,78 @@ async def phase(rate: int, windows: int, window_s: float, fetch_wait_ms: int, fe
     return out
 
 
+async def preloaded(where: str, batches: int, per_batch: int, rate: int, window_s: float,
+                    fetch_wait_ms: int) -> dict:
+    """One fresh broker holding ``batches`` batches of ``per_batch`` 100-byte messages in topic ``where``
+    ("cost", the one consumed, or "other"); the produce -> consume latency of a live stream into "cost"."""
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+    from streamsig.live.broker import EmbeddedBroker
+    from streamsig.wire.topics import ensure_topics
+
+    broker = EmbeddedBroker().start()
+    assert broker.pid is not None
+    lat: list[int] = []
+    try:
+        await ensure_topics(broker.bootstrap, ["cost", "other"], 4)
+        prod = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=0)
+        await prod.start()
+        for i in range(batches):
+            b = prod.create_batch()
+            for _ in range(per_batch):
+                b.append(key=None, value=b"-" * 100, timestamp=None)
+            b.close()
+            await (await prod.send_batch(b, where, partition=i % 4))
+        cons = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap, group_id=None, fetch_max_wait_ms=fetch_wait_ms)
+        await cons.start()
+        tps = [TopicPartition("cost", p) for p in range(4)]
+        cons.assign(tps)
+        await cons.seek_to_end(*tps)
+
+        async def read() -> None:
+            while True:
+                for msgs in (await cons.getmany(timeout_ms=500)).values():
+                    now = time.time_ns()
+                    lat.extend(now - int(m.value[:19]) for m in msgs if m.value[:1] != b"-")
+
+        reader = asyncio.create_task(read())
+        await asyncio.sleep(1.0)
+        lat.clear()
+        c0, t0 = cpu_s(broker.pid), time.monotonic()
+        while time.monotonic() - t0 < window_s:
+            for _ in range(max(1, rate // 100)):
+                await prod.send("cost", str(time.time_ns()).encode() + b"x" * 81)
+            await asyncio.sleep(0.01)
+        cpu = round(100 * (cpu_s(broker.pid) - c0) / (time.monotonic() - t0), 1)
+        await asyncio.sleep(0.5)
+        reader.cancel()
+        await asyncio.gather(reader, return_exceptions=True)
+        await prod.stop()
+        await cons.stop()
+    finally:
+        broker.stop()
+    ms = np.asarray(lat, dtype=np.float64) / 1e6
+    out = {"where": where, "batches": batches, "per_batch": per_batch, "broker_cpu_pct": cpu,
+           "p50_ms": round(float(np.percentile(ms, 50)), 2) if len(ms) else None,
+           "p99_ms": round(float(np.percentile(ms, 99)), 2) if len(ms) else None}
+    print("preloaded    " + json.dumps(out), flush=True)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="3 windows of 4 s per phase (under a minute)")
+    ap.add_argument("--quick", action="store_true", help="3 windows of 2.5 s per phase (under a minute)")
     ap.add_argument("--rate", type=int, default=1_000, help="messages per second")
     ap.add_argument("--fetch-wait-ms", type=int, default=10, help="the consumer's fetch_max_wait_ms")
+    ap.add_argument("--preload", type=int, default=20_000, help="batches stored before each preloaded case")
     a = ap.parse_args()
-    windows, window_s = (3, 4.0) if a.quick else (6, 5.0)
+    windows, window_s = (3, 2.5) if a.quick else (6, 5.0)
     fetching = asyncio.run(phase(a.rate, windows, window_s, a.fetch_wait_ms, True))
     produce_only = asyncio.run(phase(a.rate, windows, window_s, a.fetch_wait_ms, False))
-    print(json.dumps({"rate": a.rate, "fetch_wait_ms": a.fetch_wait_ms, "window_s": window_s,
+    n = a.preload
+    cases = [("cost", 0, 1), ("other", n, 1), ("cost", n, 1), ("cost", n // 100, 100)]
+    pre = [asyncio.run(preloaded(w, b, k, a.rate, window_s, a.fetch_wait_ms)) for w, b, k in cases]
+    print(json.dumps({"preloaded": pre, "rate": a.rate, "fetch_wait_ms": a.fetch_wait_ms, "window_s": window_s,
                       "fetching": fetching, "produce_only": produce_only,
                       "cpu_growth_pct": round(fetching[-1]["broker_cpu_pct"] - fetching[0]["broker_cpu_pct"], 1)}))
 
