@@ -52,3 +52,42 @@ def test_scores_are_sampled_at_most_once_per_interval() -> None:
     assert value("streamsig_signal_probability_count", model="m-t2", **{"class": "up"}) == 30
     assert value("streamsig_signal_probability_bucket", model="m-t2", **{"class": "up", "le": "0.4"}) == 0
     assert value("streamsig_signal_probability_bucket", model="m-t2", **{"class": "up", "le": "0.5"}) == 30
+
+
+async def test_a_loss_is_reported_even_when_recreating_the_topics_failed_halfway(monkeypatch) -> None:
+    """The marker topic may be recreated by a request that then fails; the next poll must still see the loss."""
+    import streamsig.wire.topics as topics
+    from streamsig.live.broker import EmbeddedBroker
+    from streamsig.wire.health import BrokerWatch
+
+    port = free_port()
+    broker = EmbeddedBroker(port).start()
+    seen: list[list[str]] = []
+    try:
+        watch = BrokerWatch(broker.bootstrap, ["halfway-a", "halfway-b"], 1, "halfway-test", prefix="halfway",
+                            on_loss=seen.append, timeout_s=5)
+        await topics.ensure_topics(broker.bootstrap, ["halfway-a", "halfway-b"], 1)
+        await watch.check_once()  # marks the broker
+        await watch._reset_admin()
+        broker.stop()
+        broker = EmbeddedBroker(port).start()  # memory storage: everything is gone
+        real, calls = topics.ensure_topics, []
+
+        async def fails_after_creating(*args, **kwargs):  # the topics are created, then the answer is lost
+            calls.append(args[1])
+            out = await real(*args, **kwargs)
+            if len(calls) == 1:
+                raise topics.TopicError("no answer within the timeout")
+            return out
+
+        monkeypatch.setattr(topics, "ensure_topics", fails_after_creating)
+        await watch.check_once()
+        assert watch.losses == 0 and not watch.outage.up  # failed: an outage, not yet a reported loss
+        await watch.check_once()
+        assert watch.losses == 1 and watch.outage.up
+        assert seen == [["halfway-a", "halfway-b"]]  # what was missing when the loss was noticed
+        await watch.check_once()
+        assert watch.losses == 1  # reported once
+    finally:
+        await watch._reset_admin()
+        broker.stop()

@@ -101,6 +101,7 @@ class BrokerWatch:
         self.last_ok = 0.0  #: ``time.monotonic()`` of the last poll that found the broker with its topics
         self._admin: Any = None
         self._marked = False
+        self._lost: list[str] | None = None  #: topics missing at a loss noticed and not yet handled
 
     async def _topic_names(self) -> set[str]:
         from aiokafka.admin import AIOKafkaAdminClient
@@ -129,9 +130,13 @@ class BrokerWatch:
                 await ensure_topics(self.bootstrap, [self.marker], 1)
                 self._marked = True
                 names.add(self.marker)
-            if self.marker not in names:
-                missing = [t for t in self.topics if t not in names]
+            if self.marker not in names and self._lost is None:
+                # noticed: kept until handled, since recreating the marker below may succeed while the
+                # rest fails, and the next poll would then find the marker and never see the loss
+                self._lost = [t for t in self.topics if t not in names]
+            if self._lost is not None:
                 await ensure_topics(self.bootstrap, [*self.topics, self.marker], self.partitions)
+                missing, self._lost = self._lost, None
                 self.losses += 1
                 M.BROKER_DATA_LOSSES.labels(self.outage.role).inc()
                 log.error("%s: the broker lost its topics and offsets; recreated %s; data published "
