@@ -132,6 +132,9 @@ async def test_each_message_of_a_batch_keeps_the_time_its_fetch_came_back() -> N
     got = await batches.__anext__()
     assert [(m.tp, m.offset) for m in got] == [(0, 1), (0, 2), (0, 3)]  # four taken, partition 1 dropped
     assert feed.fetched_ns == [100, 200, 200]
-    got = await batches.__anext__()
-    assert [m.offset for m in got] == [4, 5] and feed.fetched_ns == [200, 200]  # the rest of the split list
+    await feed.put([SimpleNamespace(tp=0, offset=i) for i in (6, 7, 8)], 0, feed.epoch, 300)
+    got = await batches.__anext__()  # the rest of the split list, then part of the next
+    assert [m.offset for m in got] == [4, 5, 6, 7] and feed.fetched_ns == [200, 200, 300, 300]
+    got = await batches.__anext__()  # the rest of that list
+    assert [m.offset for m in got] == [8] and feed.fetched_ns == [300]
     await batches.aclose()

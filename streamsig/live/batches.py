@@ -114,7 +114,7 @@ class DirectFeed:
     def __init__(self, limit: int) -> None:
         self.limit = limit  #: messages held before the fetch loop waits for the agent
         self.epoch = 0  #: grows with every :meth:`clear`; what was fetched before one is dropped
-        self._lists: collections.deque[tuple[int, list[Any], int]] = collections.deque()
+        self._lists: collections.deque[tuple[int, list[Any], list[int]]] = collections.deque()
         self.fetched_ns: list[int] = []  #: per message of the batch in use: its fetch's return (ns)
         self._held = 0
         self._ready = asyncio.Event()
@@ -129,7 +129,7 @@ class DirectFeed:
             await self._room.wait()
         if epoch != self.epoch:
             return  # cleared since they were fetched
-        self._lists.append((inc, messages, fetched_ns))
+        self._lists.append((inc, messages, [fetched_ns] * len(messages)))
         self._held += len(messages)
         self._ready.set()
 
@@ -153,14 +153,12 @@ class DirectFeed:
             while not self._lists:
                 self._ready.clear()
                 await self._ready.wait()
-            inc, batch, at = self._lists.popleft()
-            fetched = [at] * len(batch)
+            inc, batch, fetched = self._lists.popleft()
             while self._lists and self._lists[0][0] == inc and len(batch) < max_batch:
                 _, more, at = self._lists.popleft()
-                batch = batch + more
-                fetched += [at] * len(more)
+                batch, fetched = batch + more, fetched + at
             if len(batch) > max_batch:
-                self._lists.appendleft((inc, batch[max_batch:], fetched[max_batch]))
+                self._lists.appendleft((inc, batch[max_batch:], fetched[max_batch:]))
                 batch, fetched = batch[:max_batch], fetched[:max_batch]
             self._held -= len(batch)
             self._room.set()
