@@ -33,6 +33,32 @@ from _proc import ROOT, cpu_s
 sys.path.insert(0, str(ROOT))
 
 
+async def _read_stamps(cons, lat: list[int]) -> None:  # noqa: ANN001 - an aiokafka consumer
+    """Forever: the produce -> consume time (ns) of every stamped message ``cons`` gets, into ``lat``."""
+    while True:
+        for msgs in (await cons.getmany(timeout_ms=500)).values():
+            now = time.time_ns()
+            lat.extend(now - int(m.value[:19]) for m in msgs if m.value[:1].isdigit())
+
+
+async def _paced(prod, rate: int, window_s: float, broker_pid: int, sent: int, keyed: bool) -> tuple[int, float]:  # noqa: ANN001
+    """Send stamped 100-byte messages to "cost" at ``rate``/s for ``window_s``; (messages sent in all, broker CPU %)."""
+    c0, t0 = cpu_s(broker_pid), time.monotonic()
+    while time.monotonic() - t0 < window_s:
+        for _ in range(max(1, rate // 100)):
+            body = str(time.time_ns()).encode() + b"x" * 81
+            await prod.send("cost", body, key=str(sent % 5).encode() if keyed else None)
+            sent += 1
+        await asyncio.sleep(0.01)
+    return sent, round(100 * (cpu_s(broker_pid) - c0) / (time.monotonic() - t0), 1)
+
+
+def _quantiles(lat: list[int]) -> dict:
+    ms = np.asarray(lat, dtype=np.float64) / 1e6
+    return {"p50_ms": round(float(np.percentile(ms, 50)), 2) if len(ms) else None,
+            "p99_ms": round(float(np.percentile(ms, 99)), 2) if len(ms) else None}
+
+
 async def phase(rate: int, windows: int, window_s: float, fetch_wait_ms: int, fetching: bool) -> list[dict]:
     """One fresh broker, ``windows`` windows of paced production; the figures of each window."""
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -55,29 +81,12 @@ async def phase(rate: int, windows: int, window_s: float, fetch_wait_ms: int, fe
                                     fetch_max_wait_ms=fetch_wait_ms)
             await cons.start()
             cons.assign([TopicPartition("cost", p) for p in range(4)])
-
-            async def read() -> None:
-                while True:
-                    for msgs in (await cons.getmany(timeout_ms=500)).values():
-                        now = time.time_ns()
-                        lat.extend(now - int(m.value[:19]) for m in msgs)
-
-            reader = asyncio.create_task(read())
-        sent, per_tick = 0, max(1, rate // 100)
+            reader = asyncio.create_task(_read_stamps(cons, lat))
+        sent = 0
         for _ in range(windows):
             lat.clear()
-            c0, t0 = cpu_s(broker.pid), time.monotonic()
-            while time.monotonic() - t0 < window_s:
-                for _ in range(per_tick):
-                    body = str(time.time_ns()).encode() + b"x" * 81
-                    await prod.send("cost", body, key=str(sent % 5).encode())
-                    sent += 1
-                await asyncio.sleep(0.01)
-            ms = np.asarray(lat, dtype=np.float64) / 1e6
-            out.append({"stored": sent, "broker_cpu_pct": round(100 * (cpu_s(broker.pid) - c0)
-                                                                / (time.monotonic() - t0), 1),
-                        "p50_ms": round(float(np.percentile(ms, 50)), 2) if len(ms) else None,
-                        "p99_ms": round(float(np.percentile(ms, 99)), 2) if len(ms) else None})
+            sent, cpu = await _paced(prod, rate, window_s, broker.pid, sent, keyed=True)
+            out.append({"stored": sent, "broker_cpu_pct": cpu, **_quantiles(lat)})
             print(("fetching     " if fetching else "produce only ") + json.dumps(out[-1]), flush=True)
         if reader is not None:
             reader.cancel()
@@ -117,22 +126,10 @@ async def preloaded(where: str, batches: int, per_batch: int, rate: int, window_
         tps = [TopicPartition("cost", p) for p in range(4)]
         cons.assign(tps)
         await cons.seek_to_end(*tps)
-
-        async def read() -> None:
-            while True:
-                for msgs in (await cons.getmany(timeout_ms=500)).values():
-                    now = time.time_ns()
-                    lat.extend(now - int(m.value[:19]) for m in msgs if m.value[:1] != b"-")
-
-        reader = asyncio.create_task(read())
+        reader = asyncio.create_task(_read_stamps(cons, lat))  # the preloaded messages carry no stamp
         await asyncio.sleep(1.0)
         lat.clear()
-        c0, t0 = cpu_s(broker.pid), time.monotonic()
-        while time.monotonic() - t0 < window_s:
-            for _ in range(max(1, rate // 100)):
-                await prod.send("cost", str(time.time_ns()).encode() + b"x" * 81)
-            await asyncio.sleep(0.01)
-        cpu = round(100 * (cpu_s(broker.pid) - c0) / (time.monotonic() - t0), 1)
+        _, cpu = await _paced(prod, rate, window_s, broker.pid, 0, keyed=False)
         await asyncio.sleep(0.5)
         reader.cancel()
         await asyncio.gather(reader, return_exceptions=True)
@@ -140,10 +137,7 @@ async def preloaded(where: str, batches: int, per_batch: int, rate: int, window_
         await cons.stop()
     finally:
         broker.stop()
-    ms = np.asarray(lat, dtype=np.float64) / 1e6
-    out = {"where": where, "batches": batches, "per_batch": per_batch, "broker_cpu_pct": cpu,
-           "p50_ms": round(float(np.percentile(ms, 50)), 2) if len(ms) else None,
-           "p99_ms": round(float(np.percentile(ms, 99)), 2) if len(ms) else None}
+    out = {"where": where, "batches": batches, "per_batch": per_batch, "broker_cpu_pct": cpu, **_quantiles(lat)}
     print("preloaded    " + json.dumps(out), flush=True)
     return out
 
