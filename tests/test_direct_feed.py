@@ -84,14 +84,14 @@ async def test_clearing_a_feed_drops_what_it_holds_and_unblocks_the_fetch_loop()
     from streamsig.live.batches import DirectFeed
 
     feed = DirectFeed(limit=2)
-    await feed.put([SimpleNamespace(tp=0)] * 3, 0, feed.epoch)  # over the limit: the next put waits
-    stale = asyncio.ensure_future(feed.put([SimpleNamespace(tp=0)], 0, feed.epoch))
+    await feed.put([SimpleNamespace(tp=0)] * 3, 0, feed.epoch, 1)  # over the limit: the next put waits
+    stale = asyncio.ensure_future(feed.put([SimpleNamespace(tp=0)], 0, feed.epoch, 1))
     await asyncio.sleep(0.05)
     assert not stale.done()  # the fetch loop waits while the feed is full
     feed.clear()
     await asyncio.wait_for(stale, 1)  # a clear lets it go on, and what it held is dropped
     assert feed._held == 0 and not feed._lists
-    await feed.put([SimpleNamespace(tp=0)], 0, feed.epoch - 1)  # fetched before the clear: dropped
+    await feed.put([SimpleNamespace(tp=0)], 0, feed.epoch - 1, 1)  # fetched before the clear: dropped
     assert not feed._lists
 
 
@@ -107,12 +107,12 @@ async def test_a_batch_taken_before_a_rebalance_is_not_acknowledged_after_it() -
     app = SimpleNamespace(consumer=consumer)
     feed = DirectFeed(limit=100)
     batches = feed.batches(app, 10)
-    await feed.put([SimpleNamespace(tp=0, offset=1), SimpleNamespace(tp=0, offset=2)], 0, feed.epoch)
+    await feed.put([SimpleNamespace(tp=0, offset=1), SimpleNamespace(tp=0, offset=2)], 0, feed.epoch, 1)
     assert [m.offset for m in await batches.__anext__()] == [1, 2]
     feed.clear()  # the rebalance, while the batch was in use
-    await feed.put([SimpleNamespace(tp=0, offset=3)], 0, feed.epoch)
+    await feed.put([SimpleNamespace(tp=0, offset=3)], 0, feed.epoch, 1)
     assert [m.offset for m in await batches.__anext__()] == [3]
-    await feed.put([SimpleNamespace(tp=0, offset=4)], 0, feed.epoch)
+    await feed.put([SimpleNamespace(tp=0, offset=4)], 0, feed.epoch, 1)
     await batches.__anext__()
     assert acked == [3]  # the batch of the old epoch was not acknowledged; the next one was
     await batches.aclose()

@@ -121,7 +121,7 @@ class DirectFeed:
         self._room = asyncio.Event()
         self._room.set()
 
-    async def put(self, messages: list[Any], inc: int, epoch: int, fetched_ns: int = 0) -> None:
+    async def put(self, messages: list[Any], inc: int, epoch: int, fetched_ns: int) -> None:
         """From the fetch loop: messages fetched under incarnation ``inc`` and feed ``epoch``, their fetch
         back at ``fetched_ns``; waits while the feed is full."""
         while self._held >= self.limit and epoch == self.epoch:
