@@ -19,7 +19,14 @@ offered rate as measured (events produced / producer wall time), and whether
 the run kept up (how long after the producer's last event its signals
 arrived). The websocket server must run, or the benchmark fails.
 
-    python bench/latency.py [--quick] [--kafka HOST:PORT] [--fetch-wait-ms N] [--seconds S] [--faust]
+Each case's symbols are named so that symbol i lands on partition i % 4: the
+floor and streamsig spread their frames over the partitions alike (the number
+of batches stored per produce request follows the partitions written).
+``--probe`` runs a plain consumer of each case's first topic beside the case's
+own (``probe_ms`` per case, ``first_hop_excess_p50_ms``): what the broker's
+first hop costs on that topic at that moment, whoever reads it.
+
+    python bench/latency.py [--quick] [--kafka HOST:PORT] [--fetch-wait-ms N] [--seconds S] [--faust] [--probe]
 
 ``--quick``: the floor and streamsig at 5k updates/s with 1 ms frames only (< 60 s).
 The last line is one JSON object.
@@ -105,6 +112,33 @@ async def role_relay(a: argparse.Namespace) -> None:
         await prod.stop()
 
 
+async def role_probe(a: argparse.Namespace) -> None:
+    """A plain consumer of ``src`` beside the case's own: (producer stamp, fetch returned) of each frame
+    into the file ``dst`` as int64 pairs, on SIGTERM."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from streamsig.wire.frames import decode_frame
+
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    cons = AIOKafkaConsumer(bootstrap_servers=a.bootstrap, group_id=None, enable_auto_commit=False,
+                            fetch_max_wait_ms=a.fetch_wait_ms)
+    await cons.start()
+    tps = [TopicPartition(a.src, p) for p in range(PARTITIONS)]
+    cons.assign(tps)
+    await cons.seek_to_end(*tps)
+    for tp in tps:
+        await cons.position(tp)
+    print("ready", flush=True)
+    pairs: list[tuple[int, int]] = []
+    while not stop.is_set():
+        batch = await cons.getmany(timeout_ms=100)
+        now = time.time_ns()
+        pairs.extend((decode_frame(m.value).producer_ts_ns, now) for msgs in batch.values() for m in msgs)
+    await cons.stop()
+    np.asarray(pairs, dtype=np.int64).reshape(-1, 2).tofile(a.dst)
+
+
 def role_faust_relay(a: argparse.Namespace) -> None:
     """A Faust agent that only forwards (the worker's app settings and direct feed, no decoding, no engine)."""
     from streamsig.live.batches import direct_feed
@@ -136,6 +170,25 @@ class Case:
     rows: list[tuple] = field(default_factory=list)  # per message: stamps (ns) and receipt
     seen: dict[str, int] = field(default_factory=dict)
     done_at: int = 0
+
+
+def case_symbols(n: int) -> list[str]:
+    """Case ``n``'s symbol names, chosen so that symbol ``i`` lands on partition ``i % PARTITIONS``.
+
+    Every case then spreads its frames over the partitions alike. With names taken as they come, the
+    key hash put five symbols on three partitions in one case and on four in the next: one batch per
+    partition and produce request, so a quarter fewer stored batches, and a fetch of the embedded
+    broker costs with the batches stored in what it reads (``bench/broker_fetch_cost.py``).
+    """
+    from aiokafka.partitioner import DefaultPartitioner
+
+    part, every = DefaultPartitioner(), list(range(PARTITIONS))
+    out = []
+    for i in range(SYMBOLS_PER_CASE):
+        name = next(f"C{n}S{i}-{k:03d}" for k in range(1000)
+                    if part(f"C{n}S{i}-{k:03d}".encode(), every, every) == i % PARTITIONS)
+        out.append(name)
+    return out
 
 
 class Collector:
@@ -216,12 +269,23 @@ async def ws_listener(port: int, token: str, col: Collector) -> asyncio.Task:
 
 
 async def run_case(case: Case, bootstrap: str, topic: str, seconds: float, col: Collector,
-                   cpu: dict[str, int] | None = None) -> dict:
+                   cpu: dict[str, int] | None = None, probe_wait_ms: int = 0) -> dict:
     """Produce one case from its own process, wait for its last signals, return its figures.
 
     ``cpu`` names processes (the broker, the relay or worker and server) whose CPU use while the case
-    is produced is reported, in percent of one core."""
+    is produced is reported, in percent of one core. With ``probe_wait_ms``, a plain consumer with
+    that fetch wait reads ``topic`` beside the case's own; its produce -> fetch is ``probe_ms``."""
     col.add(case)
+    probe = None
+    if probe_wait_ms:
+        fd, probe_file = tempfile.mkstemp(prefix="streamsig-probe-")
+        os.close(fd)
+        probe = await asyncio.create_subprocess_exec(
+            sys.executable, __file__, "--role", "probe", "--bootstrap", bootstrap, "--src", topic, "--dst", probe_file,
+            "--fetch-wait-ms", str(probe_wait_ms), stdout=subprocess.PIPE, env=child_env(), cwd=ROOT)
+        assert probe.stdout is not None
+        if (await asyncio.wait_for(probe.stdout.readline(), 60.0)).strip() != b"ready":
+            raise RuntimeError("the probe consumer did not start")
     cpu = {k: p for k, p in (cpu or {}).items() if p}
     c0, t0 = {k: cpu_s(p) for k, p in cpu.items()}, time.monotonic()
     proc = await asyncio.create_subprocess_exec(
@@ -242,6 +306,12 @@ async def run_case(case: Case, bootstrap: str, topic: str, seconds: float, col: 
         except asyncio.TimeoutError:
             pass
     drained = all(case.seen.get(s, -1) >= e for s, e in ends.items())
+    probed = None
+    if probe is not None:
+        probe.terminate()
+        await probe.wait()
+        probed = np.fromfile(probe_file, dtype=np.int64).reshape(-1, 2)
+        os.unlink(probe_file)
     last_rx = max((r[5] for r in case.rows), default=st["end_ns"])
     lag_s = (last_rx - st["end_ns"]) / 1e9 if drained else float("inf")
     wall = (st["end_ns"] - st["start_ns"]) / 1e9
@@ -253,6 +323,9 @@ async def run_case(case: Case, bootstrap: str, topic: str, seconds: float, col: 
            "offered_per_s": round(st["events"] / wall), "events": st["events"], "messages": int(len(rows)),
            "p50_ms": _pct(e2e, 50), "p99_ms": _pct(e2e, 99), "p999_ms": _pct(e2e, 99.9),
            "lag_s": round(lag_s, 3), "kept_up": bool(drained and lag_s <= KEPT_UP_S), "cpu_pct": busy}
+    if probed is not None:
+        hop = (probed[probed[:, 0] >= warm, 1] - probed[probed[:, 0] >= warm, 0]) / 1e6
+        res["probe_ms"] = {"p50_ms": _pct(hop, 50), "p99_ms": _pct(hop, 99)}
     if case.kind == "streamsig" and len(rows) and rows[:, 1:5].min() > 0:  # every stamp present
         stamps = [rows[:, i] for i in range(6)]
         res["stages"] = {name: {"p50_ms": _pct((stamps[i + 1] - stamps[i]) / 1e6, 50),
@@ -366,12 +439,13 @@ async def main_async(a: argparse.Namespace) -> dict:
     # the floor runs at the same rates and frame bounds, so each case has its like-for-like floor
     floor_plan = sorted({(5_000, 1.0), *plan})
     secs = a.seconds or (8.0 if a.quick else 10.0)
+    probe_wait = fetch if a.probe else 0
     n = 0
 
     def case(kind: str, rate: int, frame_ms: float) -> Case:
         nonlocal n
         n += 1
-        return Case(kind, rate, frame_ms, [f"C{n}S{i}" for i in range(SYMBOLS_PER_CASE)])
+        return Case(kind, rate, frame_ms, case_symbols(n))
 
     def renew(old: Any) -> tuple[str, Any, int | None]:
         """A fresh embedded broker for the next kind (the embedded one slows down with all it stores)."""
@@ -396,7 +470,7 @@ async def main_async(a: argparse.Namespace) -> dict:
         await run_case(case("floor", 1_000, 1.0), bootstrap, fin, 2.0, col)  # warm-up
         for rate, fm in floor_plan:
             results.append(await run_case(case("floor", rate, fm), bootstrap, fin, secs, col,
-                                          {"broker": broker_pid, "relay": relay.pid}))
+                                          {"broker": broker_pid, "relay": relay.pid}, probe_wait))
             print(_row(results[-1]), flush=True)
         kids.stop(relay)
         task.cancel()
@@ -440,7 +514,8 @@ async def main_async(a: argparse.Namespace) -> dict:
             kids.check()
             before = {"worker": scrape(mport_w), "server": scrape(mport_s)}
             results.append(await run_case(case("streamsig", rate, fm), bootstrap, topics.book_events, secs, col,
-                                          {"broker": broker_pid, "worker": worker.pid, "server": server.pid}))
+                                          {"broker": broker_pid, "worker": worker.pid, "server": server.pid},
+                                          probe_wait))
             after = {"worker": scrape(mport_w), "server": scrape(mport_s)}
             results[-1]["metrics_ms"] = {s: {"p50_ms": hist_quantile(before[who], after[who], s, 0.5),
                                              "p99_ms": hist_quantile(before[who], after[who], s, 0.99)}
@@ -462,7 +537,9 @@ def _row(r: dict) -> str:
     cells = " ".join(f"{st[s]['p50_ms']:>6.2f}/{st[s]['p99_ms']:<7.2f}" if s in st else f"{'-':>14}" for s in STAGES)
     return (f"{r['kind']:<9} {r['rate']:>7} {r['frame_ms']:>4.0f} {r['offered_per_s']:>8} {r['p50_ms']:>8.2f} "
             f"{r['p99_ms']:>8.2f} {r['p999_ms']:>8.2f} {cells} {r['lag_s']:>6.2f} {str(r['kept_up']):>5}"
-            f" {r.get('cpu_pct', {}).get('broker', float('nan')):>6.1f}")
+            f" {r.get('cpu_pct', {}).get('broker', float('nan')):>6.1f}"
+            + (f"\n  plain consumer of the first topic: {r['probe_ms']['p50_ms']:.1f}/{r['probe_ms']['p99_ms']:.1f}"
+               if "probe_ms" in r else ""))
 
 
 def _metrics_row(r: dict) -> str:
@@ -492,11 +569,14 @@ def summarise(results: list[dict], extra: dict) -> dict:
            "stages": s.get("stages", {}), "stages_from_metrics": s.get("metrics_ms", {}),
            "max_rate_kept_up": max(kept) if kept else 0}
     faust = [r for r in results if r["kind"] == "faust"]
+    if "probe_ms" in s and "probe_ms" in f:  # the first hop as a plain consumer saw it, streamsig minus floor
+        out["first_hop_excess_p50_ms"] = round(s["probe_ms"]["p50_ms"] - f["probe_ms"]["p50_ms"], 3)
     if faust:
         out["faust_relay_p50_ms"], out["faust_relay_p99_ms"] = faust[0]["p50_ms"], faust[0]["p99_ms"]
     out.update(extra)
     out["cases"] = [{k: r[k] for k in ("kind", "rate", "frame_ms", "offered_per_s", "p50_ms", "p99_ms",
-                                       "p999_ms", "lag_s", "kept_up", "cpu_pct")} for r in results]
+                                       "p999_ms", "lag_s", "kept_up", "cpu_pct", "probe_ms") if k in r}
+                    for r in results]
     for c in out["cases"]:  # against the floor of the same rate and frame bound
         if c["kind"] == "streamsig":
             try:
@@ -517,7 +597,9 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=0.0, help="production time per case")
     ap.add_argument("--faust", action="store_true", help="also time a Faust agent that only forwards")
     ap.add_argument("--cases", default="", help='only these streamsig cases, e.g. "5000:5,20000:5"')
-    ap.add_argument("--role", default="main", choices=["main", "produce", "relay", "faust-relay"],
+    ap.add_argument("--probe", action="store_true",
+                    help="beside each case, a plain consumer of its first topic: the broker's first hop alone")
+    ap.add_argument("--role", default="main", choices=["main", "produce", "relay", "faust-relay", "probe"],
                     help=argparse.SUPPRESS)
     for opt in ("--bootstrap", "--topic", "--symbols", "--src", "--dst"):
         ap.add_argument(opt, default="", help=argparse.SUPPRESS)
@@ -530,6 +612,8 @@ def main() -> None:
         asyncio.run(role_relay(a))
     elif a.role == "faust-relay":
         role_faust_relay(a)
+    elif a.role == "probe":
+        asyncio.run(role_probe(a))
     else:
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the children on the way out
         print(HEADER, flush=True)
