@@ -60,7 +60,7 @@ _PTS = struct.Struct("<q")  # the producer stamp at offset 40 of a book frame
 #: stages read from the worker's and server's histograms (interpolated in their buckets); the
 #: first is seen by no stamp in a signal: producer stamp -> the worker's fetch came back
 METRIC_STAGES = {"produce_to_fetch": "worker", "produce_to_worker": "worker", "worker": "worker",
-                 "worker_to_server": "server", "server": "server", "end_to_end": "server"}
+                 "publish": "worker", "worker_to_server": "server", "server": "server", "end_to_end": "server"}
 PARTITIONS = 4
 KEPT_UP_S = 0.5
 DRAIN_S = 20.0  # how long a case waits for its last signals before it counts as not kept up  # the last event's signals arrive within this of the producer's end

@@ -43,6 +43,7 @@ STAGES = {
     "produce_to_fetch": "producer stamp -> the worker's fetch of the book frame came back",
     "produce_to_worker": "producer stamp -> worker took the book frame from its stream",
     "worker": "worker took the frame -> its signals handed to the producer",
+    "publish": "signals handed to the producer -> the broker acknowledged them (once per batch)",
     "worker_to_server": "signals handed to the producer -> websocket server fetched them",
     "server": "websocket server fetched the signals -> sent to one client",
     "end_to_end": "producer stamp -> sent to one websocket client",

@@ -123,6 +123,7 @@ async def test_stage_histograms_of_worker_trader_and_server(stream_config, tmp_p
     assert all(n > 0 for n in grew.values()), grew
     assert grew["server"] == grew["end_to_end"] == len(got)  # one client: one observation per message sent
     assert grew["produce_to_fetch"] == grew["produce_to_worker"]  # every frame once, none redelivered
+    assert grew["publish"] <= grew["worker"]  # once per batch published, the worker stage once per symbol in it
     took = {s: _stage_counts("sum")[s] - before_sum[s] for s in ("produce_to_fetch", "produce_to_worker")}
     assert 0 < took["produce_to_fetch"] <= took["produce_to_worker"], took  # fetched before the worker took it
     text = generate_latest(REGISTRY).decode()

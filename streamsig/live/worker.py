@@ -464,6 +464,7 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
         """Wait for a batch's output to be acknowledged, then move the published watermarks (returned)."""
         inc = incarnation(app)
         mds = await acked(sends, futs, dead, syms)
+        M.observe_stage("publish", now, time.time_ns())
         moved: dict[int, int] = {}
         for i, sym, sig, pts in sig_slots:
             md = mds[i]  # the symbol's last message: the published offset covers all before it
