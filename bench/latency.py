@@ -87,20 +87,28 @@ async def role_produce(a: argparse.Namespace) -> None:
                       "last_seq": stats.last_seq}), flush=True)
 
 
-async def role_relay(a: argparse.Namespace) -> None:
-    """Bare aiokafka relay: forward every message of ``src`` unchanged to ``dst``."""
-    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+async def tail_consumer(bootstrap: str, topic: str, fetch_wait_ms: int, **kwargs: Any) -> Any:
+    """A started plain consumer (no group) of every partition of ``topic``, at its end."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    cons = AIOKafkaConsumer(bootstrap_servers=a.bootstrap, group_id=None, enable_auto_commit=False,
-                            fetch_max_wait_ms=a.fetch_wait_ms, auto_offset_reset="latest")
-    prod = AIOKafkaProducer(bootstrap_servers=a.bootstrap, linger_ms=0, acks=-1, enable_idempotence=False)
+    cons = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                            fetch_max_wait_ms=fetch_wait_ms, **kwargs)
     await cons.start()
-    await prod.start()
-    tps = [TopicPartition(a.src, p) for p in range(PARTITIONS)]
+    tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
     cons.assign(tps)
     await cons.seek_to_end(*tps)
     for tp in tps:
         await cons.position(tp)
+    return cons
+
+
+async def role_relay(a: argparse.Namespace) -> None:
+    """Bare aiokafka relay: forward every message of ``src`` unchanged to ``dst``."""
+    from aiokafka import AIOKafkaProducer
+
+    cons = await tail_consumer(a.bootstrap, a.src, a.fetch_wait_ms, auto_offset_reset="latest")
+    prod = AIOKafkaProducer(bootstrap_servers=a.bootstrap, linger_ms=0, acks=-1, enable_idempotence=False)
+    await prod.start()
     print("ready", flush=True)
     try:
         while True:
@@ -114,24 +122,17 @@ async def role_relay(a: argparse.Namespace) -> None:
 
 async def role_probe(a: argparse.Namespace) -> None:
     """A plain consumer of ``src`` beside the case's own: (producer stamp, fetch returned) of each frame
-    into the file ``dst`` as int64 pairs, on SIGTERM."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
+    into the file ``dst`` as int64 pairs, on SIGTERM (or ``seconds`` after it started, should its
+    parent have failed before stopping it)."""
     from streamsig.wire.frames import decode_frame
 
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    cons = AIOKafkaConsumer(bootstrap_servers=a.bootstrap, group_id=None, enable_auto_commit=False,
-                            fetch_max_wait_ms=a.fetch_wait_ms)
-    await cons.start()
-    tps = [TopicPartition(a.src, p) for p in range(PARTITIONS)]
-    cons.assign(tps)
-    await cons.seek_to_end(*tps)
-    for tp in tps:
-        await cons.position(tp)
+    cons = await tail_consumer(a.bootstrap, a.src, a.fetch_wait_ms)
     print("ready", flush=True)
     pairs: list[tuple[int, int]] = []
-    while not stop.is_set():
+    deadline = time.monotonic() + a.seconds
+    while not stop.is_set() and time.monotonic() < deadline:
         batch = await cons.getmany(timeout_ms=100)
         now = time.time_ns()
         pairs.extend((decode_frame(m.value).producer_ts_ns, now) for msgs in batch.values() for m in msgs)
@@ -214,18 +215,9 @@ class Collector:
 
 async def kafka_listener(bootstrap: str, topic: str, fetch_wait_ms: int, col: Collector) -> asyncio.Task:
     """The floor's last hop: a plain consumer of the relay's output (as the websocket server reads)."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
     from streamsig.wire.frames import decode_frame
 
-    cons = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                            fetch_max_wait_ms=fetch_wait_ms)
-    await cons.start()
-    tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
-    cons.assign(tps)
-    await cons.seek_to_end(*tps)
-    for tp in tps:
-        await cons.position(tp)
+    cons = await tail_consumer(bootstrap, topic, fetch_wait_ms)
 
     async def pump() -> None:
         try:
@@ -282,7 +274,8 @@ async def run_case(case: Case, bootstrap: str, topic: str, seconds: float, col: 
         os.close(fd)
         probe = await asyncio.create_subprocess_exec(
             sys.executable, __file__, "--role", "probe", "--bootstrap", bootstrap, "--src", topic, "--dst", probe_file,
-            "--fetch-wait-ms", str(probe_wait_ms), stdout=subprocess.PIPE, env=child_env(), cwd=ROOT)
+            "--fetch-wait-ms", str(probe_wait_ms), "--seconds", str(seconds + DRAIN_S + 60),
+            stdout=subprocess.PIPE, env=child_env(), cwd=ROOT)
         assert probe.stdout is not None
         if (await asyncio.wait_for(probe.stdout.readline(), 60.0)).strip() != b"ready":
             raise RuntimeError("the probe consumer did not start")
@@ -324,7 +317,8 @@ async def run_case(case: Case, bootstrap: str, topic: str, seconds: float, col: 
            "p50_ms": _pct(e2e, 50), "p99_ms": _pct(e2e, 99), "p999_ms": _pct(e2e, 99.9),
            "lag_s": round(lag_s, 3), "kept_up": bool(drained and lag_s <= KEPT_UP_S), "cpu_pct": busy}
     if probed is not None:
-        hop = (probed[probed[:, 0] >= warm, 1] - probed[probed[:, 0] >= warm, 0]) / 1e6
+        kept = probed[probed[:, 0] >= warm]
+        hop = (kept[:, 1] - kept[:, 0]) / 1e6
         res["probe_ms"] = {"p50_ms": _pct(hop, 50), "p99_ms": _pct(hop, 99)}
     if case.kind == "streamsig" and len(rows) and rows[:, 1:5].min() > 0:  # every stamp present
         stamps = [rows[:, i] for i in range(6)]
