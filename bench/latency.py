@@ -102,6 +102,68 @@ async def tail_consumer(bootstrap: str, topic: str, fetch_wait_ms: int, **kwargs
     return cons
 
 
+async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    """Each partition's end offset now (with the embedded broker one batch early, which costs nothing:
+    what is read back from there is sorted by symbol)."""
+    cons = await tail_consumer(bootstrap, topic, 100)
+    try:
+        return {tp.partition: await cons.position(tp) for tp in cons.assignment()}
+    finally:
+        await cons.stop()
+
+
+async def read_frames(bootstrap: str, topic: str, start: dict[int, int], last_seq: dict[str, int],
+                      timeout_s: float = 30.0) -> dict[str, np.ndarray]:
+    """Per symbol of ``last_seq``: (last sequence, producer stamp) of each of its book frames on ``topic``
+    from the offsets ``start``, read back until each symbol's last frame (``last_seq``) was seen."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from streamsig.wire.frames import decode_frame
+
+    cons = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                            fetch_max_wait_ms=100, max_partition_fetch_bytes=1 << 20)
+    await cons.start()
+    out: dict[str, list[tuple[int, int]]] = {s: [] for s in last_seq}
+    seen = {s: -1 for s in last_seq}
+    try:
+        tps = [TopicPartition(topic, p) for p in start]
+        cons.assign(tps)
+        for tp in tps:
+            cons.seek(tp, start[tp.partition])
+        deadline = time.monotonic() + timeout_s
+        while any(seen[s] < e for s, e in last_seq.items()) and time.monotonic() < deadline:
+            for msgs in (await cons.getmany(timeout_ms=500)).values():
+                for m in msgs:
+                    f = decode_frame(m.value)
+                    if f.symbol in out and f.count:
+                        q = int(f.events["seq"][-1])
+                        out[f.symbol].append((q, f.producer_ts_ns))
+                        seen[f.symbol] = max(seen[f.symbol], q)
+    finally:
+        await cons.stop()
+    return {s: np.array(v, dtype=np.int64).reshape(-1, 2) for s, v in out.items()}
+
+
+def per_update_ms(frames: dict[str, np.ndarray], answers: list[tuple], since_ns: int) -> tuple[np.ndarray, int]:
+    """Each book frame (stamped at or after ``since_ns``) to the first message received that answers it
+    (same symbol, sequence at or above the frame's last): the latency of every update, as the floor's
+    listener sees it per forwarded frame. Also the number of frames no message answered."""
+    by: dict[str, list[tuple[int, int]]] = collections.defaultdict(list)
+    for sym, seq, rx in answers:
+        by[sym].append((rx, seq))
+    lat, missing = [], 0
+    for sym, fr in frames.items():
+        fr = fr[fr[:, 1] >= since_ns]
+        got = np.array(sorted(by.get(sym, [])), dtype=np.int64).reshape(-1, 2)
+        if not len(fr):
+            continue
+        reach = np.maximum.accumulate(got[:, 1]) if len(got) else got[:, 1]  # highest seq answered by then
+        i = np.searchsorted(reach, fr[:, 0], side="left")
+        ok = i < len(got)
+        missing += int(np.count_nonzero(~ok))
+        lat.append((got[i[ok], 0] - fr[ok, 1]) / 1e6)
+    return (np.concatenate(lat) if lat else np.zeros(0)), missing
+
+
 async def role_relay(a: argparse.Namespace) -> None:
     """Bare aiokafka relay: forward every message of ``src`` unchanged to ``dst``."""
     from aiokafka import AIOKafkaProducer
@@ -140,7 +202,7 @@ async def role_probe(a: argparse.Namespace) -> None:
     np.asarray(pairs, dtype=np.int64).reshape(-1, 2).tofile(a.dst)
 
 
-def role_faust_relay(a: argparse.Namespace) -> None:
+def role_faust_relay(a: argparse.Namespace, settle: Any, settle_later: Any) -> None:
     """A Faust agent that only forwards (the worker's app settings and direct feed, no decoding, no engine)."""
     from streamsig.live.batches import direct_feed
     from streamsig.live.config import StreamConfig, make_app, raw_topic, run_worker
@@ -158,6 +220,8 @@ def role_faust_relay(a: argparse.Namespace) -> None:
             for m in messages:
                 await dst.send(value=m.value)
 
+    app.task(settle_later)
+    settle()
     run_worker(app, loglevel="warning")
 
 
@@ -169,6 +233,7 @@ class Case:
     frame_ms: float
     symbols: list[str]
     rows: list[tuple] = field(default_factory=list)  # per message: stamps (ns) and receipt
+    answers: list[tuple] = field(default_factory=list)  # per message: (symbol, last seq, receipt ns)
     seen: dict[str, int] = field(default_factory=dict)
     done_at: int = 0
 
@@ -208,6 +273,7 @@ class Collector:
         if case is None:
             return
         case.rows.append(row)
+        case.answers.append((symbol, seq, row[5]))
         if seq > case.seen.get(symbol, -1):
             case.seen[symbol] = seq
             self.event.set()
@@ -279,6 +345,7 @@ async def run_case(case: Case, bootstrap: str, topic: str, seconds: float, col: 
         assert probe.stdout is not None
         if (await asyncio.wait_for(probe.stdout.readline(), 60.0)).strip() != b"ready":
             raise RuntimeError("the probe consumer did not start")
+    start = await end_offsets(bootstrap, topic)
     cpu = {k: p for k, p in (cpu or {}).items() if p}
     c0, t0 = {k: cpu_s(p) for k, p in cpu.items()}, time.monotonic()
     proc = await asyncio.create_subprocess_exec(
@@ -305,17 +372,22 @@ async def run_case(case: Case, bootstrap: str, topic: str, seconds: float, col: 
         await probe.wait()
         probed = np.fromfile(probe_file, dtype=np.int64).reshape(-1, 2)
         os.unlink(probe_file)
+    frames = await read_frames(bootstrap, topic, start, ends)
     last_rx = max((r[5] for r in case.rows), default=st["end_ns"])
     lag_s = (last_rx - st["end_ns"]) / 1e9 if drained else float("inf")
     wall = (st["end_ns"] - st["start_ns"]) / 1e9
     rows = np.array(case.rows, dtype=np.int64).reshape(-1, 6)
     warm = st["start_ns"] + int(0.1 * wall * 1e9)  # skip the first 10% (joins, first compiles)
     rows = rows[rows[:, 0] >= warm]
-    e2e = (rows[:, 5] - rows[:, 0]) / 1e6
+    e2e = (rows[:, 5] - rows[:, 0]) / 1e6  # per message received, from the oldest frame it answers
+    upd, unanswered = per_update_ms(frames, case.answers, warm)
     res = {"kind": case.kind, "rate": case.rate, "frame_ms": case.frame_ms,
            "offered_per_s": round(st["events"] / wall), "events": st["events"], "messages": int(len(rows)),
-           "p50_ms": _pct(e2e, 50), "p99_ms": _pct(e2e, 99), "p999_ms": _pct(e2e, 99.9),
-           "lag_s": round(lag_s, 3), "kept_up": bool(drained and lag_s <= KEPT_UP_S), "cpu_pct": busy}
+           "frames": int(len(upd)) + unanswered, "unanswered": unanswered,
+           "p50_ms": _pct(upd, 50), "p99_ms": _pct(upd, 99), "p999_ms": _pct(upd, 99.9),
+           "per_message_ms": {"p50_ms": _pct(e2e, 50), "p99_ms": _pct(e2e, 99), "p999_ms": _pct(e2e, 99.9)},
+           "lag_s": round(lag_s, 3), "kept_up": bool(drained and lag_s <= KEPT_UP_S and not unanswered),
+           "cpu_pct": busy}
     if probed is not None:
         kept = probed[probed[:, 0] >= warm]
         hop = (kept[:, 1] - kept[:, 0]) / 1e6
@@ -532,6 +604,9 @@ def _row(r: dict) -> str:
     return (f"{r['kind']:<9} {r['rate']:>7} {r['frame_ms']:>4.0f} {r['offered_per_s']:>8} {r['p50_ms']:>8.2f} "
             f"{r['p99_ms']:>8.2f} {r['p999_ms']:>8.2f} {cells} {r['lag_s']:>6.2f} {str(r['kept_up']):>5}"
             f" {r.get('cpu_pct', {}).get('broker', float('nan')):>6.1f}"
+            + (f"\n  per message received, from the oldest frame it answers: {r['per_message_ms']['p50_ms']:.1f}/"
+               f"{r['per_message_ms']['p99_ms']:.1f}/{r['per_message_ms']['p999_ms']:.1f}"
+               if r["kind"] != "floor" else "")
             + (f"\n  plain consumer of the first topic: {r['probe_ms']['p50_ms']:.1f}/{r['probe_ms']['p99_ms']:.1f}"
                if "probe_ms" in r else ""))
 
@@ -557,6 +632,7 @@ def summarise(results: list[dict], extra: dict) -> dict:
         s = next(r for r in results if r["kind"] == "streamsig")
     kept = [r["offered_per_s"] for r in results if r["kind"] == "streamsig" and r["kept_up"]]
     out = {"p50_ms": s["p50_ms"], "p99_ms": s["p99_ms"], "p999_ms": s["p999_ms"],
+           "per_message_ms": s["per_message_ms"], "floor_per_message_ms": f["per_message_ms"],
            "floor_p50_ms": f["p50_ms"], "floor_p99_ms": f["p99_ms"],
            "overhead_p50_ms": round(s["p50_ms"] - f["p50_ms"], 3),
            "overhead_p99_ms": round(s["p99_ms"] - f["p99_ms"], 3),
@@ -569,7 +645,8 @@ def summarise(results: list[dict], extra: dict) -> dict:
         out["faust_relay_p50_ms"], out["faust_relay_p99_ms"] = faust[0]["p50_ms"], faust[0]["p99_ms"]
     out.update(extra)
     out["cases"] = [{k: r[k] for k in ("kind", "rate", "frame_ms", "offered_per_s", "p50_ms", "p99_ms",
-                                       "p999_ms", "lag_s", "kept_up", "cpu_pct", "probe_ms") if k in r}
+                                       "p999_ms", "per_message_ms", "frames", "unanswered", "lag_s", "kept_up", "cpu_pct",
+                                       "probe_ms") if k in r}
                     for r in results]
     for c in out["cases"]:  # against the floor of the same rate and frame bound
         if c["kind"] == "streamsig":
@@ -600,18 +677,22 @@ def main() -> None:
     ap.add_argument("--rate", type=int, default=5_000, help=argparse.SUPPRESS)
     ap.add_argument("--frame-ms", type=float, default=1.0, help=argparse.SUPPRESS)
     a = ap.parse_args()
+    # every process settles its heap as the streamsig commands do (streamsig.heap), the floor's too
+    from streamsig.heap import settle, settle_later, settled
+
     if a.role == "produce":
-        asyncio.run(role_produce(a))
+        import streamsig.book.sources, streamsig.live.producer  # noqa: F401,E401 - in the settled heap
+        asyncio.run(settled(role_produce(a)))
     elif a.role == "relay":
-        asyncio.run(role_relay(a))
+        asyncio.run(settled(role_relay(a)))
     elif a.role == "faust-relay":
-        role_faust_relay(a)
+        role_faust_relay(a, settle, settle_later)
     elif a.role == "probe":
-        asyncio.run(role_probe(a))
+        asyncio.run(settled(role_probe(a)))
     else:
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the children on the way out
         print(HEADER, flush=True)
-        print(json.dumps(asyncio.run(main_async(a))))
+        print(json.dumps(asyncio.run(settled(main_async(a)))))
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ def demo(
     (on the synthetic source it stays flat at the 1 bp fee)."""
     import asyncio
 
+    from streamsig.heap import settled
     from streamsig.live.broker import resolve_kafka
     from streamsig.live.config import stream_config
     from streamsig.models.registry import default_model
@@ -69,11 +70,11 @@ def demo(
 
     bootstrap, broker = resolve_kafka(kafka)
     try:
-        res = asyncio.run(run_demo(feeds, bootstrap, strat, model_id, spec, rate, duration or None, ws_port,
-                                   metrics_port, token, Path(".streamsig") / "demo-state", say, ex, policy,
-                                   prefix, partitions, page_port=page_port,
-                                   challenger=online_factory(model, spec) if challenger else None,
-                                   fee_for=lambda inst: market_fee_bps(fee_bps, inst)))
+        res = asyncio.run(settled(run_demo(
+            feeds, bootstrap, strat, model_id, spec, rate, duration or None, ws_port, metrics_port, token,
+            Path(".streamsig") / "demo-state", say, ex, policy, prefix, partitions, page_port=page_port,
+            challenger=online_factory(model, spec) if challenger else None,
+            fee_for=lambda inst: market_fee_bps(fee_bps, inst))))
     finally:
         if broker is not None:
             broker.stop()

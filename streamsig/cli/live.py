@@ -55,6 +55,7 @@ def register(app: typer.Typer) -> None:
         show: PrintConfig = False,
     ) -> None:
         """Replay book events onto the book-events topic, framed and keyed by symbol."""
+        from streamsig.heap import settled
         from streamsig.live.broker import resolve_kafka
         from streamsig.live.checkpoint import state_topics
         from streamsig.live.producer import produce as run_produce
@@ -75,10 +76,10 @@ def register(app: typer.Typer) -> None:
             t0 = time.perf_counter()
             with progress() as prog:
                 task = prog.add_task("produce", total=None, rate="")
-                stats = asyncio.run(run_produce(feeds, bootstrap, topics.book_events, rate, frame_size,
-                                                frame_delay_ms, snapshot_every,
-                                                lambda n: prog.update(task, advance=n, rate=""),
-                                                requests_topic=state_topics(topics)[2] if serve_requests else None))
+                stats = asyncio.run(settled(run_produce(
+                    feeds, bootstrap, topics.book_events, rate, frame_size, frame_delay_ms, snapshot_every,
+                    lambda n: prog.update(task, advance=n, rate=""),
+                    requests_topic=state_topics(topics)[2] if serve_requests else None)))
             dt = time.perf_counter() - t0
             console.print(f"produced {stats.events:,} events in {stats.frames:,} frames "
                           f"({stats.snapshots} snapshots, {stats.requested} on request) to {topics.book_events} on {bootstrap} "
@@ -178,6 +179,7 @@ def register(app: typer.Typer) -> None:
 def run_app(kafka: str | None, prefix: str, partitions: int, metrics_port: int, what: str,
             build: Any, **settings: Any) -> None:
     """Resolve the broker, create topics, serve metrics and run ``build(cfg)``'s Faust app until stopped."""
+    from streamsig.heap import settle, settle_later
     from streamsig.telemetry import serve_metrics
     from streamsig.live.broker import resolve_kafka
     from streamsig.live.config import run_worker
@@ -191,7 +193,10 @@ def run_app(kafka: str | None, prefix: str, partitions: int, metrics_port: int, 
         asyncio.run(ensure_topics(bootstrap, topics, cfg.partitions))
         serve_metrics(metrics_port)
         console.print(f"{what} on {bootstrap}, metrics on :{metrics_port}")
-        run_worker(build(cfg))
+        app = build(cfg)
+        app.task(settle_later)  # the heap again once the first batches warmed up
+        settle()
+        run_worker(app)
     finally:
         if brk is not None:
             brk.stop()

@@ -77,6 +77,7 @@ def serve(kafka: Kafka = None, host: _Host = "127.0.0.1", port: _Port = 8765, to
     Reads the signals, pnl and fills topics (no consumer group); protocol in
     docs/observability.md. Ctrl-C or SIGTERM stops it.
     """
+    from streamsig.heap import settled
     from streamsig.serve.page import PageServer
     from streamsig.serve.ws import SignalServer, run_server
     from streamsig.telemetry import serve_metrics
@@ -119,10 +120,10 @@ def serve(kafka: Kafka = None, host: _Host = "127.0.0.1", port: _Port = 8765, to
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, stop.set)
-            await run_server(bootstrap, topics, host, port, tokens, queue_size, from_beginning=from_beginning,
-                             partitions=partitions, stop=stop, on_ready=ready,
-                             fetch_max_wait_ms=stream_cfg.fetch_max_wait_ms,
-                             origins=origin or ())
+            await settled(run_server(bootstrap, topics, host, port, tokens, queue_size,
+                                     from_beginning=from_beginning, partitions=partitions, stop=stop,
+                                     on_ready=ready, fetch_max_wait_ms=stream_cfg.fetch_max_wait_ms,
+                                     origins=origin or ()))
 
         asyncio.run(main())
     except (TopicError, OSError, ValueError) as exc:
