@@ -645,7 +645,7 @@ def summarise(results: list[dict], extra: dict) -> dict:
         out["faust_relay_p50_ms"], out["faust_relay_p99_ms"] = faust[0]["p50_ms"], faust[0]["p99_ms"]
     out.update(extra)
     out["cases"] = [{k: r[k] for k in ("kind", "rate", "frame_ms", "offered_per_s", "p50_ms", "p99_ms",
-                                       "p999_ms", "per_message_ms", "frames", "unanswered", "lag_s", "kept_up", "cpu_pct",
+                                       "p999_ms", "per_message_ms", "frames", "messages", "unanswered", "lag_s", "kept_up", "cpu_pct",
                                        "probe_ms") if k in r}
                     for r in results]
     for c in out["cases"]:  # against the floor of the same rate and frame bound
