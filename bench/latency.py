@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from _proc import ROOT, child_env, cpu_s
+from _proc import ROOT, child_env, cpu_s, cpu_times, steal_pct
 SYMBOLS_PER_CASE = 5  # the synthetic feed runs at ~1,000 updates/s per symbol in real time
 RATES = (1_000, 5_000, 20_000, 100_000)
 FRAME_BOUNDS_MS = (1.0, 5.0)
@@ -347,13 +347,14 @@ async def run_case(case: Case, bootstrap: str, topic: str, seconds: float, col: 
             raise RuntimeError("the probe consumer did not start")
     start = await end_offsets(bootstrap, topic)
     cpu = {k: p for k, p in (cpu or {}).items() if p}
-    c0, t0 = {k: cpu_s(p) for k, p in cpu.items()}, time.monotonic()
+    c0, t0, m0 = {k: cpu_s(p) for k, p in cpu.items()}, time.monotonic(), cpu_times()
     proc = await asyncio.create_subprocess_exec(
         sys.executable, __file__, "--role", "produce", "--bootstrap", bootstrap, "--topic", topic,
         "--symbols", ",".join(case.symbols), "--rate", str(case.rate), "--frame-ms", str(case.frame_ms),
         "--seconds", str(seconds), stdout=subprocess.PIPE, env=child_env(), cwd=ROOT)
     out, _ = await proc.communicate()
     busy = {k: round(100 * (cpu_s(p) - c0[k]) / max(time.monotonic() - t0, 1e-9), 1) for k, p in cpu.items()}
+    steal = steal_pct(m0, cpu_times())
     if proc.returncode:
         raise RuntimeError(f"producer failed ({proc.returncode})")
     st = json.loads(out.decode().strip().splitlines()[-1])
@@ -387,7 +388,7 @@ async def run_case(case: Case, bootstrap: str, topic: str, seconds: float, col: 
            "p50_ms": _pct(upd, 50), "p99_ms": _pct(upd, 99), "p999_ms": _pct(upd, 99.9),
            "per_message_ms": {"p50_ms": _pct(e2e, 50), "p99_ms": _pct(e2e, 99), "p999_ms": _pct(e2e, 99.9)},
            "lag_s": round(lag_s, 3), "kept_up": bool(drained and lag_s <= KEPT_UP_S and not unanswered),
-           "cpu_pct": busy}
+           "cpu_pct": busy, "steal_pct": steal}
     if probed is not None:
         kept = probed[probed[:, 0] >= warm]
         hop = (kept[:, 1] - kept[:, 0]) / 1e6
@@ -603,7 +604,7 @@ def _row(r: dict) -> str:
     cells = " ".join(f"{st[s]['p50_ms']:>6.2f}/{st[s]['p99_ms']:<7.2f}" if s in st else f"{'-':>14}" for s in STAGES)
     return (f"{r['kind']:<9} {r['rate']:>7} {r['frame_ms']:>4.0f} {r['offered_per_s']:>8} {r['p50_ms']:>8.2f} "
             f"{r['p99_ms']:>8.2f} {r['p999_ms']:>8.2f} {cells} {r['lag_s']:>6.2f} {str(r['kept_up']):>5}"
-            f" {r.get('cpu_pct', {}).get('broker', float('nan')):>6.1f}"
+            f" {r.get('cpu_pct', {}).get('broker', float('nan')):>6.1f} {r.get('steal_pct', float('nan')):>5.1f}"
             + (f"\n  per message received, from the oldest frame it answers: {r['per_message_ms']['p50_ms']:.1f}/"
                f"{r['per_message_ms']['p99_ms']:.1f}/{r['per_message_ms']['p999_ms']:.1f}"
                if r["kind"] != "floor" else "")
@@ -617,7 +618,7 @@ def _metrics_row(r: dict) -> str:
 
 
 HEADER = (f"{'kind':<9} {'rate':>7} {'fr':>4} {'offered':>8} {'p50':>8} {'p99':>8} {'p99.9':>8} "
-          + " ".join(f"{s[:14]:>14}" for s in STAGES) + f" {'lag_s':>6} {'kept':>5} {'brk%':>6}")
+          + " ".join(f"{s[:14]:>14}" for s in STAGES) + f" {'lag_s':>6} {'kept':>5} {'brk%':>6} {'st%':>5}")
 
 
 def summarise(results: list[dict], extra: dict) -> dict:
@@ -645,7 +646,7 @@ def summarise(results: list[dict], extra: dict) -> dict:
         out["faust_relay_p50_ms"], out["faust_relay_p99_ms"] = faust[0]["p50_ms"], faust[0]["p99_ms"]
     out.update(extra)
     out["cases"] = [{k: r[k] for k in ("kind", "rate", "frame_ms", "offered_per_s", "p50_ms", "p99_ms",
-                                       "p999_ms", "per_message_ms", "frames", "messages", "unanswered", "lag_s", "kept_up", "cpu_pct",
+                                       "p999_ms", "per_message_ms", "frames", "messages", "unanswered", "lag_s", "kept_up", "cpu_pct", "steal_pct",
                                        "probe_ms") if k in r}
                     for r in results]
     for c in out["cases"]:  # against the floor of the same rate and frame bound
