@@ -23,7 +23,8 @@ point down only):
   per-frame and batch drivers. :mod:`streamsig.labels` — mid-price labels.
 - :mod:`streamsig.wire` — Kafka codecs (book frames, dead letters, signal
   frames) and topic names. :mod:`streamsig.telemetry` — the Prometheus metric
-  objects (a leaf anything may import).
+  objects (a leaf anything may import). :mod:`streamsig.heap` — the garbage
+  collector's settings in the long-running commands (a leaf).
 - :mod:`streamsig.book` — the event layout and record dtypes, the order book,
   readers (LOBSTER, crypto, synthetic) and ``open_feeds``.
   :mod:`streamsig.errors` — one-line errors. :mod:`streamsig.config` — the one base of every
