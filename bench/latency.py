@@ -17,7 +17,12 @@ and when it wrote them to this client; the client's receipt closes the chain.
 Per stage and end to end the run reports p50/p99 (p99.9 end to end), the
 offered rate as measured (events produced / producer wall time), and whether
 the run kept up (how long after the producer's last event its signals
-arrived). The websocket server must run, or the benchmark fails.
+arrived). End to end is per book update: each frame of the case, read back
+from its topic, to the first message received that answers it, as the
+floor's listener sees each forwarded frame; ``per_message_ms`` is per message
+received, from the oldest frame it answers. ``steal_pct`` is the share of the
+machine's CPU time its hypervisor took while the case was produced. The
+websocket server must run, or the benchmark fails.
 
 Each case's symbols are named so that symbol i lands on partition i % 4: the
 floor and streamsig spread their frames over the partitions alike (the number
