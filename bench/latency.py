@@ -31,7 +31,7 @@ of batches stored per produce request follows the partitions written).
 own (``probe_ms`` per case, ``first_hop_excess_p50_ms``): what the broker's
 first hop costs on that topic at that moment, whoever reads it.
 
-    python bench/latency.py [--quick] [--kafka HOST:PORT] [--fetch-wait-ms N] [--seconds S] [--faust] [--probe]
+    python bench/latency.py [--quick] [--kafka HOST:PORT] [--fetch-wait-ms N] [--seconds S] [--faust] [--probe] [--trader]
 
 ``--quick``: the floor and streamsig at 5k updates/s with 1 ms frames only (< 60 s).
 The last line is one JSON object.
@@ -580,18 +580,27 @@ async def main_async(a: argparse.Namespace) -> dict:
             task = await ws_listener(wport, token, col)
         except Exception as exc:
             raise RuntimeError(f"the websocket server cannot run: {exc}") from exc
+        ports, stages = {"worker": mport_w, "server": mport_s}, dict(METRIC_STAGES)
+        trader = None
+        if a.trader:  # the paper trader beside them: its stages from its /metrics
+            ports["trader"] = free_port()
+            stages.update({"worker_to_trader": "trader", "trader": "trader"})
+            trader = kids.start(cli + ["trade", "--kafka", bootstrap, "--topic-prefix", prefix, "--partitions",
+                                       str(PARTITIONS), "--state-dir", tempfile.mkdtemp(prefix="streamsig-latency-t-",
+                                                                                        dir=shm),
+                                       "--metrics-port", str(ports["trader"])], env, ready="metrics on")
         await run_case(case("streamsig", 1_000, 1.0), bootstrap, topics.book_events, 3.0, col)  # joins, compiles
         extra["idle_cpu_pct"].update(idle_cpu({"worker": worker.pid, "server": server.pid}, 3.0))
         for rate, fm in plan:
             kids.check()
-            before = {"worker": scrape(mport_w), "server": scrape(mport_s)}
+            before = {who: scrape(port) for who, port in ports.items()}
             results.append(await run_case(case("streamsig", rate, fm), bootstrap, topics.book_events, secs, col,
-                                          {"broker": broker_pid, "worker": worker.pid, "server": server.pid},
-                                          probe_wait))
-            after = {"worker": scrape(mport_w), "server": scrape(mport_s)}
+                                          {"broker": broker_pid, "worker": worker.pid, "server": server.pid,
+                                           "trader": trader.pid if trader else None}, probe_wait))
+            after = {who: scrape(port) for who, port in ports.items()}
             results[-1]["metrics_ms"] = {s: {"p50_ms": hist_quantile(before[who], after[who], s, 0.5),
                                              "p99_ms": hist_quantile(before[who], after[who], s, 0.99)}
-                                         for s, who in METRIC_STAGES.items()}
+                                         for s, who in stages.items()}
             print(_row(results[-1]), flush=True)
             print(_metrics_row(results[-1]), flush=True)
         task.cancel()
@@ -674,6 +683,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=0.0, help="production time per case")
     ap.add_argument("--faust", action="store_true", help="also time a Faust agent that only forwards")
     ap.add_argument("--cases", default="", help='only these streamsig cases, e.g. "5000:5,20000:5"')
+    ap.add_argument("--trader", action="store_true",
+                    help="run the paper trader beside the worker and report its stages (worker_to_trader, trader)")
     ap.add_argument("--probe", action="store_true",
                     help="beside each case, a plain consumer of its first topic: the broker's first hop alone")
     ap.add_argument("--role", default="main", choices=["main", "produce", "relay", "faust-relay", "probe"],

@@ -18,6 +18,7 @@ mid and the :func:`microprice` of its touch.
 """
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import math
@@ -277,10 +278,10 @@ def build_trader(cfg, exec_cfg: ExecConfig, policy: PolicyConfig = PolicyConfig(
                                            crash_point, decode_checkpoint, save_changed,
                                            request_snapshot, state_topics)
     from streamsig.live.batches import direct_feed
-    from streamsig.live.config import make_app, raw_topic, reread_from_start
+    from streamsig.live.config import incarnation, make_app, raw_topic, reread_from_start
     from streamsig.live.health import add_health_timer
-    from streamsig.live.output import send_acked
-    from streamsig.live.worker import choose_checkpoint
+    from streamsig.live.output import acked, queue_sends
+    from streamsig.live.worker import MAX_INFLIGHT, choose_checkpoint
     from streamsig.wire.frames import FrameError, decode_frame
     from streamsig.wire.health import BrokerWatch, quiet_client_logs
     from streamsig.wire.signals import decode_signals
@@ -306,6 +307,7 @@ def build_trader(cfg, exec_cfg: ExecConfig, policy: PolicyConfig = PolicyConfig(
     fill_mark: dict[str, int] = {}  # highest fill_seq on the fills topic
     pnl_mark: dict[str, int] = {}  # highest P&L seq on the pnl topic
     out_off: dict[tuple[str, int], int] = {}  # highest acknowledged offset per (topic, partition)
+    inflight: collections.deque[asyncio.Future] = collections.deque()  # batches whose output awaits its ack
     loaded: dict[int, tuple[dict[str, Checkpoint], dict[str, str]]] = {}
     started = False
     app.streamsig_traders = traders
@@ -450,18 +452,39 @@ def build_trader(cfg, exec_cfg: ExecConfig, policy: PolicyConfig = PolicyConfig(
                 pnl_mark[sym] = tr.traded_seq
 
     async def publish(batch: dict[str, list[Fill]]) -> None:
-        """Publish the fills and P&L of a batch of frames, each symbol's P&L once, and wait for the acks."""
+        """Queue the fills and P&L of a batch of frames, each symbol's P&L once; their acks are awaited
+        while the next batches are traded (at most ``MAX_INFLIGHT`` batches, as in the worker), and
+        before any checkpoint."""
         sends: list = []
         kinds: list = []
         for sym, fills in batch.items():
             records(traders[sym], fills, sends, kinds)
         if not sends:
             return
-        mds = await send_acked(sends, dead, [k[0] for k in kinds])
+        reap()
+        if len(inflight) >= MAX_INFLIGHT:
+            await inflight.popleft()
+        futs = await queue_sends(sends)
+        inflight.append(asyncio.ensure_future(published(sends, futs, kinds)))
+
+    def reap() -> None:
+        """Take the batches whose output is acknowledged; a publication that failed raises here."""
+        while inflight and inflight[0].done():
+            inflight.popleft().result()
+
+    async def drain() -> None:
+        """Wait until every batch's output is acknowledged (a checkpoint records it)."""
+        while inflight:
+            await inflight.popleft()
+
+    async def published(sends: list, futs: list, kinds: list) -> None:
+        """Wait for a batch's output to be acknowledged, then move the acknowledged offsets and the metrics."""
+        inc = incarnation(app)
+        mds = await acked(sends, futs, dead, [k[0] for k in kinds])
         for (sym, kind, obj), md in zip(kinds, mds):
             topic = t.fills if kind == "fill" else t.pnl
-            p = part_of[sym]
-            if md is not None:
+            p = part_of.get(sym)
+            if md is not None and p is not None and incarnation(app) == inc:  # not a lost broker's offset
                 out_off[(topic, p)] = max(out_off.get((topic, p), -1), int(md.offset))
             if kind == "fill":
                 M.FILLS.labels(sym, model).inc()
@@ -535,7 +558,9 @@ def build_trader(cfg, exec_cfg: ExecConfig, policy: PolicyConfig = PolicyConfig(
                 M.observe_stage("trader", received, time.time_ns())
 
     async def save_all() -> bool:
-        """Checkpoint changed symbols; False if some state (early targets) cannot be covered yet."""
+        """With the lock held: checkpoint changed symbols once all output so far is acknowledged;
+        False if some state (early targets) cannot be covered yet."""
+        await drain()
         if not started:
             return False
         contents = ((sym, dict(tr.checkpoint(), fill_mark=fill_mark.get(sym, -1), pnl_mark=pnl_mark.get(sym, -1),
