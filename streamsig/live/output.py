@@ -12,8 +12,9 @@ published) may only move after that, so every output goes through
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any
 
 from streamsig import telemetry as M
@@ -23,6 +24,45 @@ from streamsig.wire.frames import dead_letter_record
 log = logging.getLogger(__name__)
 
 RETRIES = 3
+#: batches whose output may await the broker's ack while the next ones are processed
+MAX_INFLIGHT = 64
+
+
+class InFlight:
+    """Batches whose output awaits the broker's ack, oldest first, at most ``limit`` of them.
+
+    Each is a future (of whatever the batch's publication returns) that
+    resolves once its output is acknowledged; a checkpoint drains them first,
+    since it records what they published.
+    """
+
+    def __init__(self, limit: int = MAX_INFLIGHT) -> None:
+        self.limit = limit
+        self._q: collections.deque[asyncio.Future] = collections.deque()
+
+    def reap(self) -> None:
+        """Take the batches whose output is acknowledged; a publication that failed raises here."""
+        while self._q and self._q[0].done():
+            self._q.popleft().result()
+
+    async def make_room(self) -> None:
+        """:meth:`reap`, then wait for the oldest batch while ``limit`` are in flight."""
+        self.reap()
+        if len(self._q) >= self.limit:
+            await self._q.popleft()
+
+    def add(self, publication: Awaitable[Any]) -> None:
+        """Track a batch's publication (queued after :meth:`make_room`)."""
+        self._q.append(asyncio.ensure_future(publication))
+
+    async def drain(self) -> None:
+        """Wait until every batch's output is acknowledged."""
+        while self._q:
+            await self._q.popleft()
+
+    def pending(self) -> list[asyncio.Future]:
+        """The batches in flight now, oldest first."""
+        return list(self._q)
 
 
 async def send_one(topic: Any, key: bytes, value: bytes) -> Any:

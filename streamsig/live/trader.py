@@ -18,7 +18,6 @@ mid and the :func:`microprice` of its touch.
 """
 from __future__ import annotations
 
-import collections
 import json
 import logging
 import math
@@ -280,8 +279,8 @@ def build_trader(cfg, exec_cfg: ExecConfig, policy: PolicyConfig = PolicyConfig(
     from streamsig.live.batches import direct_feed
     from streamsig.live.config import incarnation, make_app, raw_topic, reread_from_start
     from streamsig.live.health import add_health_timer
-    from streamsig.live.output import acked, queue_sends
-    from streamsig.live.worker import MAX_INFLIGHT, choose_checkpoint
+    from streamsig.live.output import InFlight, acked, queue_sends
+    from streamsig.live.worker import choose_checkpoint
     from streamsig.wire.frames import FrameError, decode_frame
     from streamsig.wire.health import BrokerWatch, quiet_client_logs
     from streamsig.wire.signals import decode_signals
@@ -307,7 +306,7 @@ def build_trader(cfg, exec_cfg: ExecConfig, policy: PolicyConfig = PolicyConfig(
     fill_mark: dict[str, int] = {}  # highest fill_seq on the fills topic
     pnl_mark: dict[str, int] = {}  # highest P&L seq on the pnl topic
     out_off: dict[tuple[str, int], int] = {}  # highest acknowledged offset per (topic, partition)
-    inflight: collections.deque[asyncio.Future] = collections.deque()  # batches whose output awaits its ack
+    inflight = InFlight()  # batches whose output awaits its ack
     loaded: dict[int, tuple[dict[str, Checkpoint], dict[str, str]]] = {}
     started = False
     app.streamsig_traders = traders
@@ -453,29 +452,17 @@ def build_trader(cfg, exec_cfg: ExecConfig, policy: PolicyConfig = PolicyConfig(
 
     async def publish(batch: dict[str, list[Fill]]) -> None:
         """Queue the fills and P&L of a batch of frames, each symbol's P&L once; their acks are awaited
-        while the next batches are traded (at most ``MAX_INFLIGHT`` batches, as in the worker), and
-        before any checkpoint."""
+        while the next batches are traded (:class:`~streamsig.live.output.InFlight`, as in the worker),
+        and before any checkpoint."""
         sends: list = []
         kinds: list = []
         for sym, fills in batch.items():
             records(traders[sym], fills, sends, kinds)
         if not sends:
             return
-        reap()
-        if len(inflight) >= MAX_INFLIGHT:
-            await inflight.popleft()
+        await inflight.make_room()
         futs = await queue_sends(sends)
-        inflight.append(asyncio.ensure_future(published(sends, futs, kinds)))
-
-    def reap() -> None:
-        """Take the batches whose output is acknowledged; a publication that failed raises here."""
-        while inflight and inflight[0].done():
-            inflight.popleft().result()
-
-    async def drain() -> None:
-        """Wait until every batch's output is acknowledged (a checkpoint records it)."""
-        while inflight:
-            await inflight.popleft()
+        inflight.add(published(sends, futs, kinds))
 
     async def published(sends: list, futs: list, kinds: list) -> None:
         """Wait for a batch's output to be acknowledged, then move the acknowledged offsets and the metrics."""
@@ -560,7 +547,7 @@ def build_trader(cfg, exec_cfg: ExecConfig, policy: PolicyConfig = PolicyConfig(
     async def save_all() -> bool:
         """With the lock held: checkpoint changed symbols once all output so far is acknowledged;
         False if some state (early targets) cannot be covered yet."""
-        await drain()
+        await inflight.drain()
         if not started:
             return False
         contents = ((sym, dict(tr.checkpoint(), fill_mark=fill_mark.get(sym, -1), pnl_mark=pnl_mark.get(sym, -1),

@@ -42,7 +42,6 @@ dead letter is sent per symbol.
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
 import time
 from pathlib import Path
@@ -63,7 +62,7 @@ from streamsig.live import health
 from streamsig.live.batches import direct_feed
 from streamsig.live.config import StreamConfig, incarnation, make_app, raw_topic, reread_from_start
 from streamsig.live.guard import SequenceGuard, SymbolGate, Verdict, check_values
-from streamsig.live.output import acked, queue_sends
+from streamsig.live.output import MAX_INFLIGHT, InFlight, acked, queue_sends
 from streamsig.wire.frames import FrameError, dead_letter_record, decode_frame, encode_frame, peek_symbol
 from streamsig.wire.health import BrokerWatch, quiet_client_logs
 from streamsig.wire.signals import decode_signals, split_signals
@@ -71,8 +70,6 @@ from streamsig.wire.signals import decode_signals, split_signals
 log = logging.getLogger(__name__)
 
 SNAPSHOT_REQUEST_EVERY_S = 2.0  #: a waiting symbol repeats its snapshot request at most this often
-#: batches whose output may await the broker's ack while the next ones are processed
-MAX_INFLIGHT = 64
 
 
 def choose_checkpoint(local: Checkpoint | None, broker: Checkpoint | None) -> tuple[Checkpoint | None, str]:
@@ -160,7 +157,7 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
     offsets: dict[str, int] = {}  # highest book-events offset whose frames the symbol's state holds
     counts: dict[str, dict[str, int]] = {}  # per-symbol event accounting, checkpointed with the state
     pub_off: dict[int, int] = {}  # highest acknowledged signals offset per partition
-    inflight: collections.deque[asyncio.Future] = collections.deque()  # batches whose output awaits its ack
+    inflight = InFlight(MAX_INFLIGHT)  # batches whose output awaits its ack
     loaded: dict[int, tuple[dict[str, Checkpoint], dict[str, str], dict[str, int]]] = {}
     waiting: dict[str, float] = {}  # symbol -> when it started waiting for a snapshot
     last_request: dict[str, float] = {}
@@ -453,11 +450,9 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
                 sig_slots.append((len(sends) - 1, sym, sig, pts))
         if not sends:
             return
-        reap()
-        if len(inflight) >= MAX_INFLIGHT:
-            await inflight.popleft()
+        await inflight.make_room()
         futs = await queue_sends(sends)
-        inflight.append(asyncio.ensure_future(published(sends, futs, syms, sig_slots, received, now)))
+        inflight.add(published(sends, futs, syms, sig_slots, received, now))
 
     async def published(sends: list, futs: list, syms: list, sig_slots: list, received: int,
                         now: int) -> dict[int, int]:
@@ -478,16 +473,6 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
                 M.LATENCY.labels(sym).observe(max(0.0, (now - pt) / 1e9))
         return moved
 
-    def reap() -> None:
-        """Take the batches whose output is acknowledged; a publication that failed raises here."""
-        while inflight and inflight[0].done():
-            inflight.popleft().result()
-
-    async def drain() -> None:
-        """Wait until every batch's output is acknowledged (before a checkpoint: it records them)."""
-        while inflight:
-            await inflight.popleft()
-
     def capture() -> list[tuple[str, dict]]:
         """Every symbol's checkpoint content as it is now."""
         return [(sym, {"seq": eng.last_seq, "engine": eng.checkpoint(), "published": marks.get(sym, -1),
@@ -505,7 +490,7 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
 
     async def save_all() -> int:
         """With the lock held: checkpoint every changed symbol once all output so far is acknowledged."""
-        await drain()
+        await inflight.drain()
         return await save(capture(), dict(pub_off)) if started else 0
 
     async def save_and_commit() -> None:
@@ -519,7 +504,7 @@ def build_worker(cfg: StreamConfig, spec: FeatureSpec, strategy: Any, model_id: 
                 if not started:
                     return
                 contents = frozen(capture())
-                pending, published_off = list(inflight), dict(pub_off)
+                pending, published_off = inflight.pending(), dict(pub_off)
                 commit_at, inc = app.consumer.committable(), incarnation(app)
             for fut in pending:
                 for p, off in (await fut).items():
