@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import json
 import os
 import secrets
 import signal
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, Optional
@@ -20,6 +22,7 @@ from streamsig.cli.options import (
 ENV_TOKEN = "STREAMSIG_TOKEN"  #: accepted websocket token(s), comma-separated
 DASHBOARDS_DIR = Path("dashboards")  #: relative to the working directory (the repository root)
 DATASOURCE_UID = "streamsig-prometheus"  #: the uid deploy/grafana provisions and the dashboards use
+STOP_GRACE_S = 10.0  #: seconds ``serve`` gives its connections and consumer to close after a signal
 
 _Host = Annotated[str, typer.Option("--host", envvar="STREAMSIG_WS_HOST", show_envvar=True,
                                     help="Interface the websocket server binds to (0.0.0.0 for all).")]
@@ -75,7 +78,8 @@ def serve(kafka: Kafka = None, host: _Host = "127.0.0.1", port: _Port = 8765, to
     """Serve live signals, fills and P&L to websocket clients as JSON, and the live page over HTTP.
 
     Reads the signals, pnl and fills topics (no consumer group); protocol in
-    docs/observability.md. Ctrl-C or SIGTERM stops it.
+    docs/observability.md. Ctrl-C or SIGTERM stops it: what has not closed within
+    10 s is abandoned, with a warning that shows where it was waiting.
     """
     from streamsig.heap import settled
     from streamsig.serve.page import PageServer
@@ -118,8 +122,14 @@ def serve(kafka: Kafka = None, host: _Host = "127.0.0.1", port: _Port = 8765, to
         async def main() -> None:
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
+
+            def on_signal() -> None:
+                if not stop.is_set():
+                    stop.set()
+                    _watchdog(STOP_GRACE_S, broker, loop)
+
             for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, stop.set)
+                loop.add_signal_handler(sig, on_signal)
             await settled(run_server(bootstrap, topics, host, port, tokens, queue_size,
                                      from_beginning=from_beginning, partitions=partitions, stop=stop,
                                      on_ready=ready, fetch_max_wait_ms=stream_cfg.fetch_max_wait_ms,
@@ -132,6 +142,31 @@ def serve(kafka: Kafka = None, host: _Host = "127.0.0.1", port: _Port = 8765, to
         page.stop()
         if broker is not None:
             broker.stop()
+
+
+def _watchdog(grace_s: float, broker: Any, loop: asyncio.AbstractEventLoop | None = None) -> threading.Timer:
+    """After ``grace_s``, if the process is still here, print where it waits, stop ``broker`` and exit 0.
+
+    Where it waits: every thread's stack and every pending task of ``loop``.
+    """
+    def give_up() -> None:
+        print(f"warning: serve did not stop within {grace_s:g} s of the signal; exiting anyway. "
+              "Where it was waiting:", file=sys.stderr, flush=True)
+        faulthandler.dump_traceback(sys.stderr, all_threads=True)
+        try:  # read from another thread: good enough to say where it hangs
+            for task in list(asyncio.all_tasks(loop)) if loop is not None else []:
+                task.print_stack(file=sys.stderr)
+        except Exception:  # noqa: BLE001 - the exit must not depend on the report
+            pass
+        sys.stderr.flush()
+        if broker is not None:
+            broker.stop()
+        os._exit(0)
+
+    timer = threading.Timer(grace_s, give_up)
+    timer.daemon = True
+    timer.start()
+    return timer
 
 
 def _fail(msg: str) -> NoReturn:
