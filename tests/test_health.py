@@ -3,6 +3,7 @@ from __future__ import annotations
 
 
 import numpy as np
+import pytest
 
 from streamsig.book.records import SIGNAL_DTYPE
 from streamsig.models.outcomes import tally
@@ -90,4 +91,57 @@ async def test_a_loss_is_reported_even_when_recreating_the_topics_failed_halfway
         assert watch.losses == 1  # reported once
     finally:
         await watch._reset_admin()
+        broker.stop()
+
+
+async def test_a_cancel_during_a_client_close_is_not_swallowed(kafka: str) -> None:
+    """aiokafka's close suppresses CancelledError while it waits for its metadata task; the watch must not."""
+    import asyncio
+
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    from streamsig.wire.health import BrokerWatch
+
+    for turns in range(12):  # cancel after 0..11 turns of the loop: some land inside aiokafka's close
+        watch = BrokerWatch(kafka, [], 1, "close-test")
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka)
+        await admin.start()
+        watch._admin = admin
+        task = asyncio.ensure_future(watch._reset_admin())
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        if task.done():
+            continue
+        task.cancel()
+        await asyncio.wait({task})
+        assert task.cancelled(), f"the cancel after {turns} turns was swallowed"
+
+
+@pytest.mark.slow
+async def test_a_cancelled_watch_stops_wherever_its_poll_was() -> None:
+    """Cancelled at any point of its polls, the watch ends (it ran on, and a ``serve`` never exited).
+
+    A broker holding a few hundred topics answers slowly enough that cancels
+    land inside the watch's client calls, as on a busy deployment.
+    """
+    import asyncio
+    import random
+
+    from streamsig.live.broker import EmbeddedBroker
+    from streamsig.wire.health import BrokerWatch
+    from streamsig.wire.topics import ensure_topics
+
+    broker = EmbeddedBroker(free_port()).start()
+    try:
+        for i in range(0, 200, 50):
+            await ensure_topics(broker.bootstrap, [f"filler-{i + j}" for j in range(50)], 4)
+        rng = random.Random(3)
+        for k in range(20):
+            watch = BrokerWatch(broker.bootstrap, [f"t{k}-signals", f"t{k}-pnl"], 4, "cancel-test", f"t{k}")
+            task = asyncio.ensure_future(watch.run())
+            await asyncio.sleep(rng.uniform(0.0, 0.3))
+            task.cancel()
+            done, _ = await asyncio.wait({task}, timeout=20)  # a hang, not a speed: a stop takes well under 1 s
+            assert done and task.cancelled(), f"the watch cancelled in trial {k} ran on"
+    finally:
         broker.stop()

@@ -56,7 +56,7 @@ from typing import Any
 
 import numpy as np
 
-from streamsig.wire.topics import Topics, topic_name
+from streamsig.wire.topics import Topics, closed, topic_name
 
 log = logging.getLogger(__name__)
 
@@ -484,10 +484,10 @@ class BrokerStore:
 
     async def stop(self) -> None:
         if self._producer is not None:
-            await self._producer.stop()
+            await closed(self._producer.stop())
             self._producer = None
         if self._admin is not None:
-            await self._admin.close()
+            await closed(self._admin.close())
             self._admin = None
 
     async def send(self, topic: str, key: bytes, value: bytes, partition: int | None = None) -> Any:
@@ -550,7 +550,7 @@ class BrokerStore:
             # creates the topics a metadata request names: only a producer that never wrote to
             # the old generations may live on
             old_producer, self._producer = self._producer, await self._new_producer()
-            await old_producer.stop()
+            await closed(old_producer.stop())
             await self._admin.delete_topics(stale)
         self.rotations += 1
         log.info("checkpoints of %s partition %d rotated to generation %d (%d symbols)", self.topic, p, new,

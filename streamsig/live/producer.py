@@ -27,6 +27,7 @@ from streamsig.book import events as E
 from streamsig.book.book import Book
 from streamsig.book.sources import Feed
 from streamsig.wire.frames import Framer
+from streamsig.wire.topics import closed
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +168,7 @@ async def _serve_requests(bootstrap: str, topic: str, symbols: set[str], wanted:
                         log.warning("snapshot requested for %s", sym)
                         wanted.add(sym)
     finally:
-        await c.stop()
+        await closed(c.stop())
 
 
 async def _paced(piece: np.ndarray, framer: Framer, send, speed: float, t0: float, ts0: int | None,
@@ -290,5 +291,5 @@ async def produce(feeds: Sequence[Feed], bootstrap: str, topic: str, speed: floa
         done.set()
         if serving is not None:
             await serving
-        await prod.stop()
+        await closed(prod.stop())
     return stats

@@ -55,7 +55,7 @@ import numpy as np
 from streamsig.telemetry import WS_CLIENTS, WS_DROPPED, WS_REFUSED, WS_SENT, observe_stage
 from streamsig.wire.frames import FrameError
 from streamsig.wire.signals import SignalFrame, decode_signals, signal_dicts, to_json
-from streamsig.wire.topics import Topics
+from streamsig.wire.topics import Topics, closed
 
 PROTOCOL = 2
 CLOSE_UNAUTHORIZED = 4401  #: protocol 1 closed with this after the upgrade; now the upgrade gets HTTP 401
@@ -470,7 +470,7 @@ class SignalServer:
             for tp in tps:  # resolve every position now: "latest" means "when start() returned"
                 await consumer.position(tp)
         except BaseException:
-            await consumer.stop()
+            await closed(consumer.stop())
             raise
         self._consumer = consumer
         self._consume_task = asyncio.create_task(self._consume())
@@ -482,7 +482,7 @@ class SignalServer:
             await asyncio.gather(task, return_exceptions=True)
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
-            await consumer.stop()
+            await closed(consumer.stop())
 
     async def _consume(self) -> None:
         from streamsig.wire.health import BrokerWatch, Outage, quiet_client_logs

@@ -107,18 +107,23 @@ class BrokerWatch:
         from aiokafka.admin import AIOKafkaAdminClient
 
         if self._admin is None:
+            from streamsig.wire.topics import closed
+
             admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=int(self.timeout_s * 1000))
-            await asyncio.wait_for(admin.start(), self.timeout_s)
+            try:
+                await asyncio.wait_for(admin.start(), self.timeout_s)
+            except BaseException:  # a failed or cancelled start leaves connections open
+                await closed(admin.close(), 2.0)
+                raise
             self._admin = admin
         return {t["topic"] for t in await asyncio.wait_for(self._admin.describe_topics(None), self.timeout_s)}
 
     async def _reset_admin(self) -> None:
+        from streamsig.wire.topics import closed
+
         admin, self._admin = self._admin, None
         if admin is not None:
-            try:
-                await asyncio.wait_for(admin.close(), 2.0)
-            except Exception:  # noqa: BLE001 - a dead connection may not close cleanly
-                pass
+            await closed(admin.close(), 2.0)  # a dead connection may not close cleanly: not waited for long
 
     async def check_once(self) -> float:
         """One poll; returns the delay before the next."""
@@ -155,9 +160,13 @@ class BrokerWatch:
 
     async def run(self) -> None:
         """Poll until cancelled."""
+        me = asyncio.current_task()
         try:
             while True:
-                await asyncio.sleep(await self.check_once())
+                delay = await self.check_once()
+                if me is not None and me.cancelling():  # a cancel some client call swallowed
+                    raise asyncio.CancelledError
+                await asyncio.sleep(delay)
         finally:
             await self._reset_admin()
 

@@ -6,9 +6,10 @@ topic on the first metadata request with its own default partition count.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+import logging
+from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from aiokafka.admin import AIOKafkaAdminClient
@@ -21,6 +22,27 @@ DEAD_LETTER = "dead-letter"
 BASE_NAMES = (BOOK_EVENTS, SIGNALS, FILLS, PNL, DEAD_LETTER)
 
 _TOPIC_ALREADY_EXISTS = 36  # Kafka error code
+log = logging.getLogger(__name__)
+
+
+async def closed(closing: Awaitable[Any], timeout_s: float | None = None) -> bool:
+    """Await a Kafka client's ``close()`` or ``stop()`` without letting it swallow a cancel of the caller.
+
+    aiokafka's client close awaits its metadata task under
+    ``suppress(CancelledError)``: a cancel that reaches the caller then is lost,
+    and a task that was told to stop runs on (a ``serve`` that never exits).
+    Here the close runs as a task of its own: a cancel of the caller ends the
+    wait and propagates while the close goes on. Returns whether the close
+    finished within ``timeout_s`` (``None``: no limit); a close that failed is
+    logged, not raised.
+    """
+    task = asyncio.ensure_future(closing)
+    done, _ = await asyncio.wait({task}, timeout=timeout_s)
+    if not done:
+        return False
+    if not task.cancelled() and task.exception() is not None:
+        log.debug("closing a Kafka client failed: %s", task.exception())
+    return True
 
 
 class TopicError(RuntimeError):
@@ -108,7 +130,7 @@ async def ensure_topics(
     except asyncio.TimeoutError as exc:
         raise TopicError(f"no answer from Kafka at {bootstrap} within {timeout_s:g} s") from exc
     finally:
-        await admin.close()
+        await closed(admin.close())
 
 
 async def partition_counts(bootstrap: str, names: Iterable[str]) -> dict[str, int]:
@@ -120,7 +142,7 @@ async def partition_counts(bootstrap: str, names: Iterable[str]) -> dict[str, in
     try:
         return await _partition_counts(admin, list(names))
     finally:
-        await admin.close()
+        await closed(admin.close())
 
 
 async def _partition_counts(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, int]:
