@@ -315,7 +315,7 @@ def test_serve_command_runs_and_stops_on_sigterm(kafka: str, unique_prefix: str,
         _, err = proc.communicate(timeout=15)  # drains the pipes: a full one would block the process
         assert proc.returncode == 0, err[-3000:]
         if "did not stop" in err:  # stopped by the grace bound: still a stop, but say where it hung
-            warnings.warn("serve's graceful stop hung: " + err[-3000:])
+            warnings.warn("serve's graceful stop hung: " + err[-20000:])
     finally:
         if proc.poll() is None:
             proc.kill()
