@@ -144,7 +144,7 @@ def serve(kafka: Kafka = None, host: _Host = "127.0.0.1", port: _Port = 8765, to
             broker.stop()
 
 
-def _watchdog(grace_s: float, broker: Any, loop: asyncio.AbstractEventLoop | None = None) -> threading.Timer:
+def _watchdog(grace_s: float, broker: Any, loop: asyncio.AbstractEventLoop) -> threading.Timer:
     """After ``grace_s``, if the process is still here, print where it waits, stop ``broker`` and exit 0.
 
     Where it waits: every thread's stack and every pending task of ``loop``.
@@ -154,7 +154,7 @@ def _watchdog(grace_s: float, broker: Any, loop: asyncio.AbstractEventLoop | Non
               "Where it was waiting:", file=sys.stderr, flush=True)
         faulthandler.dump_traceback(sys.stderr, all_threads=True)
         try:  # read from another thread: good enough to say where it hangs
-            for task in list(asyncio.all_tasks(loop)) if loop is not None else []:
+            for task in list(asyncio.all_tasks(loop)):
                 task.print_stack(file=sys.stderr)
         except Exception:  # noqa: BLE001 - the exit must not depend on the report
             pass

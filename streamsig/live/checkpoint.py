@@ -661,7 +661,7 @@ async def read_partition(bootstrap: str, topic: str, partition: int, start: int,
         raise TimeoutError(f"reading {topic}[{partition}] from offset {start} did not finish within {timeout_s:g} s "
                            f"(position {await c.position(tp)}, end {c.highwater(tp)})")
     finally:
-        await c.stop()
+        await closed(c.stop())
 
 
 async def save_changed(kind: str, contents: Iterable[tuple[str, dict[str, Any]]],

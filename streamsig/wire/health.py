@@ -36,6 +36,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from streamsig import telemetry as M
+from streamsig.wire.topics import closed
 
 log = logging.getLogger(__name__)
 
@@ -107,20 +108,14 @@ class BrokerWatch:
         from aiokafka.admin import AIOKafkaAdminClient
 
         if self._admin is None:
-            from streamsig.wire.topics import closed
-
-            admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=int(self.timeout_s * 1000))
-            try:
-                await asyncio.wait_for(admin.start(), self.timeout_s)
-            except BaseException:  # a failed or cancelled start leaves connections open
-                await closed(admin.close(), 2.0)
-                raise
-            self._admin = admin
+            # kept before it has started: a failed or cancelled start leaves connections open, and
+            # _reset_admin (after any failed poll, and when the watch ends) closes it like any other
+            self._admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap,
+                                              request_timeout_ms=int(self.timeout_s * 1000))
+            await asyncio.wait_for(self._admin.start(), self.timeout_s)
         return {t["topic"] for t in await asyncio.wait_for(self._admin.describe_topics(None), self.timeout_s)}
 
     async def _reset_admin(self) -> None:
-        from streamsig.wire.topics import closed
-
         admin, self._admin = self._admin, None
         if admin is not None:
             await closed(admin.close(), 2.0)  # a dead connection may not close cleanly: not waited for long
